@@ -1,0 +1,465 @@
+//! Apps: a named SLIM endpoint with an identity, connected to one node.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
+use napi_derive::napi;
+use parking_lot::RwLock;
+use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
+use slim_config::client::ClientConfig;
+use slim_config::component::id::{ID, Kind};
+use slim_config::tls::client::TlsClientConfig;
+use slim_datapath::api::ProtoName;
+use slim_service::{KIND, Service};
+use slim_session::notification::Notification;
+use slim_session::session_controller::SessionController;
+use slim_session::{CompletionHandle, SessionError};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cancel::{CancelToken, token_of};
+use crate::errors::{Code, Error, Result, chain};
+use crate::identity::{Identity, IdentityOptions};
+use crate::name;
+use crate::runtime::{bounded, millis};
+use crate::session::{Session, SessionCore, SessionOptions};
+
+type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
+type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
+
+/// How long a connection attempt may take before it fails with CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates an app.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// The app's name, `org/ns/app`.
+    pub name: String,
+    pub identity: IdentityOptions,
+}
+
+/// TLS settings for the connection to a node.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Plain-text connection (no TLS). Defaults to true for `http://` endpoints.
+    pub insecure: Option<bool>,
+}
+
+/// Where and how to reach a SLIM node.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The node URL, e.g. `http://127.0.0.1:46357`.
+    pub endpoint: String,
+    pub tls: Option<TlsOptions>,
+}
+
+/// State shared by an app and its sessions.
+pub struct AppCore {
+    name: ProtoName,
+    slim: RwLock<Option<Arc<SlimApp>>>,
+    service: Service,
+    connection: RwLock<Option<u64>>,
+    notifications: Mutex<Notifications>,
+    /// Sessions handed to JavaScript, closed with the app.
+    sessions: parking_lot::Mutex<Vec<Weak<SessionCore>>>,
+    pub closed: CancellationToken,
+}
+
+fn app_closed() -> Error {
+    Error::new(Code::Closed, "the app is closed")
+}
+
+impl AppCore {
+    fn slim(&self) -> Result<Arc<SlimApp>> {
+        self.slim.read().clone().ok_or_else(app_closed)
+    }
+
+    fn connection(&self) -> Result<u64> {
+        self.slim()?;
+        self.connection.read().ok_or_else(|| {
+            Error::new(
+                Code::Connect,
+                "the app is not connected to a SLIM node; call connect() first",
+            )
+        })
+    }
+
+    pub async fn set_route(&self, target: &ProtoName) -> Result<()> {
+        let connection = self.connection()?;
+        Ok(self.slim()?.set_route(target, connection).await?)
+    }
+
+    pub fn delete_session(&self, session: &SessionController) -> Result<CompletionHandle> {
+        Ok(self.slim()?.delete_session(session)?)
+    }
+
+    pub fn register(&self, session: &Arc<SessionCore>) {
+        let mut sessions = self.sessions.lock();
+        sessions.retain(|s| s.strong_count() > 0);
+        sessions.push(Arc::downgrade(session));
+    }
+
+    async fn close(&self) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        let open: Vec<_> = self
+            .sessions
+            .lock()
+            .drain(..)
+            .filter_map(|s| s.upgrade())
+            .collect();
+        futures::future::join_all(open.iter().map(|session| session.close())).await;
+        self.closed.cancel();
+        let Some(slim) = self.slim.write().take() else {
+            return;
+        };
+        // Sessions that arrived but were never listened for: nobody waits on them.
+        drop(slim.clear_all_sessions());
+        let connection = self.connection.write().take();
+        if let Some(connection) = connection {
+            let _ = slim.unsubscribe(&self.name, Some(connection)).await;
+            let _ = self.service.disconnect(connection);
+        }
+        drop(slim);
+        let _ = self.service.shutdown().await;
+    }
+}
+
+fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
+    let endpoint = options.endpoint.trim();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(Error::invalid_argument(format!(
+            "endpoint {endpoint:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:46357"
+        )));
+    }
+    let insecure = options
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.insecure)
+        .unwrap_or_else(|| endpoint.starts_with("http://"));
+    Ok(ClientConfig::with_endpoint(endpoint)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_tls_setting(TlsClientConfig::default().with_insecure(insecure)))
+}
+
+/// `host:port` of an http(s) URL, with the scheme's default port when none is given.
+fn socket_address(endpoint: &str) -> Option<String> {
+    let (scheme, rest) = endpoint.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (!host.contains(':') || host.ends_with(']'))
+    });
+    if has_port {
+        return Some(authority.to_string());
+    }
+    let port = if scheme == "https" { 443 } else { 80 };
+    Some(format!("{authority}:{port}"))
+}
+
+/// Upstream retries a refused connection forever (its reconnect policy); probe once so
+/// that nothing listening is reported at once rather than after the connect timeout.
+async fn probe(endpoint: &str) -> Result<()> {
+    let address = socket_address(endpoint)
+        .ok_or_else(|| Error::invalid_argument(format!("endpoint {endpoint:?} has no host")))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(Error::new(
+            Code::Connect,
+            format!("cannot connect to {endpoint}: {err}"),
+        )),
+        Err(_) => Err(Error::new(
+            Code::Connect,
+            format!("cannot connect to {endpoint}: no answer within {CONNECT_TIMEOUT:?}"),
+        )),
+    }
+}
+
+fn service_id(app: &ProtoName) -> Result<ID> {
+    let kind = Kind::new(KIND).map_err(|e| Error::new(Code::Internal, e.to_string()))?;
+    // IDs allow a restricted alphabet: derive one from the app name.
+    let cleaned: String = name::base(app)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    ID::new_with_name(kind, &cleaned).map_err(|e| Error::new(Code::Internal, e.to_string()))
+}
+
+/// A SLIM application.
+#[napi]
+pub struct App {
+    core: Arc<AppCore>,
+}
+
+/// Creates an app with its identity. It can create sessions once connected.
+#[napi(catch_unwind)]
+pub async fn create_app(options: AppOptions) -> napi::Result<App> {
+    let base = name::parse(&options.name)?;
+    if base.has_id() {
+        return Err(Error::invalid_argument(
+            "an app name cannot carry an id: SLIM derives it from the identity",
+        )
+        .into());
+    }
+    let identity = Identity::build(&name::base(&base), &options.identity).await?;
+    let service = Service::new(service_id(&base)?);
+    let (slim, notifications) = service
+        .create_app(&base, identity.provider, identity.verifier)
+        .map_err(Error::from)?;
+    let core = AppCore {
+        name: slim.app_name().clone(),
+        slim: RwLock::new(Some(Arc::new(slim))),
+        service,
+        connection: RwLock::new(None),
+        notifications: Mutex::new(notifications),
+        sessions: parking_lot::Mutex::new(Vec::new()),
+        closed: CancellationToken::new(),
+    };
+    Ok(App {
+        core: Arc::new(core),
+    })
+}
+
+#[napi]
+impl App {
+    /// The app's name, `org/ns/app`.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        name::base(&self.core.name)
+    }
+
+    /// The app instance's 128-bit id (a UUID), derived from its identity.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        name::id(&self.core.name).unwrap_or_default()
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core.closed.is_cancelled()
+    }
+
+    /// Connects to a SLIM node and subscribes the app's name there.
+    #[napi(catch_unwind)]
+    pub async fn connect(&self, options: ConnectOptions) -> napi::Result<()> {
+        let core = &self.core;
+        let slim = core.slim()?;
+        if core.connection.read().is_some() {
+            return Err(Error::new(Code::Connect, "the app is already connected").into());
+        }
+        let config = client_config(&options)?;
+        probe(&config.endpoint).await?;
+        let attempt = async {
+            core.service.connect(&config).await.map_err(|e| {
+                Error::new(
+                    Code::Connect,
+                    format!("cannot connect to {}: {}", options.endpoint, chain(&e)),
+                )
+            })
+        };
+        let connection = bounded(
+            attempt,
+            Some(CONNECT_TIMEOUT),
+            &core.closed,
+            None,
+            "connect",
+        )
+        .await
+        .map_err(|e| match e.code {
+            Code::Timeout => Error::new(
+                Code::Connect,
+                format!("cannot connect to {}: {}", options.endpoint, e.message),
+            ),
+            _ => e,
+        })?;
+        *core.connection.write() = Some(connection);
+        if let Err(err) = slim.subscribe(&core.name, Some(connection)).await {
+            core.connection.write().take();
+            let _ = core.service.disconnect(connection);
+            return Err(Error::new(
+                Code::Connect,
+                format!(
+                    "connected to {} but could not subscribe: {}",
+                    options.endpoint,
+                    chain(&err)
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Receives messages sent to `name` as well as to the app's own name.
+    #[napi(catch_unwind)]
+    pub async fn subscribe(&self, name: String) -> napi::Result<()> {
+        let target = name::parse(&name)?;
+        let connection = self.core.connection()?;
+        Ok(self
+            .core
+            .slim()?
+            .subscribe(&target, Some(connection))
+            .await
+            .map_err(Error::from)?)
+    }
+
+    #[napi(catch_unwind)]
+    pub async fn unsubscribe(&self, name: String) -> napi::Result<()> {
+        let target = name::parse(&name)?;
+        let connection = self.core.connection()?;
+        Ok(self
+            .core
+            .slim()?
+            .unsubscribe(&target, Some(connection))
+            .await
+            .map_err(Error::from)?)
+    }
+
+    /// Routes traffic for `name` through the node this app is connected to.
+    #[napi(catch_unwind)]
+    pub async fn set_route(&self, name: String) -> napi::Result<()> {
+        let target = name::parse(&name)?;
+        Ok(self.core.set_route(&target).await?)
+    }
+
+    #[napi(catch_unwind)]
+    pub async fn remove_route(&self, name: String) -> napi::Result<()> {
+        let target = name::parse(&name)?;
+        let connection = self.core.connection()?;
+        Ok(self
+            .core
+            .slim()?
+            .remove_route(&target, connection)
+            .await
+            .map_err(Error::from)?)
+    }
+
+    /// Creates a session towards `destination`: a group channel, or the peer of a
+    /// point-to-point session. Resolves when the session is established.
+    #[napi(catch_unwind)]
+    pub async fn create_session(
+        &self,
+        destination: String,
+        options: Option<SessionOptions>,
+    ) -> napi::Result<Session> {
+        let destination = name::parse(&destination)?;
+        let config = options.unwrap_or_default().to_config()?;
+        let core = self.core.clone();
+        let slim = core.slim()?;
+        core.connection()?;
+        if config.session_type == slim_datapath::api::ProtoSessionType::PointToPoint {
+            core.set_route(&destination).await?;
+        }
+        let (context, handle) = slim
+            .create_session(config, destination, None)
+            .await
+            .map_err(Error::from)?;
+        drop(slim);
+        bounded(
+            async { handle.await.map_err(Error::from) },
+            None,
+            &core.closed,
+            None,
+            "create session",
+        )
+        .await?;
+        Ok(Session::from_context(context, core)?)
+    }
+
+    /// Waits for another app to invite this one into a session.
+    #[napi(ts_return_type = "Promise<Session>", catch_unwind)]
+    pub fn listen_for_session<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, Session>> {
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            core.slim()?;
+            let mut notifications = core.notifications.try_lock().map_err(|_| {
+                Error::new(
+                    Code::Busy,
+                    "the app already has a pending listenForSession; listen from one place at a time",
+                )
+            })?;
+            let next_session = async {
+                loop {
+                    match notifications.recv().await {
+                        Some(Ok(Notification::NewSession(context))) => return Ok(context),
+                        // Messages and errors outside any session have no listener here.
+                        Some(Ok(Notification::NewMessage(_))) | Some(Err(_)) => continue,
+                        None => return Err(app_closed()),
+                    }
+                }
+            };
+            let context = bounded(next_session, timeout, &core.closed, abort.as_ref(), "listenForSession").await?;
+            Ok(Session::from_context(context, core.clone())?)
+        })
+    }
+
+    /// Closes every session, disconnects and releases the app. Idempotent.
+    #[napi(catch_unwind)]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.core.close().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_addresses_from_urls() {
+        assert_eq!(
+            socket_address("http://127.0.0.1:46357").as_deref(),
+            Some("127.0.0.1:46357")
+        );
+        assert_eq!(
+            socket_address("https://slim.example/x").as_deref(),
+            Some("slim.example:443")
+        );
+        assert_eq!(
+            socket_address("http://[::1]:9000/").as_deref(),
+            Some("[::1]:9000")
+        );
+        assert_eq!(socket_address("http://[::1]").as_deref(), Some("[::1]:80"));
+        assert_eq!(socket_address("127.0.0.1:1"), None);
+        assert_eq!(socket_address("http://"), None);
+    }
+
+    #[test]
+    fn endpoints_need_an_http_scheme() {
+        let options = |endpoint: &str| ConnectOptions {
+            endpoint: endpoint.into(),
+            tls: None,
+        };
+        assert!(client_config(&options("127.0.0.1:46357")).is_err());
+        let config = client_config(&options("http://127.0.0.1:46357")).unwrap();
+        assert!(config.tls_setting.insecure);
+        assert!(
+            !client_config(&options("https://node:443"))
+                .unwrap()
+                .tls_setting
+                .insecure
+        );
+    }
+}

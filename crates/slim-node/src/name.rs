@@ -1,0 +1,153 @@
+//! SLIM names: `org/namespace/app`, optionally followed by a 128-bit id as a UUID.
+
+use napi_derive::napi;
+use slim_datapath::api::{NameId, ProtoName};
+
+use crate::errors::{Code, Error, Result};
+
+/// The parts of a SLIM name.
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameParts {
+    pub org: String,
+    pub namespace: String,
+    pub app: String,
+    /// The 128-bit instance id as a UUID string, when the name carries one.
+    pub id: Option<String>,
+}
+
+fn invalid(text: &str, why: &str) -> Error {
+    Error::new(
+        Code::InvalidName,
+        format!(
+            "invalid SLIM name {text:?}: {why}; expected \"org/namespace/app\" or \"org/namespace/app/<uuid>\""
+        ),
+    )
+}
+
+fn check_component(text: &str, component: &str) -> Result<()> {
+    if component.is_empty() {
+        return Err(invalid(text, "a component is empty"));
+    }
+    if component
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(text, "components cannot contain whitespace"));
+    }
+    Ok(())
+}
+
+fn parse_id(text: &str, id: &str) -> Result<u128> {
+    let value: u128 = NameId::try_from(id.to_string())
+        .map_err(|_| invalid(text, "the id is not a UUID"))?
+        .into();
+    if NameId::is_reserved_id(value) {
+        return Err(invalid(text, "the id is a reserved value"));
+    }
+    Ok(value)
+}
+
+/// Parses `org/ns/app` or `org/ns/app/<uuid>` into the upstream name type.
+pub fn parse(text: &str) -> Result<ProtoName> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let (components, id) = match parts.as_slice() {
+        [org, ns, app] => ([*org, *ns, *app], None),
+        [org, ns, app, id] => ([*org, *ns, *app], Some(*id)),
+        _ => return Err(invalid(text, "it must have three components")),
+    };
+    for component in components {
+        check_component(text, component)?;
+    }
+    let name = ProtoName::from_strings(components);
+    Ok(match id {
+        Some(id) => name.with_id(parse_id(text, id)?),
+        None => name,
+    })
+}
+
+/// `org/ns/app`, without the id.
+pub fn base(name: &ProtoName) -> String {
+    let (org, ns, app) = name.str_components();
+    format!("{org}/{ns}/{app}")
+}
+
+/// `org/ns/app/<uuid>` when the name has an id, else `org/ns/app`.
+pub fn full(name: &ProtoName) -> String {
+    match id(name) {
+        Some(id) => format!("{}/{id}", base(name)),
+        None => base(name),
+    }
+}
+
+/// The id as a UUID string, or `None` for a name without one.
+pub fn id(name: &ProtoName) -> Option<String> {
+    name.has_id().then(|| name.string_id())
+}
+
+/// Parses a SLIM name string into its parts.
+#[napi(catch_unwind)]
+pub fn parse_name(text: String) -> napi::Result<NameParts> {
+    let name = parse(&text)?;
+    let (org, namespace, app) = name.str_components();
+    Ok(NameParts {
+        org: org.to_string(),
+        namespace: namespace.to_string(),
+        app: app.to_string(),
+        id: id(&name),
+    })
+}
+
+/// Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part.
+#[napi(catch_unwind)]
+pub fn format_name(parts: NameParts) -> napi::Result<String> {
+    let mut text = format!("{}/{}/{}", parts.org, parts.namespace, parts.app);
+    if let Some(id) = parts.id {
+        text.push('/');
+        text.push_str(&id);
+    }
+    Ok(full(&parse(&text)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_three_components() {
+        let name = parse("agntcy/ns/chat").unwrap();
+        assert_eq!(base(&name), "agntcy/ns/chat");
+        assert_eq!(id(&name), None);
+        assert_eq!(full(&name), "agntcy/ns/chat");
+    }
+
+    #[test]
+    fn parses_an_id_and_round_trips() {
+        let text = "org/ns/app/0191d7b0-7c36-7bb3-9f8c-2d6f1c2a9e10";
+        let name = parse(text).unwrap();
+        assert_eq!(full(&name), text);
+        assert_eq!(
+            id(&name).as_deref(),
+            Some("0191d7b0-7c36-7bb3-9f8c-2d6f1c2a9e10")
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_names() {
+        for bad in [
+            "",
+            "org",
+            "org/ns",
+            "org//app",
+            "/ns/app",
+            "org/ns/app/",
+            "org/ns/app/not-a-uuid",
+            "org/ns/a b",
+            "a/b/c/d/e",
+            "org/ns/app/ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.code, Code::InvalidName, "{bad:?}");
+        }
+    }
+}

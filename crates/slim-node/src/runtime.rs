@@ -1,0 +1,126 @@
+//! The addon's single tokio runtime, shared by napi's async functions and every
+//! task the upstream SLIM crates spawn.
+
+use std::future::Future;
+use std::time::Duration;
+
+use napi::bindgen_prelude::create_custom_tokio_runtime;
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::{Code, Error, Result};
+
+#[napi_derive::module_init]
+fn init_runtime() {
+    slim_config::tls::provider::initialize_crypto_provider();
+    crate::tracing::init_from_env();
+    // At least two workers: upstream deadlocks on a single-worker runtime (agntcy/slim#1657).
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2);
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("slim-node")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => create_custom_tokio_runtime(runtime),
+        // napi falls back to its own default runtime, which works the same way.
+        Err(err) => eprintln!("slim-node: could not build the tokio runtime: {err}"),
+    }
+}
+
+/// Spawns a detached task on the addon runtime (for work started from sync exports).
+pub fn spawn<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    napi::bindgen_prelude::spawn(fut);
+}
+
+/// Runs `fut` until it completes, the optional timeout elapses or a token is cancelled.
+///
+/// `closed` is the owner's close signal (app or session); `abort` is the caller's
+/// per-call cancellation (an AbortSignal in JavaScript).
+pub async fn bounded<T>(
+    fut: impl Future<Output = Result<T>>,
+    timeout: Option<Duration>,
+    closed: &CancellationToken,
+    abort: Option<&CancellationToken>,
+    what: &str,
+) -> Result<T> {
+    let never = CancellationToken::new();
+    let abort = abort.unwrap_or(&never);
+    let sleep = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        res = fut => res,
+        _ = sleep => Err(Error::new(
+            Code::Timeout,
+            format!("{what} timed out after {} ms", timeout.unwrap_or_default().as_millis()),
+        )),
+        _ = closed.cancelled() => Err(Error::new(Code::Closed, format!("{what} was interrupted: closed"))),
+        _ = abort.cancelled() => Err(Error::new(Code::Aborted, format!("{what} was aborted"))),
+    }
+}
+
+/// Converts a JavaScript millisecond count into a duration, rejecting NaN and negatives.
+pub fn millis(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) => Err(Error::invalid_argument(format!(
+            "{what} must be a finite number of milliseconds >= 0, got {ms}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_rejects_nan_and_negative() {
+        assert!(millis(Some(f64::NAN), "timeout").is_err());
+        assert!(millis(Some(-1.0), "timeout").is_err());
+        assert!(millis(Some(f64::INFINITY), "timeout").is_err());
+        assert_eq!(
+            millis(Some(1500.0), "timeout").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(millis(None, "timeout").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn bounded_reports_timeout_close_and_abort() {
+        let closed = CancellationToken::new();
+        let pending = || std::future::pending::<Result<()>>();
+        let err = bounded(
+            pending(),
+            Some(Duration::from_millis(5)),
+            &closed,
+            None,
+            "recv",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, Code::Timeout);
+
+        let abort = CancellationToken::new();
+        abort.cancel();
+        let err = bounded(pending(), None, &closed, Some(&abort), "recv")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, Code::Aborted);
+
+        closed.cancel();
+        let err = bounded(pending(), None, &closed, None, "recv")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, Code::Closed);
+    }
+}

@@ -1,0 +1,146 @@
+//! An embedded SLIM node: the upstream data-plane server, run inside this process.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+
+use napi_derive::napi;
+use slim_config::component::id::{ID, Kind};
+use slim_config::server::ServerConfig;
+use slim_config::tls::server::TlsServerConfig;
+use slim_service::{KIND, Service, ServiceConfiguration};
+use tokio::sync::Mutex;
+
+use crate::errors::{Code, Error, Result, chain};
+
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
+
+/// Options for an embedded SLIM node.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port.
+    pub endpoint: Option<String>,
+}
+
+/// A SLIM node running inside this process.
+#[napi]
+pub struct Server {
+    endpoint: String,
+    service: Mutex<Option<Service>>,
+}
+
+fn resolve(endpoint: &str) -> Result<SocketAddr> {
+    let bare = endpoint
+        .strip_prefix("http://")
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    bare.to_socket_addrs()
+        .map_err(|e| {
+            Error::invalid_argument(format!(
+                "server endpoint {endpoint:?} is not a host:port address: {e}"
+            ))
+        })?
+        .next()
+        .ok_or_else(|| {
+            Error::invalid_argument(format!("server endpoint {endpoint:?} resolves to nothing"))
+        })
+}
+
+/// Port 0 means "any free port": reserve one from the OS and report it, since the
+/// upstream listener does not expose the address it bound.
+fn concrete_address(addr: SocketAddr) -> Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = TcpListener::bind(addr)
+        .map_err(|e| Error::new(Code::Server, format!("cannot bind {addr}: {e}")))?;
+    probe
+        .local_addr()
+        .map_err(|e| Error::new(Code::Server, format!("cannot read the bound address: {e}")))
+}
+
+fn node_id() -> Result<ID> {
+    let kind = Kind::new(KIND).map_err(|e| Error::new(Code::Internal, e.to_string()))?;
+    let name = format!("slim-node-{}", std::process::id());
+    ID::new_with_name(kind, &name).map_err(|e| Error::new(Code::Internal, e.to_string()))
+}
+
+async fn launch(addr: SocketAddr) -> Result<Service> {
+    let config = ServerConfig::with_endpoint(&addr.to_string())
+        .with_tls_settings(TlsServerConfig::default().with_insecure(true));
+    let service = ServiceConfiguration::new()
+        .with_dataplane_server(vec![config])
+        .build_server(node_id()?)
+        .map_err(|e| Error::new(Code::Server, chain(&e)))?;
+    service.run().await.map_err(|e| {
+        Error::new(
+            Code::Server,
+            format!("cannot listen on {addr}: {}", chain(&e)),
+        )
+    })?;
+    Ok(service)
+}
+
+/// Starts an embedded SLIM node and resolves once it accepts connections.
+#[napi(catch_unwind)]
+pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server> {
+    let requested = options
+        .and_then(|o| o.endpoint)
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let addr = concrete_address(resolve(&requested)?)?;
+    let service = launch(addr).await?;
+    Ok(Server {
+        endpoint: addr.to_string(),
+        service: Mutex::new(Some(service)),
+    })
+}
+
+#[napi]
+impl Server {
+    /// The `host:port` the node listens on (the real port when 0 was requested).
+    #[napi(getter)]
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// The URL apps connect to, e.g. `http://127.0.0.1:46357`.
+    #[napi(getter)]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.endpoint)
+    }
+
+    /// Whether the node is still running.
+    #[napi(getter)]
+    pub fn running(&self) -> bool {
+        self.service.try_lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+
+    /// Stops the node and closes every connection to it. Idempotent.
+    #[napi(catch_unwind)]
+    pub async fn stop(&self) -> napi::Result<()> {
+        let service = self.service.lock().await.take();
+        if let Some(service) = service {
+            service
+                .shutdown()
+                .await
+                .map_err(|e| Error::new(Code::Server, chain(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_becomes_a_real_port() {
+        let addr = concrete_address("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_ne!(addr.port(), 0);
+    }
+
+    #[test]
+    fn endpoints_accept_an_http_prefix() {
+        assert_eq!(resolve("http://127.0.0.1:5000").unwrap().port(), 5000);
+        assert!(resolve("not an endpoint").is_err());
+    }
+}

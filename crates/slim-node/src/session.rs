@@ -1,0 +1,762 @@
+//! Sessions: group (multicast) and point-to-point conversations of an app.
+//!
+//! Publishing goes through one ordered queue per session, drained by a task that
+//! keeps at most `PUBLISH_WINDOW` messages in flight inside SLIM: callers awaiting
+//! their publish promises are paced by acknowledgements instead of buffering freely.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use napi::Env;
+use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
+use napi_derive::napi;
+use slim_datapath::api::{ParticipantState, ProtoName, ProtoSessionType};
+use slim_session::AppChannelReceiver;
+use slim_session::context::SessionContext;
+use slim_session::session_config::MlsSettings;
+use slim_session::session_controller::SessionController;
+use slim_session::{CompletionHandle, SessionConfig};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppCore;
+use crate::cancel::{CancelToken, token_of};
+use crate::errors::{Code, Error, Result};
+use crate::message::{ReceivedBatch, into_received};
+use crate::name;
+use crate::runtime::{bounded, millis, spawn};
+
+/// Messages handed to SLIM and not yet acknowledged, per session.
+const PUBLISH_WINDOW: usize = 512;
+/// Defaults that make a session reliable when the caller sets only one knob.
+const DEFAULT_MAX_RETRIES: u32 = 10;
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Upstream stores the join request's signature among the session metadata; it is
+/// protocol state, not something the creator set.
+const PAYLOAD_SIGNATURE_KEY: &str = "slim-payload-sig";
+/// How long closing a session may wait for upstream to finish its teardown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The two kinds of session, named as JavaScript sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionType {
+    Group,
+    PointToPoint,
+}
+
+impl SessionType {
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "group" => Ok(SessionType::Group),
+            "point-to-point" => Ok(SessionType::PointToPoint),
+            other => Err(Error::invalid_argument(format!(
+                "session type must be 'group' or 'point-to-point', got {other:?}"
+            ))),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionType::Group => "group",
+            SessionType::PointToPoint => "point-to-point",
+        }
+    }
+}
+
+/// How a session is created.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    #[napi(ts_type = "'group' | 'point-to-point'")]
+    pub r#type: Option<String>,
+    /// Retransmissions per message before delivery fails (reliable mode).
+    pub max_retries: Option<u32>,
+    /// Milliseconds between retransmissions (the seed's `timeout`).
+    pub interval: Option<f64>,
+    /// Reliable delivery with acknowledgements (default true).
+    pub reliable: Option<bool>,
+    /// End-to-end encryption with MLS (default false).
+    pub mls: Option<bool>,
+    /// Session metadata sent to every participant.
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl SessionOptions {
+    pub fn to_config(&self) -> Result<SessionConfig> {
+        let session_type = match self.r#type.as_deref().map(SessionType::parse).transpose()? {
+            Some(SessionType::PointToPoint) => ProtoSessionType::PointToPoint,
+            _ => ProtoSessionType::Multicast,
+        };
+        let interval = millis(self.interval, "interval")?;
+        if interval == Some(Duration::ZERO) {
+            return Err(Error::invalid_argument(
+                "interval must be greater than 0 ms",
+            ));
+        }
+        let reliable = self.reliable.unwrap_or(true);
+        if !reliable && (self.max_retries.is_some() || interval.is_some()) {
+            return Err(Error::invalid_argument(
+                "maxRetries and interval only apply to reliable sessions; drop them or set reliable: true",
+            ));
+        }
+        let (max_retries, interval) = if reliable {
+            (
+                Some(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES)),
+                Some(interval.unwrap_or(DEFAULT_INTERVAL)),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(SessionConfig {
+            session_type,
+            max_retries,
+            interval,
+            mls_settings: self.mls.unwrap_or(false).then_some(MlsSettings {
+                header_integrity_validation_percent: 100,
+                max_seen_control_message_ids_size: None,
+            }),
+            initiator: true,
+            metadata: self.metadata.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Publish options.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    pub payload_type: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+/// Where a reply goes: the original sender, through the connection it came on.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct ReplyTarget {
+    pub source: String,
+    pub source_id: String,
+    pub input_connection: i64,
+}
+
+/// A member of a group session as seen by this app.
+#[napi(object)]
+pub struct Participant {
+    pub name: String,
+    pub id: Option<String>,
+    pub online: bool,
+}
+
+/// The effective configuration of a session.
+#[napi(object)]
+pub struct SessionSettings {
+    pub max_retries: Option<u32>,
+    pub interval: Option<f64>,
+    pub mls: bool,
+}
+
+enum Target {
+    Destination,
+    Reply { name: ProtoName, connection: u64 },
+}
+
+struct PublishRequest {
+    payload: Vec<u8>,
+    options: PublishOptions,
+    target: Target,
+    done: oneshot::Sender<Result<()>>,
+}
+
+pub struct SessionCore {
+    id: u32,
+    session_type: SessionType,
+    source: ProtoName,
+    destination: ProtoName,
+    initiator: bool,
+    config: SessionConfig,
+    controller: Weak<SessionController>,
+    rx: Mutex<AppChannelReceiver>,
+    publish_tx: mpsc::UnboundedSender<PublishRequest>,
+    closed: CancellationToken,
+    app: Arc<AppCore>,
+}
+
+/// A group or point-to-point session.
+#[napi]
+pub struct Session {
+    core: Arc<SessionCore>,
+}
+
+fn session_closed(id: u32) -> Error {
+    Error::new(Code::SessionClosed, format!("session {id} is closed"))
+}
+
+impl SessionCore {
+    fn controller(&self) -> Result<Arc<SessionController>> {
+        if self.closed.is_cancelled() {
+            return Err(session_closed(self.id));
+        }
+        self.controller
+            .upgrade()
+            .ok_or_else(|| session_closed(self.id))
+    }
+
+    /// Waits for an upstream completion while honouring close and abort.
+    async fn complete(
+        &self,
+        handle: CompletionHandle,
+        timeout: Option<Duration>,
+        abort: Option<&CancellationToken>,
+        what: &str,
+    ) -> Result<()> {
+        let done = async { handle.await.map_err(Error::from) };
+        bounded(done, timeout, &self.closed, abort, what)
+            .await
+            .map_err(|e| closed_as_session(e, self.id))
+    }
+
+    /// Whether a group this app moderates still has members to tell that it ends.
+    async fn has_members(&self, controller: &SessionController) -> bool {
+        if !self.initiator || self.session_type != SessionType::Group {
+            return true;
+        }
+        controller
+            .participants_list()
+            .await
+            .map(|list| {
+                list.iter()
+                    .any(|(name, _)| !name.match_prefix(&self.source))
+            })
+            .unwrap_or(true)
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        if self.closed.is_cancelled() {
+            return Ok(());
+        }
+        let controller = self.controller.upgrade();
+        self.closed.cancel();
+        let Some(controller) = controller else {
+            return Ok(());
+        };
+        let has_members = self.has_members(&controller).await;
+        let handle = match self.app.delete_session(&controller) {
+            Ok(handle) => handle,
+            // Already removed upstream (e.g. the moderator ended it): nothing left to do.
+            Err(_) => return Ok(()),
+        };
+        drop(controller);
+        if !has_members {
+            // Upstream still retransmits the close of an empty group to nobody until its
+            // retries run out; there is nothing to wait for.
+            spawn(async move {
+                let _ = handle.await;
+            });
+            return Ok(());
+        }
+        match tokio::time::timeout(CLOSE_TIMEOUT, handle).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                let err = Error::from(err);
+                if err.code == Code::SessionClosed {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+            Err(_) => Err(Error::new(
+                Code::Timeout,
+                format!(
+                    "closing session {} took longer than {CLOSE_TIMEOUT:?}",
+                    self.id
+                ),
+            )),
+        }
+    }
+}
+
+fn closed_as_session(err: Error, id: u32) -> Error {
+    if err.code == Code::Closed {
+        session_closed(id)
+    } else {
+        err
+    }
+}
+
+async fn publish_one(
+    controller: &SessionController,
+    destination: &ProtoName,
+    request: PublishRequest,
+) -> std::result::Result<
+    (CompletionHandle, oneshot::Sender<Result<()>>),
+    (Error, oneshot::Sender<Result<()>>),
+> {
+    let PublishRequest {
+        payload,
+        options,
+        target,
+        done,
+    } = request;
+    let sent = match target {
+        Target::Destination => {
+            controller
+                .publish(destination, payload, options.payload_type, options.metadata)
+                .await
+        }
+        Target::Reply { name, connection } => {
+            controller
+                .publish_to(
+                    &name,
+                    connection,
+                    payload,
+                    options.payload_type,
+                    options.metadata,
+                )
+                .await
+        }
+    };
+    match sent {
+        Ok(handle) => Ok((handle, done)),
+        Err(err) => Err((Error::from(err), done)),
+    }
+}
+
+/// Drains the session's publish queue in order, with at most `PUBLISH_WINDOW` in flight.
+async fn run_publisher(
+    controller: Weak<SessionController>,
+    destination: ProtoName,
+    session_id: u32,
+    mut queue: mpsc::UnboundedReceiver<PublishRequest>,
+    closed: CancellationToken,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            // Dropping the queue rejects what is still waiting with SESSION_CLOSED.
+            _ = closed.cancelled() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            request = queue.recv(), if in_flight.len() < PUBLISH_WINDOW => {
+                let Some(request) = request else { break };
+                let Some(live) = controller.upgrade() else {
+                    let _ = request.done.send(Err(session_closed(session_id)));
+                    continue;
+                };
+                match publish_one(&live, &destination, request).await {
+                    Ok((handle, done)) => in_flight.push(async move {
+                        let _ = done.send(handle.await.map_err(Error::from));
+                    }),
+                    Err((err, done)) => {
+                        let _ = done.send(Err(err));
+                    }
+                }
+            }
+        }
+    }
+    drop(queue);
+    while in_flight.next().await.is_some() {}
+}
+
+fn participant_of(name: ProtoName, state: ParticipantState) -> Participant {
+    Participant {
+        name: name::base(&name),
+        id: name::id(&name),
+        online: state == ParticipantState::Online,
+    }
+}
+
+impl Session {
+    pub fn from_context(context: SessionContext, app: Arc<AppCore>) -> Result<Self> {
+        let (controller, rx) = context.into_parts();
+        let live = controller.upgrade().ok_or_else(|| {
+            Error::new(
+                Code::SessionClosed,
+                "the session ended before it could be used",
+            )
+        })?;
+        let config = live.session_config();
+        let session_type = if live.session_type() == ProtoSessionType::PointToPoint {
+            SessionType::PointToPoint
+        } else {
+            SessionType::Group
+        };
+        let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+        let core = SessionCore {
+            id: live.id(),
+            session_type,
+            source: live.source().clone(),
+            destination: live.dst().clone(),
+            initiator: live.is_initiator(),
+            config,
+            controller: controller.clone(),
+            rx: Mutex::new(rx),
+            publish_tx,
+            closed: app.closed.child_token(),
+            app,
+        };
+        spawn(run_publisher(
+            controller,
+            core.destination.clone(),
+            core.id,
+            publish_rx,
+            core.closed.clone(),
+        ));
+        let core = Arc::new(core);
+        core.app.register(&core);
+        Ok(Self { core })
+    }
+
+    fn enqueue<'env>(
+        &self,
+        env: &'env Env,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+        target: Target,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        // The only copy of the payload: JavaScript memory into the protobuf buffer.
+        let payload = match data {
+            Either::A(bytes) => bytes.to_vec(),
+            Either::B(text) => text.into_bytes(),
+        };
+        let (done, result) = oneshot::channel();
+        let request = PublishRequest {
+            payload,
+            options: options.unwrap_or_default(),
+            target,
+            done,
+        };
+        let core = self.core.clone();
+        let queued = if core.closed.is_cancelled() {
+            Err(session_closed(core.id))
+        } else {
+            core.publish_tx
+                .send(request)
+                .map_err(|_| session_closed(core.id))
+        };
+        env.spawn_future(async move {
+            queued?;
+            let outcome = result.await.map_err(|_| session_closed(core.id))?;
+            Ok(outcome?)
+        })
+    }
+}
+
+#[napi]
+impl Session {
+    /// The session id, shared by every participant.
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.core.id
+    }
+
+    #[napi(
+        getter,
+        js_name = "type",
+        ts_return_type = "'group' | 'point-to-point'"
+    )]
+    pub fn session_type(&self) -> &'static str {
+        self.core.session_type.as_str()
+    }
+
+    /// This app's name, `org/ns/app`.
+    #[napi(getter)]
+    pub fn source(&self) -> String {
+        name::base(&self.core.source)
+    }
+
+    /// The group channel, or the peer of a point-to-point session.
+    #[napi(getter)]
+    pub fn destination(&self) -> String {
+        name::base(&self.core.destination)
+    }
+
+    /// Whether this app created the session (and so moderates a group).
+    #[napi(getter)]
+    pub fn is_initiator(&self) -> bool {
+        self.core.initiator
+    }
+
+    #[napi(getter)]
+    pub fn metadata(&self) -> HashMap<String, String> {
+        let mut metadata = self.core.config.metadata.clone();
+        metadata.remove(PAYLOAD_SIGNATURE_KEY);
+        metadata
+    }
+
+    #[napi(getter)]
+    pub fn settings(&self) -> SessionSettings {
+        let config = &self.core.config;
+        SessionSettings {
+            max_retries: config.max_retries,
+            interval: config.interval.map(|d| d.as_secs_f64() * 1000.0),
+            mls: config.mls_settings.is_some(),
+        }
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core.closed.is_cancelled() || self.core.controller.strong_count() == 0
+    }
+
+    /// Publishes to the session. Resolves when SLIM acknowledges delivery
+    /// (reliable sessions) or when the message is handed to SLIM (otherwise).
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn publish<'env>(
+        &self,
+        env: &'env Env,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.enqueue(env, data, options, Target::Destination)
+    }
+
+    /// Replies to the sender of a received message.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn publish_to<'env>(
+        &self,
+        env: &'env Env,
+        to: ReplyTarget,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let mut full = to.source.clone();
+        if !to.source_id.is_empty() {
+            full = format!("{full}/{}", to.source_id);
+        }
+        let name = name::parse(&full)?;
+        let connection = u64::try_from(to.input_connection).map_err(|_| {
+            Error::invalid_argument(format!(
+                "inputConnection {} is not valid",
+                to.input_connection
+            ))
+        })?;
+        self.enqueue(env, data, options, Target::Reply { name, connection })
+    }
+
+    /// Receives up to `max` messages: waits for the first, then takes what is
+    /// already queued, so a burst costs one wake-up of the JavaScript thread.
+    #[napi(ts_return_type = "Promise<ReceivedBatch>", catch_unwind)]
+    pub fn recv<'env>(
+        &self,
+        env: &'env Env,
+        max: u32,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, ReceivedBatch>> {
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
+        let core = self.core.clone();
+        let max = max.max(1) as usize;
+        env.spawn_future(async move {
+            let mut rx = core.rx.try_lock().map_err(|_| {
+                Error::new(
+                    Code::Busy,
+                    format!("session {} already has a pending receive; receive from one place at a time", core.id),
+                )
+            })?;
+            let first = bounded(
+                async { Ok(rx.recv().await) },
+                timeout,
+                &core.closed,
+                abort.as_ref(),
+                "receive",
+            )
+            .await
+            .map_err(|e| closed_as_session(e, core.id))?;
+            let mut batch = ReceivedBatch {
+                messages: Vec::new(),
+                errors: Vec::new(),
+            };
+            let mut next = first;
+            loop {
+                match next {
+                    None if batch.messages.is_empty() && batch.errors.is_empty() => {
+                        return Err(session_closed(core.id).into());
+                    }
+                    None => break,
+                    Some(Ok(msg)) => batch.messages.push(into_received(msg, core.id)?),
+                    Some(Err(err)) => batch.errors.push(Error::from(err).to_reason()),
+                }
+                if batch.messages.len() + batch.errors.len() >= max {
+                    break;
+                }
+                next = match rx.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                };
+            }
+            Ok(batch)
+        })
+    }
+
+    /// Invites a member to a group this app moderates; resolves once it has joined.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn invite<'env>(
+        &self,
+        env: &'env Env,
+        member: String,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let member = name::parse(&member)?;
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let controller = core.controller()?;
+            check_moderator(&core)?;
+            core.app.set_route(&member).await?;
+            let handle = controller
+                .invite_participant(&member)
+                .await
+                .map_err(Error::from)?;
+            drop(controller);
+            core.complete(handle, timeout, abort.as_ref(), "invite")
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Removes a member from a group this app moderates; resolves once it has left.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn remove<'env>(
+        &self,
+        env: &'env Env,
+        member: String,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let member = name::parse(&member)?;
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let controller = core.controller()?;
+            check_moderator(&core)?;
+            let handle = controller
+                .remove_participant(&member)
+                .await
+                .map_err(Error::from)?;
+            drop(controller);
+            core.complete(handle, timeout, abort.as_ref(), "remove")
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The current members of the session, this app included.
+    #[napi(catch_unwind)]
+    pub async fn participants(&self) -> napi::Result<Vec<Participant>> {
+        let controller = self.core.controller()?;
+        let list = controller.participants_list().await.map_err(Error::from)?;
+        Ok(list
+            .into_iter()
+            .map(|(name, state)| participant_of(name, state))
+            .collect())
+    }
+
+    /// Leaves the session (ending it for everyone when this app moderates it).
+    /// Pending receives settle with SESSION_CLOSED. Idempotent.
+    #[napi(catch_unwind)]
+    pub async fn close(&self) -> napi::Result<()> {
+        Ok(self.core.close().await?)
+    }
+}
+
+/// Upstream's own checks, done before any route is set so errors come first.
+fn check_moderator(core: &SessionCore) -> Result<()> {
+    if core.session_type == SessionType::PointToPoint {
+        return Err(Error::new(
+            Code::NotGroup,
+            "only group sessions have members to invite or remove; this is a point-to-point session",
+        ));
+    }
+    if !core.initiator {
+        return Err(Error::new(
+            Code::NotInitiator,
+            "only the moderator (the app that created the group) can invite or remove members",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reliable_by_default() {
+        let config = SessionOptions::default().to_config().unwrap();
+        assert_eq!(config.session_type, ProtoSessionType::Multicast);
+        assert_eq!(config.max_retries, Some(DEFAULT_MAX_RETRIES));
+        assert_eq!(config.interval, Some(DEFAULT_INTERVAL));
+        assert!(config.mls_settings.is_none());
+        assert!(config.initiator);
+    }
+
+    #[test]
+    fn seed_settings_map_to_interval() {
+        let options = SessionOptions {
+            max_retries: Some(5),
+            interval: Some(5000.0),
+            mls: Some(true),
+            ..Default::default()
+        };
+        let config = options.to_config().unwrap();
+        assert_eq!(config.max_retries, Some(5));
+        assert_eq!(config.interval, Some(Duration::from_secs(5)));
+        assert!(config.mls_settings.is_some());
+    }
+
+    #[test]
+    fn unreliable_rejects_retry_knobs() {
+        let options = SessionOptions {
+            reliable: Some(false),
+            max_retries: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(options.to_config().unwrap_err().code, Code::InvalidArgument);
+        let config = SessionOptions {
+            reliable: Some(false),
+            ..Default::default()
+        }
+        .to_config()
+        .unwrap();
+        assert_eq!((config.max_retries, config.interval), (None, None));
+    }
+
+    #[test]
+    fn session_types_parse_from_their_javascript_names() {
+        let p2p = SessionOptions {
+            r#type: Some("point-to-point".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            p2p.to_config().unwrap().session_type,
+            ProtoSessionType::PointToPoint
+        );
+        let bad = SessionOptions {
+            r#type: Some("multicast".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad.to_config().unwrap_err().code, Code::InvalidArgument);
+        assert_eq!(
+            SessionType::parse(SessionType::Group.as_str()).unwrap(),
+            SessionType::Group
+        );
+    }
+
+    #[test]
+    fn bad_intervals_are_rejected() {
+        for bad in [0.0, -5.0, f64::NAN] {
+            let options = SessionOptions {
+                interval: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(options.to_config().unwrap_err().code, Code::InvalidArgument);
+        }
+    }
+}
