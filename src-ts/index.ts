@@ -1,0 +1,92 @@
+/**
+ * slim-node: the Node.js SDK for SLIM (Secure Low-Latency Interactive Messaging).
+ *
+ * @example
+ * ```ts
+ * import { createLocalApp } from 'slim-node'
+ * const app = await createLocalApp({
+ *   local: 'agntcy/ns/moderator',
+ *   slim: { endpoint: 'http://127.0.0.1:46357', tls: { insecure: true } },
+ *   sharedSecret: 'a-shared-secret-of-at-least-32-bytes!',
+ * })
+ * ```
+ * @packageDocumentation
+ */
+import {
+  type NameParts,
+  formatName as nativeFormatName,
+  parseName as nativeParseName,
+  version as nativeVersion,
+} from '../index.js'
+import { type App, createApp } from './app.js'
+import { callSync, SlimError } from './errors.js'
+
+export {
+  App,
+  type AppOptions,
+  type ConnectOptions,
+  createApp,
+  type IdentityOptions,
+  type SessionOptions,
+} from './app.js'
+export type { WaitOptions } from './cancel.js'
+export { isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
+export { type ServerOptions, SlimServer, startServer } from './server.js'
+export {
+  type Message,
+  type Participant,
+  type Payload,
+  type PublishOptions,
+  Session,
+  type SessionEvents,
+  type SessionSettings,
+  type SessionType,
+} from './session.js'
+export type { NameParts }
+
+/** Where the app's SLIM node is, in the seed's `slim` shape. */
+export interface SlimConnection {
+  /** e.g. `http://127.0.0.1:46357` */
+  endpoint: string
+  tls?: { insecure?: boolean }
+}
+
+/** The seed's `create_local_app` parameters. */
+export interface LocalAppOptions {
+  /** This app's name, `org/ns/app`. */
+  local: string
+  /** The node to connect to. */
+  slim: SlimConnection
+  /** Shared secret for identity (at least 32 bytes); for local testing and examples. */
+  sharedSecret?: string
+}
+
+/** Creates an app and connects it to a node: the seed's `create_local_app`. */
+export async function createLocalApp(options: LocalAppOptions): Promise<App> {
+  if (options.sharedSecret === undefined) {
+    throw new SlimError('INVALID_ARGUMENT', 'createLocalApp needs an identity: pass sharedSecret (at least 32 bytes)')
+  }
+  const app = await createApp({ name: options.local, identity: { sharedSecret: options.sharedSecret } })
+  try {
+    await app.connect(options.slim)
+  } catch (error) {
+    await app.close()
+    throw error
+  }
+  return app
+}
+
+/** Splits `org/ns/app` or `org/ns/app/<uuid>` into parts; throws `INVALID_NAME` when malformed. */
+export function parseName(name: string): NameParts {
+  return callSync(() => nativeParseName(name))
+}
+
+/** Formats name parts as `org/ns/app` (plus `/<uuid>` when an id is given). */
+export function formatName(parts: NameParts): string {
+  return callSync(() => nativeFormatName(parts))
+}
+
+/** The versions of slim-node and of the embedded upstream SLIM core. */
+export function version(): { slimNode: string; slimCore: string } {
+  return nativeVersion()
+}

@@ -1,0 +1,42 @@
+import { type Server as NativeServer, startServer as nativeStartServer, type ServerOptions } from '../index.js'
+import { call } from './errors.js'
+
+export type { ServerOptions }
+
+/** A SLIM node running inside this process. */
+export class SlimServer {
+  readonly #native: NativeServer
+
+  /** @internal Use {@link startServer}. */
+  constructor(native: NativeServer) {
+    this.#native = native
+  }
+
+  /** `host:port` the node listens on; the real port when 0 was requested. */
+  get endpoint(): string {
+    return this.#native.endpoint
+  }
+
+  /** The URL apps pass to `connect`, e.g. `http://127.0.0.1:46357`. */
+  get url(): string {
+    return this.#native.url
+  }
+
+  get running(): boolean {
+    return this.#native.running
+  }
+
+  /** Stops the node; connected apps lose their connection. Idempotent. */
+  stop(): Promise<void> {
+    return call(() => this.#native.stop())
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+}
+
+/** Starts an embedded SLIM node (default `127.0.0.1:46357`; port 0 picks a free one). */
+export async function startServer(options: ServerOptions = {}): Promise<SlimServer> {
+  return new SlimServer(await call(() => nativeStartServer(options)))
+}

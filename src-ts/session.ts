@@ -1,0 +1,157 @@
+import { EventEmitter } from 'node:events'
+import type {
+  Session as NativeSession,
+  Participant,
+  PublishOptions,
+  ReceivedMessage,
+  SessionSettings,
+} from '../index.js'
+import { type WaitOptions, withSignal } from './cancel.js'
+import { call, type SlimError, toSlimError } from './errors.js'
+
+export type { Participant, PublishOptions, SessionSettings }
+
+/** The two kinds of session. */
+export type SessionType = 'group' | 'point-to-point'
+
+/** A message received on a session. `payload` is a Buffer (a Uint8Array). */
+export type Message = Readonly<ReceivedMessage>
+
+/** What can be published: bytes, or a string sent as UTF-8. */
+export type Payload = Uint8Array | string
+
+/** Messages fetched per native call; one JavaScript wake-up serves a whole batch. */
+const RECEIVE_BATCH = 512
+
+/** Events a session emits besides messages. */
+export interface SessionEvents {
+  /** SLIM reported a delivery problem on this session (for example a detected loss). */
+  warning: [error: SlimError]
+}
+
+/**
+ * A group or point-to-point session. Iterate it with `for await` to receive messages;
+ * the loop ends when the session closes.
+ */
+export class Session extends EventEmitter<SessionEvents> implements AsyncIterable<Message> {
+  readonly #native: NativeSession
+  readonly #buffer: Message[] = []
+  #bufferStart = 0
+
+  /** @internal Sessions come from {@link App.createGroupSession}, {@link App.listenForSession}, … */
+  constructor(native: NativeSession) {
+    super()
+    this.#native = native
+  }
+
+  /** The session id, the same for every participant. */
+  get id(): number {
+    return this.#native.id
+  }
+
+  /** `'group'` or `'point-to-point'`. */
+  get type(): SessionType {
+    return this.#native.type
+  }
+
+  /** This app's name, `org/ns/app`. */
+  get source(): string {
+    return this.#native.source
+  }
+
+  /** The group channel, or the peer of a point-to-point session. */
+  get destination(): string {
+    return this.#native.destination
+  }
+
+  /** Whether this app created the session (and so moderates a group). */
+  get isInitiator(): boolean {
+    return this.#native.isInitiator
+  }
+
+  /** Session metadata set by the creator. */
+  get metadata(): Readonly<Record<string, string>> {
+    return this.#native.metadata
+  }
+
+  /** Retries, interval and MLS as in force for this session. */
+  get settings(): SessionSettings {
+    return this.#native.settings
+  }
+
+  /** True once the session has ended, locally or remotely. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /**
+   * Publishes to every other participant. In a reliable session the promise resolves
+   * when delivery is acknowledged and rejects with `DELIVERY_FAILED` when retries run out.
+   * Publishes leave in call order.
+   */
+  publish(data: Payload, options?: PublishOptions): Promise<void> {
+    return call(() => this.#native.publish(data, options))
+  }
+
+  /** Replies to the sender of `message`. */
+  publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
+    return call(() => this.#native.publishTo(message, data, options))
+  }
+
+  /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
+  async getMessage(options: WaitOptions = {}): Promise<Message> {
+    const buffered = this.#takeBuffered()
+    if (buffered) return buffered
+    const batch = await withSignal(options.signal, 'getMessage', (token) =>
+      this.#native.recv(RECEIVE_BATCH, options.timeout, token),
+    )
+    for (const reason of batch.errors) this.emit('warning', toSlimError(new Error(reason)))
+    this.#buffer.push(...batch.messages)
+    return this.#takeBuffered() ?? this.getMessage(options)
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for (;;) {
+      try {
+        yield await this.getMessage()
+      } catch (error) {
+        if ((error as SlimError).code === 'SESSION_CLOSED') return
+        throw error
+      }
+    }
+  }
+
+  /** Invites `member` (`org/ns/app`) into this group; resolves once it has joined. Moderator only. */
+  invite(member: string, options: WaitOptions = {}): Promise<void> {
+    return withSignal(options.signal, 'invite', (token) => this.#native.invite(member, options.timeout, token))
+  }
+
+  /** Removes `member` from this group; resolves once it has left. Moderator only. */
+  remove(member: string, options: WaitOptions = {}): Promise<void> {
+    return withSignal(options.signal, 'remove', (token) => this.#native.remove(member, options.timeout, token))
+  }
+
+  /** The current members, this app included. */
+  participants(): Promise<Participant[]> {
+    return call(() => this.#native.participants())
+  }
+
+  /** Leaves the session, ending it for everyone when this app moderates it. Idempotent. */
+  close(): Promise<void> {
+    return call(() => this.#native.close())
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  #takeBuffered(): Message | undefined {
+    if (this.#bufferStart >= this.#buffer.length) return undefined
+    const message = this.#buffer[this.#bufferStart++]
+    if (this.#bufferStart === this.#buffer.length) {
+      this.#buffer.length = 0
+      this.#bufferStart = 0
+    }
+    return message
+  }
+}
