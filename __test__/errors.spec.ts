@@ -1,0 +1,121 @@
+import { createServer } from 'node:net'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  createApp,
+  createLocalApp,
+  formatName,
+  isSlimError,
+  parseName,
+  SlimError,
+  type SlimServer,
+} from '../src-ts/index.js'
+import { closeAll, connectApp, SECRET, startTestServer } from './helpers.js'
+
+/** A loopback port nobody listens on. */
+async function closedPort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const address = probe.address()
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+describe('typed errors', () => {
+  let server: SlimServer
+  beforeAll(async () => {
+    server = await startTestServer()
+  })
+  afterAll(async () => {
+    await server.stop()
+  })
+
+  test('a short shared secret is refused with the minimum length', async () => {
+    const error = await createApp({ name: 'org/err/short', identity: { sharedSecret: 'too-short' } }).catch((e) => e)
+    expect(error).toBeInstanceOf(SlimError)
+    expect(error).toMatchObject({ code: 'INVALID_ARGUMENT' })
+    expect(error.message).toMatch(/at least 32 bytes, got 9/)
+  })
+
+  test('malformed names are refused with INVALID_NAME', async () => {
+    expect(() => parseName('org/ns')).toThrow(expect.objectContaining({ code: 'INVALID_NAME' }))
+    expect(() => formatName({ org: 'a', namespace: '', app: 'c' })).toThrow(
+      expect.objectContaining({ code: 'INVALID_NAME' }),
+    )
+    await expect(connectApp(server, 'not a name')).rejects.toMatchObject({ code: 'INVALID_NAME' })
+    expect(parseName('org/ns/app')).toEqual({ org: 'org', namespace: 'ns', app: 'app' })
+  })
+
+  test('a closed port fails fast with CONNECT', async () => {
+    const port = await closedPort()
+    const started = performance.now()
+    const error = await createLocalApp({
+      local: 'org/err/lonely',
+      slim: { endpoint: `http://127.0.0.1:${port}` },
+      sharedSecret: SECRET,
+    }).catch((e) => e)
+    expect(isSlimError(error, 'CONNECT')).toBe(true)
+    expect(error.message).toContain(`127.0.0.1:${port}`)
+    expect(performance.now() - started).toBeLessThan(5_000)
+  })
+
+  test('publish after close, getMessage timeout and abort', async () => {
+    const alice = await connectApp(server, 'org/err/alice')
+    const group = await alice.createGroupSession('org/err/chat')
+
+    await expect(group.getMessage({ timeout: 50 })).rejects.toMatchObject({ code: 'TIMEOUT' })
+
+    const controller = new AbortController()
+    const pending = group.getMessage({ signal: controller.signal })
+    controller.abort(new Error('user gave up'))
+    const aborted = await pending.catch((e) => e)
+    expect(aborted).toMatchObject({ code: 'ABORTED' })
+    expect(aborted.cause).toEqual(new Error('user gave up'))
+    await expect(group.getMessage({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' })
+
+    const first = group.getMessage().catch((e) => e)
+    await expect(group.getMessage({ timeout: 1000 })).rejects.toMatchObject({ code: 'BUSY' })
+
+    await group.close()
+    expect(await first).toMatchObject({ code: 'SESSION_CLOSED' })
+    await expect(group.publish('late')).rejects.toMatchObject({ code: 'SESSION_CLOSED' })
+    await group.close() // idempotent
+    expect(group.closed).toBe(true)
+
+    await alice.close()
+    await expect(alice.createGroupSession('org/err/chat')).rejects.toMatchObject({ code: 'CLOSED' })
+    await alice.close() // idempotent
+  })
+
+  test('invites: not on a point-to-point session, and only by the moderator', async () => {
+    const moderator = await connectApp(server, 'org/err/mod')
+    const member = await connectApp(server, 'org/err/member')
+    const peer = await connectApp(server, 'org/err/peer')
+
+    const p2p = await moderator.createPointToPointSession('org/err/peer')
+    await expect(p2p.invite('org/err/member')).rejects.toMatchObject({ code: 'NOT_GROUP' })
+
+    const group = await moderator.createGroupSession('org/err/room')
+    const joined = member.listenForSession({ timeout: 30_000 })
+    await group.invite('org/err/member')
+    const memberSession = await joined
+    await expect(memberSession.invite('org/err/peer')).rejects.toMatchObject({ code: 'NOT_INITIATOR' })
+    await expect(memberSession.remove('org/err/mod')).rejects.toMatchObject({ code: 'NOT_INITIATOR' })
+    await expect(group.invite('bad name')).rejects.toMatchObject({ code: 'INVALID_NAME' })
+
+    await closeAll(moderator, member, peer)
+  })
+
+  test('wrong JavaScript types become INVALID_ARGUMENT, not crashes', async () => {
+    const app = await connectApp(server, 'org/err/types')
+    const group = await app.createGroupSession('org/err/typed')
+    // @ts-expect-error deliberately wrong type
+    await expect(group.publish(42)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
+    await expect(group.getMessage({ timeout: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
+    await expect(group.getMessage({ timeout: Number.NaN })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
+    await expect(app.createGroupSession('org/err/x', { interval: 0 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    })
+    await app.close()
+  })
+})

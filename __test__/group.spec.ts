@@ -1,0 +1,54 @@
+import { describe, expect, test } from 'vitest'
+import type { Session } from '../src-ts/index.js'
+import { closeAll, connectApp, receive, startTestServer, text } from './helpers.js'
+
+describe.each([false, true])('group session, mls=%s', (mls) => {
+  test('every member receives every other member’s messages with the right source', async () => {
+    const server = await startTestServer()
+    const moderatorName = 'org/group/moderator'
+    const names = ['org/group/p1', 'org/group/p2', 'org/group/p3']
+    const moderator = await connectApp(server, moderatorName)
+    const members = await Promise.all(names.map((name) => connectApp(server, name)))
+
+    const group = await moderator.createGroupSession('org/group/chat', { maxRetries: 5, interval: 1000, mls })
+    expect(group.type).toBe('group')
+    expect(group.isInitiator).toBe(true)
+    expect(group.settings).toMatchObject({ maxRetries: 5, interval: 1000, mls })
+
+    const joined = members.map((member) => member.listenForSession({ timeout: 30_000 }))
+    for (const name of names) await group.invite(name)
+    const sessions = await Promise.all(joined)
+    for (const session of sessions) {
+      expect(session.id).toBe(group.id)
+      expect(session.isInitiator).toBe(false)
+      expect(session.destination).toBe('org/group/chat')
+      expect(session.settings.mls).toBe(mls)
+    }
+    const roster = (await group.participants()).map((p) => p.name).sort()
+    expect(roster).toEqual([moderatorName, ...names].sort())
+
+    const everyone: Array<[string, Session]> = [
+      [moderatorName, group],
+      ...names.map((name, i) => [name, sessions[i]] as [string, Session]),
+    ]
+    await Promise.all(everyone.map(([name, session]) => session.publish(`hello from ${name}`)))
+
+    for (const [name, session] of everyone) {
+      const received = await receive(session, everyone.length - 1)
+      const seen = received.map((m) => `${m.source} ${text(m)}`).sort()
+      const expected = everyone
+        .filter(([other]) => other !== name)
+        .map(([other]) => `${other} hello from ${other}`)
+        .sort()
+      expect(seen).toEqual(expected)
+      for (const message of received) {
+        expect(message.sessionId).toBe(group.id)
+        expect(message.payloadType).toBe('msg')
+      }
+      // Nothing else arrives: no echo of one's own message, no duplicates.
+      await expect(session.getMessage({ timeout: 200 })).rejects.toMatchObject({ code: 'TIMEOUT' })
+    }
+
+    await closeAll(group, moderator, ...members, server)
+  })
+})

@@ -1,0 +1,30 @@
+import { type App, createLocalApp, type Message, type Session, type SlimServer, startServer } from '../src-ts/index.js'
+
+export const SECRET = 'slim-node-test-secret-0123456789abcdef'
+
+/** An embedded node on a free loopback port. */
+export function startTestServer(): Promise<SlimServer> {
+  return startServer({ endpoint: '127.0.0.1:0' })
+}
+
+export function connectApp(server: SlimServer, name: string): Promise<App> {
+  return createLocalApp({ local: name, slim: { endpoint: server.url, tls: { insecure: true } }, sharedSecret: SECRET })
+}
+
+/** Receives exactly `count` messages, failing if they do not arrive within `timeout` ms each. */
+export async function receive(session: Session, count: number, timeout = 10_000): Promise<Message[]> {
+  const messages: Message[] = []
+  while (messages.length < count) messages.push(await session.getMessage({ timeout }))
+  return messages
+}
+
+/** Closes everything given, in order, ignoring nothing: close must not fail. */
+export async function closeAll(...items: Array<{ close(): Promise<void> } | { stop(): Promise<void> } | undefined>) {
+  for (const item of items) {
+    if (!item) continue
+    if ('close' in item) await item.close()
+    else await item.stop()
+  }
+}
+
+export const text = (message: Message): string => Buffer.from(message.payload).toString('utf8')

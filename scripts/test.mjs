@@ -1,0 +1,84 @@
+// The README's test command: builds what is needed (dev profile), runs every suite
+// (checks, cargo tests, vitest) and ends with one line `N passed, N failed`.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { homedir, tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const env = { ...process.env }
+env.CARGO_TARGET_DIR ??= join(homedir(), '.cache', 'slim-node', 'target')
+const bin = (name) => join('node_modules', '.bin', name)
+// napi builds for the explicit host target; cargo uses the same one so that every
+// step shares one set of compiled dependencies.
+const host = /^host: (.+)$/m.exec(spawnSync('rustc', ['-vV'], { encoding: 'utf8' }).stdout ?? '')?.[1]
+const target = host ? ['--target', host] : []
+
+let passed = 0
+let failed = 0
+
+function run(label, command, args, options = {}) {
+  console.log(`\n== ${label}: ${command} ${args.join(' ')}`)
+  const result = spawnSync(command, args, { stdio: options.capture ? 'pipe' : 'inherit', env, encoding: 'utf8' })
+  if (options.capture) process.stdout.write(`${result.stdout ?? ''}${result.stderr ?? ''}`)
+  return result
+}
+
+/** A step that counts as one test: it passes when the command exits 0. */
+function check(label, command, args) {
+  const ok = run(label, command, args).status === 0
+  if (ok) passed++
+  else failed++
+  console.log(`== ${label}: ${ok ? 'ok' : 'FAILED'}`)
+  return ok
+}
+
+const built = check('build native addon (dev)', process.execPath, ['scripts/build-native.mjs'])
+check('generated index.js/index.d.ts are committed and current', 'git', [
+  'diff',
+  '--exit-code',
+  '--',
+  'index.js',
+  'index.d.ts',
+])
+check('build TypeScript facade', bin('tsc'), ['-p', 'tsconfig.build.json'])
+check('type-check facade and tests (strict)', bin('tsc'), ['-p', 'tsconfig.json'])
+check('lint and format (biome)', bin('biome'), ['check', '.'])
+check('rustfmt', 'cargo', ['fmt', '--all', '--check'])
+check('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', ...target, '--', '-D', 'warnings'])
+
+const cargo = run('cargo tests', 'cargo', ['test', '--workspace', ...target], { capture: true })
+const cargoOutput = `${cargo.stdout ?? ''}${cargo.stderr ?? ''}`
+let cargoCounted = false
+for (const match of cargoOutput.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
+  passed += Number(match[1])
+  failed += Number(match[2])
+  cargoCounted = true
+}
+if (cargo.status !== 0 && !cargoCounted) failed++
+
+if (built) {
+  const report = join(mkdtempSync(join(tmpdir(), 'slim-node-vitest-')), 'report.json')
+  const vitest = run('vitest', bin('vitest'), [
+    'run',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile=${report}`,
+  ])
+  try {
+    const results = JSON.parse(readFileSync(report, 'utf8'))
+    passed += results.numPassedTests
+    failed += results.numFailedTests + results.numPendingTests + results.numTodoTests
+    // A file that failed to load has no test results of its own.
+    failed += results.testResults.filter(
+      (file) => file.status === 'failed' && file.assertionResults.length === 0,
+    ).length
+  } catch {
+    failed++
+  }
+  if (vitest.status !== 0 && failed === 0) failed++
+} else {
+  failed++
+}
+
+console.log(`\n${passed} passed, ${failed} failed`)
+process.exit(failed === 0 ? 0 : 1)
