@@ -1,4 +1,12 @@
-import { type App, createLocalApp, type Message, type Session, type SlimServer, startServer } from '../src-ts/index.js'
+import {
+  type App,
+  createLocalApp,
+  type Message,
+  type Session,
+  SlimError,
+  type SlimServer,
+  startServer,
+} from '../src-ts/index.js'
 
 export const SECRET = 'slim-node-test-secret-0123456789abcdef'
 
@@ -28,3 +36,14 @@ export async function closeAll(...items: Array<{ close(): Promise<void> } | { st
 }
 
 export const text = (message: Message): string => Buffer.from(message.payload).toString('utf8')
+
+/** The SlimError a promise rejects with; fails the test if it resolves or rejects otherwise. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<SlimError> {
+  try {
+    await promise
+  } catch (error) {
+    if (error instanceof SlimError) return error
+    throw new Error(`expected a SlimError, got ${String(error)}`, { cause: error })
+  }
+  throw new Error('expected a rejection, but the promise resolved')
+}

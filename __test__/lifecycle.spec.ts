@@ -1,0 +1,45 @@
+import { expect, test } from 'vitest'
+import { closeAll, connectApp, rejectionOf, startTestServer } from './helpers.js'
+
+test('Symbol.asyncDispose closes sessions, apps and the node; closing twice is harmless', async () => {
+  const server = await startTestServer()
+  expect(server.running).toBe(true)
+  expect(server.url).toBe(`http://${server.endpoint}`)
+  expect(Number(server.endpoint.split(':')[1])).toBeGreaterThan(0)
+
+  const moderator = await connectApp(server, 'org/life/moderator')
+  const member = await connectApp(server, 'org/life/member')
+  expect(moderator.name).toBe('org/life/moderator')
+  expect(moderator.id).toMatch(/^[0-9a-f-]{36}$/)
+
+  const group = await moderator.createGroupSession('org/life/chat')
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite('org/life/member')
+  const memberSession = await joined
+
+  // The moderator ending the group ends it for the member too.
+  await group[Symbol.asyncDispose]()
+  expect(group.closed).toBe(true)
+  expect((await rejectionOf(memberSession.getMessage({ timeout: 10_000 }))).code).toBe('SESSION_CLOSED')
+  const remaining: string[] = []
+  for await (const message of memberSession) remaining.push(message.source)
+  expect(remaining).toEqual([])
+
+  await member[Symbol.asyncDispose]()
+  expect(member.closed).toBe(true)
+  expect((await rejectionOf(member.listenForSession())).code).toBe('CLOSED')
+
+  await closeAll(moderator, moderator)
+  await server[Symbol.asyncDispose]()
+  expect(server.running).toBe(false)
+  await server.stop()
+})
+
+test('a server cannot take a port that is already in use', async () => {
+  const server = await startTestServer()
+  const { startServer } = await import('../src-ts/index.js')
+  const error = await rejectionOf(startServer({ endpoint: server.endpoint }))
+  expect(error.code).toBe('SERVER')
+  expect(error.message).toContain(server.endpoint)
+  await server.stop()
+})
