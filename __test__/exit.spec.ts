@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
 
-const fixture = fileURLToPath(new URL('./fixtures/open-and-close.cjs', import.meta.url))
+const fixture = fileURLToPath(new URL('./fixtures/open-and-close.mjs', import.meta.url))
 
 test('a process that closes everything exits by itself within 2 s of its last statement', async () => {
   const child = spawn(process.execPath, [fixture], { stdio: ['ignore', 'pipe', 'inherit'] })

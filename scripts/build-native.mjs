@@ -19,6 +19,7 @@ const args = [
   'index.js',
   '--dts',
   'index.d.ts',
+  '--esm',
 ]
 if (release) args.push('--release')
 

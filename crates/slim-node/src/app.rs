@@ -64,7 +64,7 @@ pub struct AppCore {
     slim: RwLock<Option<Arc<SlimApp>>>,
     service: Service,
     connection: RwLock<Option<u64>>,
-    notifications: Mutex<Notifications>,
+    notifications: Arc<Mutex<Notifications>>,
     /// Sessions handed to JavaScript, closed with the app.
     sessions: parking_lot::Mutex<Vec<Weak<SessionCore>>>,
     pub closed: CancellationToken,
@@ -227,7 +227,7 @@ pub async fn create_app(options: AppOptions) -> napi::Result<App> {
         slim: RwLock::new(Some(Arc::new(slim))),
         service,
         connection: RwLock::new(None),
-        notifications: Mutex::new(notifications),
+        notifications: Arc::new(Mutex::new(notifications)),
         sessions: parking_lot::Mutex::new(Vec::new()),
         closed: CancellationToken::new(),
     };
@@ -392,14 +392,15 @@ impl App {
         let timeout = millis(timeout, "timeout")?;
         let abort = token_of(cancel);
         let core = self.core.clone();
+        // Claimed before the future starts, so concurrent calls fail in call order.
+        let mut notifications = core.notifications.clone().try_lock_owned().map_err(|_| {
+            Error::new(
+                Code::Busy,
+                "the app already has a pending listenForSession; listen from one place at a time",
+            )
+        })?;
         env.spawn_future(async move {
             core.slim()?;
-            let mut notifications = core.notifications.try_lock().map_err(|_| {
-                Error::new(
-                    Code::Busy,
-                    "the app already has a pending listenForSession; listen from one place at a time",
-                )
-            })?;
             let next_session = async {
                 loop {
                     match notifications.recv().await {
@@ -410,7 +411,14 @@ impl App {
                     }
                 }
             };
-            let context = bounded(next_session, timeout, &core.closed, abort.as_ref(), "listenForSession").await?;
+            let context = bounded(
+                next_session,
+                timeout,
+                &core.closed,
+                abort.as_ref(),
+                "listenForSession",
+            )
+            .await?;
             Ok(Session::from_context(context, core.clone())?)
         })
     }

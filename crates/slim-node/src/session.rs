@@ -177,7 +177,7 @@ pub struct SessionCore {
     initiator: bool,
     config: SessionConfig,
     controller: Weak<SessionController>,
-    rx: Mutex<AppChannelReceiver>,
+    rx: Arc<Mutex<AppChannelReceiver>>,
     publish_tx: mpsc::UnboundedSender<PublishRequest>,
     closed: CancellationToken,
     app: Arc<AppCore>,
@@ -391,7 +391,7 @@ impl Session {
             initiator: live.is_initiator(),
             config,
             controller: controller.clone(),
-            rx: Mutex::new(rx),
+            rx: Arc::new(Mutex::new(rx)),
             publish_tx,
             closed: app.closed.child_token(),
             app,
@@ -549,13 +549,17 @@ impl Session {
         let abort = token_of(cancel);
         let core = self.core.clone();
         let max = max.max(1) as usize;
+        // Claimed before the future starts, so concurrent calls fail in call order.
+        let mut rx = core.rx.clone().try_lock_owned().map_err(|_| {
+            Error::new(
+                Code::Busy,
+                format!(
+                    "session {} already has a pending receive; receive from one place at a time",
+                    core.id
+                ),
+            )
+        })?;
         env.spawn_future(async move {
-            let mut rx = core.rx.try_lock().map_err(|_| {
-                Error::new(
-                    Code::Busy,
-                    format!("session {} already has a pending receive; receive from one place at a time", core.id),
-                )
-            })?;
             let first = bounded(
                 async { Ok(rx.recv().await) },
                 timeout,
