@@ -51,6 +51,11 @@ export declare class Server {
   get url(): string
   /** Whether the node is still running. */
   get running(): boolean
+  /**
+   * Resolves when the node stops. While awaited it keeps the process alive,
+   * which a running node alone does not.
+   */
+  closed(): Promise<void>
   /** Stops the node and closes every connection to it. Idempotent. */
   stop(): Promise<void>
 }

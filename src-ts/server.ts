@@ -26,6 +26,14 @@ export class SlimServer {
     return this.#native.running
   }
 
+  /**
+   * Resolves when the node stops. A running node does not keep Node.js alive by
+   * itself; a program that only serves awaits this.
+   */
+  closed(): Promise<void> {
+    return call(() => this.#native.closed())
+  }
+
   /** Stops the node; connected apps lose their connection. Idempotent. */
   stop(): Promise<void> {
     return call(() => this.#native.stop())

@@ -222,6 +222,15 @@ pub async fn create_app(options: AppOptions) -> napi::Result<App> {
     let (slim, notifications) = service
         .create_app(&base, identity.provider, identity.verifier)
         .map_err(Error::from)?;
+    // The app's receive loop subscribes its own name when it starts, and upstream
+    // panics if the app closes before that. A local subscribe is acknowledged by the
+    // same loop, so once it resolves the loop is past that point.
+    slim.subscribe(slim.app_name(), None).await.map_err(|e| {
+        Error::new(
+            Code::Internal,
+            format!("the app did not start: {}", chain(&e)),
+        )
+    })?;
     let core = AppCore {
         name: slim.app_name().clone(),
         slim: RwLock::new(Some(Arc::new(slim))),

@@ -8,6 +8,7 @@ use slim_config::server::ServerConfig;
 use slim_config::tls::server::TlsServerConfig;
 use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::errors::{Code, Error, Result, chain};
 
@@ -26,6 +27,7 @@ pub struct ServerOptions {
 pub struct Server {
     endpoint: String,
     service: Mutex<Option<Service>>,
+    stopped: CancellationToken,
 }
 
 fn resolve(endpoint: &str) -> Result<SocketAddr> {
@@ -91,6 +93,7 @@ pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server
     Ok(Server {
         endpoint: addr.to_string(),
         service: Mutex::new(Some(service)),
+        stopped: CancellationToken::new(),
     })
 }
 
@@ -111,13 +114,21 @@ impl Server {
     /// Whether the node is still running.
     #[napi(getter)]
     pub fn running(&self) -> bool {
-        self.service.try_lock().map(|s| s.is_some()).unwrap_or(true)
+        !self.stopped.is_cancelled()
+    }
+
+    /// Resolves when the node stops. While awaited it keeps the process alive,
+    /// which a running node alone does not.
+    #[napi]
+    pub async fn closed(&self) {
+        self.stopped.cancelled().await;
     }
 
     /// Stops the node and closes every connection to it. Idempotent.
     #[napi(catch_unwind)]
     pub async fn stop(&self) -> napi::Result<()> {
         let service = self.service.lock().await.take();
+        self.stopped.cancel();
         if let Some(service) = service {
             service
                 .shutdown()
