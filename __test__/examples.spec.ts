@@ -3,6 +3,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, test } from 'vitest'
+import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { ExampleProcess, root, startExampleServer } from '../scripts/processes.mjs'
 
 const running: ExampleProcess[] = []
@@ -133,4 +134,46 @@ describe('the slim-node command', () => {
     child.kill('SIGINT')
     expect(await exited).toBe(0)
   })
+})
+
+describe.each(['22', '24'] as const)('the examples on Node %s, with its own type stripping', (major) => {
+  test('node examples/*.ts runs the group with no loader', async () => {
+    const node = nodeBinary(major)
+    const { server, slim } = await startExampleServer({ node })
+    track(server)
+    const client = track(new ExampleProcess('client', 'client.ts', ['--slim', slim], { node }))
+    await client.waitFor('-> Waiting for session...')
+    const moderator = track(
+      new ExampleProcess('moderator', 'moderator.ts', ['--slim', slim, '--invites', 'agntcy/ns/client-1'], { node }),
+    )
+    await moderator.waitFor('add agntcy/ns/client-1 to the group')
+    moderator.write(`hello from node ${major}`)
+    await client.waitFor(received('agntcy/ns/moderator', `hello from node ${major}`))
+    moderator.end()
+    expect(await moderator.exitCode()).toBe(0)
+    client.end()
+    expect(await client.exitCode()).toBe(0)
+    // No loader warnings: the package's module type is declared.
+    expect([...client.errors, ...moderator.errors].filter(Boolean)).toEqual([])
+  }, 120_000)
+})
+
+test('on a terminal the app name is bold and coloured, as in the seed', async () => {
+  const { server, slim } = await startExampleServer()
+  track(server)
+  const { spawn } = await import('node:child_process')
+  const { typescriptFlags } = await import('../scripts/processes.mjs')
+  const command = [process.execPath, ...typescriptFlags(), join(root, 'examples', 'client.ts'), '--slim', `'${slim}'`]
+  // `script` gives the client a pseudo-terminal for stdout.
+  const child = spawn('script', ['-qfc', command.join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  let output = ''
+  const waiting = new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('Waiting for session')) resolve()
+    })
+  })
+  await waiting
+  expect(output).toContain('\x1b[1;36magntcy/ns/client-1\x1b[0m -> Waiting for session...')
+  child.kill('SIGKILL')
 })

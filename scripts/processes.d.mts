@@ -13,7 +13,7 @@ export declare class ExampleProcess {
     name: string,
     script: string,
     args?: string[],
-    options?: { stdin?: 'pipe' | 'ignore'; env?: Record<string, string>; echo?: boolean },
+    options?: { stdin?: 'pipe' | 'ignore'; env?: Record<string, string>; echo?: boolean; node?: string },
   )
   waitFor(pattern: RegExp | string, timeout?: number): Promise<string>
   write(line: string): void
@@ -26,5 +26,6 @@ export declare class ExampleProcess {
 
 export declare function startExampleServer(options?: {
   echo?: boolean
+  node?: string
 }): Promise<{ server: ExampleProcess; url: string; slim: string }>
 export declare function isBuilt(): boolean

@@ -18,10 +18,12 @@ export class ExampleProcess {
   /** @type {string[]} */ errors = []
   #waiters = new Set()
 
-  constructor(name, script, args = [], { stdin = 'pipe', env = {}, echo = false } = {}) {
+  constructor(name, script, args = [], { stdin = 'pipe', env = {}, echo = false, node } = {}) {
     this.name = name
     this.echo = echo
-    this.child = spawn(process.execPath, [...typescriptFlags(), join(root, 'examples', script), ...args], {
+    // A given Node binary (>= 22.18) strips types itself; ours may need tsx.
+    const flags = node ? [] : typescriptFlags()
+    this.child = spawn(node ?? process.execPath, [...flags, join(root, 'examples', script), ...args], {
       cwd: root,
       stdio: [stdin, 'pipe', 'pipe'],
       env: { ...process.env, ...env },
@@ -106,8 +108,12 @@ export class ExampleProcess {
 }
 
 /** Starts examples/server.ts on a free port and resolves with it and its URL. */
-export async function startExampleServer({ echo = false } = {}) {
-  const server = new ExampleProcess('server', 'server.ts', ['--endpoint', '127.0.0.1:0'], { stdin: 'ignore', echo })
+export async function startExampleServer({ echo = false, node } = {}) {
+  const server = new ExampleProcess('server', 'server.ts', ['--endpoint', '127.0.0.1:0'], {
+    stdin: 'ignore',
+    echo,
+    node,
+  })
   const line = await server.waitFor('SLIM node listening on')
   const url = line.slice(line.indexOf('http://'))
   return { server, url, slim: JSON.stringify({ endpoint: url, tls: { insecure: true } }) }
