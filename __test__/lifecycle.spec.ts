@@ -43,3 +43,25 @@ test('a server cannot take a port that is already in use', async () => {
   expect(error.message).toContain(server.endpoint)
   await server.stop()
 })
+
+test('subscribing an extra name makes the app reachable under it; routes can be set and removed', async () => {
+  const server = await startTestServer()
+  const alice = await connectApp(server, 'org/route/alice')
+  const bob = await connectApp(server, 'org/route/bob')
+  await bob.subscribe('org/route/helpdesk')
+
+  const incoming = bob.listenForSession({ timeout: 30_000 })
+  const session = await alice.createPointToPointSession('org/route/helpdesk')
+  const bobSession = await incoming
+  await session.publish('anyone there?')
+  const message = await bobSession.getMessage({ timeout: 10_000 })
+  expect(message.source).toBe('org/route/alice')
+  expect(message.payload.toString()).toBe('anyone there?')
+
+  // Close while the alias still routes to bob, so the close reaches him at once.
+  await session.close()
+  await bob.unsubscribe('org/route/helpdesk')
+  await alice.setRoute('org/route/elsewhere')
+  await alice.removeRoute('org/route/elsewhere')
+  await closeAll(alice, bob, server)
+})

@@ -329,7 +329,8 @@ impl App {
 
     #[napi(catch_unwind)]
     pub async fn unsubscribe(&self, name: String) -> napi::Result<()> {
-        let target = name::parse(&name)?;
+        // Subscriptions are recorded under this app's id; unsubscribe the same name.
+        let target = name::parse(&name)?.with_id(self.core.name.id());
         let connection = self.core.connection()?;
         Ok(self
             .core

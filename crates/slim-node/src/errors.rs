@@ -1,7 +1,7 @@
 //! One error type for the addon. Every failure crossing into JavaScript carries a
 //! stable code; the TypeScript facade turns `[CODE] message` into a `SlimError`.
 
-use slim_service::ServiceError;
+use slim_service::{ServiceError, SubscriptionAckError};
 use slim_session::SessionError;
 
 /// Stable error codes. The strings are part of the public API: never rename one.
@@ -172,6 +172,11 @@ impl From<ServiceError> for Error {
                     | ServiceError::DataPath(_) => Code::Connect,
                     ServiceError::ProviderAuthError(_) => Code::Auth,
                     ServiceError::ServerNotFound(_) => Code::Server,
+                    // The node refused it: a routing request that does not apply.
+                    ServiceError::SubscriptionError(SubscriptionAckError::Rejected { .. })
+                    | ServiceError::UnsubscriptionError(SubscriptionAckError::Rejected {
+                        ..
+                    }) => Code::InvalidArgument,
                     ServiceError::SubscriptionError(_)
                     | ServiceError::UnsubscriptionError(_)
                     | ServiceError::SetRouteError(_)
