@@ -1,4 +1,3 @@
-import { createServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   createApp,
@@ -9,17 +8,7 @@ import {
   SlimError,
   type SlimServer,
 } from '../src-ts/index.js'
-import { closeAll, connectApp, rejectionOf, SECRET, startTestServer } from './helpers.js'
-
-/** A loopback port nobody listens on. */
-async function closedPort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const address = probe.address()
-  await new Promise<void>((resolve) => probe.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
+import { closeAll, closedPort, connectApp, rejectionOf, SECRET, startTestServer } from './helpers.js'
 
 describe('typed errors', () => {
   let server: SlimServer

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, test } from 'vitest'
 import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { ExampleProcess, root, startExampleServer } from '../scripts/processes.mjs'
+import { closedPort } from './helpers.js'
 
 const running: ExampleProcess[] = []
 afterEach(() => {
@@ -18,15 +18,6 @@ function track<T extends ExampleProcess>(process: T): T {
 const received = (from: string, text: string) => `-> Received message from ${from}: ${text}`
 const receivedLines = (process: ExampleProcess) =>
   process.lines.filter((line) => line.includes('-> Received message')).map((line) => line.slice(line.indexOf('->')))
-
-async function closedPort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const address = probe.address()
-  await new Promise<void>((resolve) => probe.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
 
 describe.each([false, true])('the seed multicast example, mls=%s', (mls) => {
   test('members receive exactly what the moderator and a client publish; everyone exits 0', async () => {

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net'
 import {
   type App,
   createLocalApp,
@@ -46,4 +47,14 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<SlimError>
     throw new Error(`expected a SlimError, got ${String(error)}`, { cause: error })
   }
   throw new Error('expected a rejection, but the promise resolved')
+}
+
+/** A loopback port nobody listens on. */
+export async function closedPort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const address = probe.address()
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
 }

@@ -157,6 +157,12 @@ pub struct SessionSettings {
     pub mls: bool,
 }
 
+#[derive(Clone, Copy)]
+enum Membership {
+    Invite,
+    Remove,
+}
+
 enum Target {
     Destination,
     Reply { name: ProtoName, connection: u64 },
@@ -408,6 +414,40 @@ impl Session {
         Ok(Self { core })
     }
 
+    /// Invites or removes `member`, resolving when upstream reports the change done.
+    fn change_members<'env>(
+        &self,
+        env: &'env Env,
+        change: Membership,
+        member: String,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let member = name::parse(&member)?;
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let controller = core.controller()?;
+            check_moderator(&core)?;
+            let handle = match change {
+                Membership::Invite => {
+                    core.app.set_route(&member).await?;
+                    controller.invite_participant(&member).await
+                }
+                Membership::Remove => controller.remove_participant(&member).await,
+            }
+            .map_err(Error::from)?;
+            drop(controller);
+            let what = match change {
+                Membership::Invite => "invite",
+                Membership::Remove => "remove",
+            };
+            core.complete(handle, timeout, abort.as_ref(), what).await?;
+            Ok(())
+        })
+    }
+
     fn enqueue<'env>(
         &self,
         env: &'env Env,
@@ -605,23 +645,7 @@ impl Session {
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
-        let member = name::parse(&member)?;
-        let timeout = millis(timeout, "timeout")?;
-        let abort = token_of(cancel);
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            let controller = core.controller()?;
-            check_moderator(&core)?;
-            core.app.set_route(&member).await?;
-            let handle = controller
-                .invite_participant(&member)
-                .await
-                .map_err(Error::from)?;
-            drop(controller);
-            core.complete(handle, timeout, abort.as_ref(), "invite")
-                .await?;
-            Ok(())
-        })
+        self.change_members(env, Membership::Invite, member, timeout, cancel)
     }
 
     /// Removes a member from a group this app moderates; resolves once it has left.
@@ -633,22 +657,7 @@ impl Session {
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
-        let member = name::parse(&member)?;
-        let timeout = millis(timeout, "timeout")?;
-        let abort = token_of(cancel);
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            let controller = core.controller()?;
-            check_moderator(&core)?;
-            let handle = controller
-                .remove_participant(&member)
-                .await
-                .map_err(Error::from)?;
-            drop(controller);
-            core.complete(handle, timeout, abort.as_ref(), "remove")
-                .await?;
-            Ok(())
-        })
+        self.change_members(env, Membership::Remove, member, timeout, cancel)
     }
 
     /// The current members of the session, this app included.
