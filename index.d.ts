@@ -47,7 +47,7 @@ export declare class CancelToken {
 export declare class Server {
   /** The `host:port` the node listens on (the real port when 0 was requested). */
   get endpoint(): string
-  /** The URL apps connect to, e.g. `http://127.0.0.1:46357`. */
+  /** The URL apps connect to: `http://127.0.0.1:46357`, or `https://…` with TLS. */
   get url(): string
   /** Whether the node is still running. */
   get running(): boolean
@@ -201,6 +201,20 @@ export interface ReplyTarget {
 export interface ServerOptions {
   /** `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port. */
   endpoint?: string
+  /** Serve TLS (and mutual TLS with a client CA); plain text when omitted. */
+  tls?: ServerTlsOptions
+}
+
+/** TLS for an embedded node. */
+export interface ServerTlsOptions {
+  /** The node's certificate and key: files, or PEM text. */
+  certFile?: string
+  keyFile?: string
+  certPem?: string
+  keyPem?: string
+  /** When set, clients must present a certificate signed by this CA (mutual TLS). */
+  clientCaFile?: string
+  clientCaPem?: string
 }
 
 /** How a session is created. */
@@ -228,10 +242,20 @@ export interface SessionSettings {
 /** Starts an embedded SLIM node and resolves once it accepts connections. */
 export declare function startServer(options?: ServerOptions | undefined | null): Promise<Server>
 
-/** TLS settings for the connection to a node. */
+/** TLS settings for an app's connection to a node. */
 export interface TlsOptions {
-  /** Plain-text connection (no TLS). Defaults to true for `http://` endpoints. */
+  /** Plain text, no TLS. Defaults to true for `http://` endpoints without other TLS settings. */
   insecure?: boolean
+  /** TLS without verifying the node's certificate (testing only). */
+  insecureSkipVerify?: boolean
+  /** CA certificate(s) that sign the node's certificate: a file, or PEM text. */
+  caFile?: string
+  caPem?: string
+  /** This app's certificate and key, for nodes that require mutual TLS. */
+  certFile?: string
+  keyFile?: string
+  certPem?: string
+  keyPem?: string
 }
 
 export declare function version(): Versions

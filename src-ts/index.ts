@@ -17,6 +17,8 @@ import {
   formatName as nativeFormatName,
   parseName as nativeParseName,
   version as nativeVersion,
+  type ServerTlsOptions,
+  type TlsOptions,
 } from '../index.js'
 import { type App, createApp } from './app.js'
 import { callSync, SlimError } from './errors.js'
@@ -42,13 +44,14 @@ export {
   type SessionSettings,
   type SessionType,
 } from './session.js'
-export type { NameParts }
+export type { NameParts, ServerTlsOptions, TlsOptions }
 
 /** Where the app's SLIM node is, in the seed's `slim` shape. */
 export interface SlimConnection {
-  /** e.g. `http://127.0.0.1:46357` */
+  /** e.g. `http://127.0.0.1:46357`, or `https://…` for a node that serves TLS */
   endpoint: string
-  tls?: { insecure?: boolean }
+  /** CA, client certificate for mutual TLS, or `insecure` for plain text. */
+  tls?: TlsOptions
 }
 
 /** The seed's `create_local_app` parameters. */

@@ -10,7 +10,6 @@ use parking_lot::RwLock;
 use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
 use slim_config::client::ClientConfig;
 use slim_config::component::id::{ID, Kind};
-use slim_config::tls::client::TlsClientConfig;
 use slim_datapath::api::ProtoName;
 use slim_service::{KIND, Service};
 use slim_session::notification::Notification;
@@ -25,6 +24,7 @@ use crate::identity::{Identity, IdentityOptions};
 use crate::name;
 use crate::runtime::{bounded, millis};
 use crate::session::{Session, SessionCore, SessionOptions};
+use crate::tls::{self, TlsOptions};
 
 type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
 type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
@@ -39,14 +39,6 @@ pub struct AppOptions {
     /// The app's name, `org/ns/app`.
     pub name: String,
     pub identity: IdentityOptions,
-}
-
-/// TLS settings for the connection to a node.
-#[napi(object)]
-#[derive(Debug, Clone, Default)]
-pub struct TlsOptions {
-    /// Plain-text connection (no TLS). Defaults to true for `http://` endpoints.
-    pub insecure: Option<bool>,
 }
 
 /// Where and how to reach a SLIM node.
@@ -138,17 +130,12 @@ fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
             "endpoint {endpoint:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:46357"
         )));
     }
-    let insecure = options
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.insecure)
-        .unwrap_or_else(|| endpoint.starts_with("http://"));
+    let tls = tls::client(options.tls.as_ref(), endpoint)?;
     Ok(ClientConfig::with_endpoint(endpoint)
         .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_tls_setting(TlsClientConfig::default().with_insecure(insecure)))
+        .with_tls_setting(tls))
 }
 
-/// `host:port` of an http(s) URL, with the scheme's default port when none is given.
 fn socket_address(endpoint: &str) -> Option<String> {
     let (scheme, rest) = endpoint.split_once("://")?;
     let authority = rest.split('/').next()?;
@@ -167,22 +154,33 @@ fn socket_address(endpoint: &str) -> Option<String> {
     Some(format!("{authority}:{port}"))
 }
 
-/// Upstream retries a refused connection forever (its reconnect policy); probe once so
-/// that nothing listening is reported at once rather than after the connect timeout.
-async fn probe(endpoint: &str) -> Result<()> {
+/// Upstream retries a refused connection or a failed TLS handshake for as long as its
+/// reconnect policy allows; probe once so those failures are reported at once.
+async fn probe(config: &ClientConfig) -> Result<()> {
+    let endpoint = config.endpoint.as_str();
     let address = socket_address(endpoint)
         .ok_or_else(|| Error::invalid_argument(format!("endpoint {endpoint:?} has no host")))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(Error::new(
-            Code::Connect,
-            format!("cannot connect to {endpoint}: {err}"),
-        )),
-        Err(_) => Err(Error::new(
-            Code::Connect,
-            format!("cannot connect to {endpoint}: no answer within {CONNECT_TIMEOUT:?}"),
-        )),
-    }
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return Err(Error::new(
+                    Code::Connect,
+                    format!("cannot connect to {endpoint}: {err}"),
+                ));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    Code::Connect,
+                    format!("cannot connect to {endpoint}: no answer within {CONNECT_TIMEOUT:?}"),
+                ));
+            }
+        };
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(host, _)| host);
+    tls::check_handshake(&config.tls_setting, host, stream, endpoint).await
 }
 
 fn service_id(app: &ProtoName) -> Result<ID> {
@@ -273,7 +271,7 @@ impl App {
             return Err(Error::new(Code::Connect, "the app is already connected").into());
         }
         let config = client_config(&options)?;
-        probe(&config.endpoint).await?;
+        probe(&config).await?;
         let attempt = async {
             core.service.connect(&config).await.map_err(|e| {
                 Error::new(

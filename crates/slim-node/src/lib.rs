@@ -12,6 +12,7 @@ mod name;
 mod runtime;
 mod server;
 mod session;
+mod tls;
 mod tracing;
 
 use napi_derive::napi;

@@ -10,6 +10,8 @@ use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::{self, ServerTlsOptions};
+
 use crate::errors::{Code, Error, Result, chain};
 
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
@@ -20,11 +22,14 @@ pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
 pub struct ServerOptions {
     /// `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port.
     pub endpoint: Option<String>,
+    /// Serve TLS (and mutual TLS with a client CA); plain text when omitted.
+    pub tls: Option<ServerTlsOptions>,
 }
 
 /// A SLIM node running inside this process.
 #[napi]
 pub struct Server {
+    secure: bool,
     endpoint: String,
     service: Mutex<Option<Service>>,
     stopped: CancellationToken,
@@ -33,6 +38,7 @@ pub struct Server {
 fn resolve(endpoint: &str) -> Result<SocketAddr> {
     let bare = endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint)
         .trim_end_matches('/');
     bare.to_socket_addrs()
@@ -66,9 +72,8 @@ fn node_id() -> Result<ID> {
     ID::new_with_name(kind, &name).map_err(|e| Error::new(Code::Internal, e.to_string()))
 }
 
-async fn launch(addr: SocketAddr) -> Result<Service> {
-    let config = ServerConfig::with_endpoint(&addr.to_string())
-        .with_tls_settings(TlsServerConfig::default().with_insecure(true));
+async fn launch(addr: SocketAddr, tls: TlsServerConfig) -> Result<Service> {
+    let config = ServerConfig::with_endpoint(&addr.to_string()).with_tls_settings(tls);
     let service = ServiceConfiguration::new()
         .with_dataplane_server(vec![config])
         .build_server(node_id()?)
@@ -85,12 +90,16 @@ async fn launch(addr: SocketAddr) -> Result<Service> {
 /// Starts an embedded SLIM node and resolves once it accepts connections.
 #[napi(catch_unwind)]
 pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server> {
+    let options = options.unwrap_or_default();
+    let tls = tls::server(options.tls.as_ref())?;
+    let secure = !tls.insecure;
     let requested = options
-        .and_then(|o| o.endpoint)
+        .endpoint
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let addr = concrete_address(resolve(&requested)?)?;
-    let service = launch(addr).await?;
+    let service = launch(addr, tls).await?;
     Ok(Server {
+        secure,
         endpoint: addr.to_string(),
         service: Mutex::new(Some(service)),
         stopped: CancellationToken::new(),
@@ -105,10 +114,11 @@ impl Server {
         self.endpoint.clone()
     }
 
-    /// The URL apps connect to, e.g. `http://127.0.0.1:46357`.
+    /// The URL apps connect to: `http://127.0.0.1:46357`, or `https://…` with TLS.
     #[napi(getter)]
     pub fn url(&self) -> String {
-        format!("http://{}", self.endpoint)
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint)
     }
 
     /// Whether the node is still running.
