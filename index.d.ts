@@ -122,10 +122,38 @@ export declare function errorCodes(): Array<string>
 /** Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part. */
 export declare function formatName(parts: NameParts): string
 
-/** How an app authenticates. Exactly one method must be given. */
+/** How an app authenticates: a shared secret, or JWTs verified against trusted keys. */
 export interface IdentityOptions {
   /** A secret shared by every app of the deployment (at least 32 bytes). */
   sharedSecret?: string
+  /**
+   * Path of a JWT file this app presents (re-read when it changes, e.g. by a SPIRE agent).
+   * SLIM core 3.x cannot hold sessions with such an identity; see the README.
+   */
+  jwt?: string
+  /** This app signs its own JWTs with this private key instead of presenting a file. */
+  jwtSigningKey?: JwtSigningKey
+  /**
+   * JSON object mapping each trust domain to its base64-encoded JWKS: the keys that
+   * sign peers' JWTs (the seed's `spire_trust_bundle`).
+   */
+  spireTrustBundle?: string
+  /** Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too. */
+  audience?: Array<string>
+}
+
+/** A private key this app signs its JWTs with. */
+export interface JwtSigningKey {
+  /** PEM text of the private key. */
+  pem: string
+  /** JWS algorithm, e.g. `ES256`, `ES384`, `RS256`, `EdDSA`. */
+  algorithm: string
+  /** The `sub` claim: this app's identity. Defaults to the app name. */
+  subject?: string
+  /** The `iss` claim (peers require one). Defaults to the subject. */
+  issuer?: string
+  /** The key id (`kid`) put in the token header, matching the JWKS entry. */
+  keyId?: string
 }
 
 /** The parts of a SLIM name. */

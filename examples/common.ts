@@ -65,13 +65,14 @@ export function fail(error: unknown): never {
 
 /** The seed's create_local_app, from the parsed flags. */
 export async function connect(options: CommonOptions): Promise<App> {
-  if (options.jwt || options.spireTrustBundle || options.enableOpentelemetry) {
-    throw new Error('--jwt, --spire-trust-bundle and --enable-opentelemetry are not supported yet; use --shared-secret')
-  }
+  if (options.enableOpentelemetry) throw new Error('--enable-opentelemetry is not supported yet')
+  const usesJwt = Boolean(options.jwt || options.spireTrustBundle || options.audience.length)
   const app = await createLocalApp({
     local: options.local,
     slim: options.slim,
-    sharedSecret: options.sharedSecret ?? DEV_SHARED_SECRET,
+    ...(usesJwt
+      ? { jwt: options.jwt, spireTrustBundle: options.spireTrustBundle, audience: options.audience }
+      : { sharedSecret: options.sharedSecret ?? DEV_SHARED_SECRET }),
   })
   say(app.id, 'Created app')
   say(app.id, `Connected to ${options.slim.endpoint}`)

@@ -20,8 +20,8 @@ import {
   type ServerTlsOptions,
   type TlsOptions,
 } from '../index.js'
-import { type App, createApp } from './app.js'
-import { callSync, SlimError } from './errors.js'
+import { type App, createApp, type IdentityOptions } from './app.js'
+import { callSync } from './errors.js'
 
 export {
   App,
@@ -62,14 +62,20 @@ export interface LocalAppOptions {
   slim: SlimConnection
   /** Shared secret for identity (at least 32 bytes); for local testing and examples. */
   sharedSecret?: string
+  /** Path of a JWT file this app presents (see the README for what SLIM core 3.x allows). */
+  jwt?: string
+  /** A private key this app signs its own JWTs with. */
+  jwtSigningKey?: IdentityOptions['jwtSigningKey']
+  /** Trust domain -> base64 JWKS: the keys peers' JWTs must be signed with. */
+  spireTrustBundle?: string
+  /** Audiences peers' JWTs must carry. */
+  audience?: string[]
 }
 
 /** Creates an app and connects it to a node: the seed's `create_local_app`. */
 export async function createLocalApp(options: LocalAppOptions): Promise<App> {
-  if (options.sharedSecret === undefined) {
-    throw new SlimError('INVALID_ARGUMENT', 'createLocalApp needs an identity: pass sharedSecret (at least 32 bytes)')
-  }
-  const app = await createApp({ name: options.local, identity: { sharedSecret: options.sharedSecret } })
+  const { local, slim, ...identity } = options
+  const app = await createApp({ name: local, identity })
   try {
     await app.connect(options.slim)
   } catch (error) {

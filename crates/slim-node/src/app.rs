@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Code, Error, Result, chain};
-use crate::identity::{Identity, IdentityOptions};
+use crate::identity::{Identity, IdentityKind, IdentityOptions};
 use crate::name;
 use crate::runtime::{bounded, millis};
 use crate::session::{Session, SessionCore, SessionOptions};
@@ -53,6 +53,7 @@ pub struct ConnectOptions {
 /// State shared by an app and its sessions.
 pub struct AppCore {
     name: ProtoName,
+    pub identity: IdentityKind,
     slim: RwLock<Option<Arc<SlimApp>>>,
     service: Service,
     connection: RwLock<Option<u64>>,
@@ -183,6 +184,19 @@ async fn probe(config: &ClientConfig) -> Result<()> {
     tls::check_handshake(&config.tls_setting, host, stream, endpoint).await
 }
 
+/// SLIM signs every session control message with a key bound to the app's identity;
+/// a JWT read from a file carries none (upstream's peers drop its control messages, and
+/// its MLS code panics). Refuse before anything starts.
+pub fn check_session_identity(kind: IdentityKind) -> Result<()> {
+    if kind == IdentityKind::PresentedJwt {
+        return Err(Error::new(
+            Code::Auth,
+            "sessions need an identity that can sign: a presented jwt file cannot with SLIM core 3.x; use jwtSigningKey or sharedSecret",
+        ));
+    }
+    Ok(())
+}
+
 fn service_id(app: &ProtoName) -> Result<ID> {
     let kind = Kind::new(KIND).map_err(|e| Error::new(Code::Internal, e.to_string()))?;
     // IDs allow a restricted alphabet: derive one from the app name.
@@ -216,6 +230,7 @@ pub async fn create_app(options: AppOptions) -> napi::Result<App> {
         .into());
     }
     let identity = Identity::build(&name::base(&base), &options.identity).await?;
+    let kind = identity.kind;
     let service = Service::new(service_id(&base)?);
     let (slim, notifications) = service
         .create_app(&base, identity.provider, identity.verifier)
@@ -231,6 +246,7 @@ pub async fn create_app(options: AppOptions) -> napi::Result<App> {
     })?;
     let core = AppCore {
         name: slim.app_name().clone(),
+        identity: kind,
         slim: RwLock::new(Some(Arc::new(slim))),
         service,
         connection: RwLock::new(None),
@@ -368,6 +384,7 @@ impl App {
         let destination = name::parse(&destination)?;
         let config = options.unwrap_or_default().to_config()?;
         let core = self.core.clone();
+        check_session_identity(core.identity)?;
         let slim = core.slim()?;
         core.connection()?;
         if config.session_type == slim_datapath::api::ProtoSessionType::PointToPoint {

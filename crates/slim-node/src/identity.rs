@@ -5,23 +5,63 @@ use napi_derive::napi;
 use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
 use slim_auth::traits::{TokenProvider, Verifier};
 
-use crate::errors::{Code, Error, Result};
+use slim_config::auth::identity::{IdentityProviderConfig, IdentityVerifierConfig};
+
+use crate::errors::{Code, Error, Result, chain};
 
 /// Upstream's minimum HMAC key length for shared secrets.
 pub const MIN_SHARED_SECRET_BYTES: usize = 32;
 
-/// How an app authenticates. Exactly one method must be given.
+/// How an app authenticates: a shared secret, or JWTs verified against trusted keys.
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct IdentityOptions {
     /// A secret shared by every app of the deployment (at least 32 bytes).
     pub shared_secret: Option<String>,
+    /// Path of a JWT file this app presents (re-read when it changes, e.g. by a SPIRE agent).
+    /// SLIM core 3.x cannot hold sessions with such an identity; see the README.
+    pub jwt: Option<String>,
+    /// This app signs its own JWTs with this private key instead of presenting a file.
+    pub jwt_signing_key: Option<JwtSigningKey>,
+    /// JSON object mapping each trust domain to its base64-encoded JWKS: the keys that
+    /// sign peers' JWTs (the seed's `spire_trust_bundle`).
+    pub spire_trust_bundle: Option<String>,
+    /// Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too.
+    pub audience: Option<Vec<String>>,
+}
+
+/// A private key this app signs its JWTs with.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct JwtSigningKey {
+    /// PEM text of the private key.
+    pub pem: String,
+    /// JWS algorithm, e.g. `ES256`, `ES384`, `RS256`, `EdDSA`.
+    pub algorithm: String,
+    /// The `sub` claim: this app's identity. Defaults to the app name.
+    pub subject: Option<String>,
+    /// The `iss` claim (peers require one). Defaults to the subject.
+    pub issuer: Option<String>,
+    /// The key id (`kid`) put in the token header, matching the JWKS entry.
+    pub key_id: Option<String>,
+}
+
+/// The kinds of identity, as far as the rest of the addon needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    SharedSecret,
+    /// A token read from a file: it cannot sign session control messages.
+    PresentedJwt,
+    SignedJwt,
 }
 
 pub struct Identity {
     pub provider: AuthProvider,
     pub verifier: AuthVerifier,
+    pub kind: IdentityKind,
 }
+
+const WHAT_TO_PASS: &str = "pass sharedSecret (at least 32 bytes), or jwt (or jwtSigningKey) together with spireTrustBundle and audience";
 
 fn check_shared_secret(secret: &str) -> Result<()> {
     if secret.len() < MIN_SHARED_SECRET_BYTES {
@@ -33,24 +73,146 @@ fn check_shared_secret(secret: &str) -> Result<()> {
     Ok(())
 }
 
+/// All the trust domains' keys as one JWKS: upstream tries each key in turn.
+fn merged_jwks(bundle: &str) -> Result<String> {
+    use base64::Engine;
+    let invalid = |why: String| Error::invalid_argument(format!("spireTrustBundle {why}"));
+    let domains: serde_json::Map<String, serde_json::Value> = serde_json::from_str(bundle)
+        .map_err(|e| {
+            invalid(format!(
+                "must be a JSON object of trust domain -> base64 JWKS: {e}"
+            ))
+        })?;
+    let mut keys = Vec::new();
+    for (domain, encoded) in domains {
+        let encoded = encoded
+            .as_str()
+            .ok_or_else(|| invalid(format!("entry {domain:?} is not a base64 string")))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| invalid(format!("entry {domain:?} is not base64: {e}")))?;
+        let jwks: serde_json::Value = serde_json::from_slice(&decoded)
+            .map_err(|e| invalid(format!("entry {domain:?} is not a JWKS: {e}")))?;
+        let list = jwks["keys"]
+            .as_array()
+            .ok_or_else(|| invalid(format!("entry {domain:?} has no \"keys\" array")))?;
+        keys.extend(list.iter().cloned());
+    }
+    if keys.is_empty() {
+        return Err(invalid("holds no keys".into()));
+    }
+    Ok(serde_json::json!({ "keys": keys }).to_string())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::invalid_argument(format!("invalid {what}: {e}")))
+}
+
+fn jwt_verifier(bundle: &str, audience: &[String]) -> Result<AuthVerifier> {
+    let config: IdentityVerifierConfig = from_json(
+        serde_json::json!({
+            "type": "jwt",
+            "claims": { "audience": audience },
+            // The algorithm of each key comes from its JWK entry; this one is a fallback.
+            "key": { "type": "decoding", "algorithm": "ES256", "format": "jwks", "key": { "data": merged_jwks(bundle)? } },
+        }),
+        "JWT verifier",
+    )?;
+    config
+        .build_auth_verifier()
+        .map_err(|e| Error::new(Code::Auth, chain(&e)))
+}
+
+fn signing_provider(key: &JwtSigningKey, app: &str, audience: &[String]) -> Result<AuthProvider> {
+    let subject = key.subject.clone().unwrap_or_else(|| app.to_string());
+    let issuer = key.issuer.clone().unwrap_or_else(|| subject.clone());
+    let claims = serde_json::json!({ "audience": audience, "subject": subject, "issuer": issuer });
+    let config: IdentityProviderConfig = from_json(
+        serde_json::json!({
+            "type": "jwt",
+            "claims": claims,
+            "key": { "type": "encoding", "algorithm": key.algorithm, "format": "pem", "key": { "data": key.pem } },
+        }),
+        "jwtSigningKey (algorithm must be one of HS256..512, ES256, ES384, RS256..512, PS256..512, EdDSA)",
+    )?;
+    config
+        .build_auth_provider()
+        .map_err(|e| Error::new(Code::Auth, chain(&e)))
+}
+
+fn presented_jwt(path: &str) -> Result<AuthProvider> {
+    // Upstream panics on a token file it cannot read; check first.
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid_argument(format!("jwt file {path:?} cannot be read: {e}")))?;
+    let config: IdentityProviderConfig = from_json(
+        serde_json::json!({ "type": "static_jwt", "file": path }),
+        "jwt",
+    )?;
+    config
+        .build_auth_provider()
+        .map_err(|e| Error::new(Code::Auth, chain(&e)))
+}
+
 impl Identity {
     /// Builds and initialises the provider and verifier for the app `id` (`org/ns/app`).
     pub async fn build(id: &str, options: &IdentityOptions) -> Result<Self> {
-        let Some(secret) = options.shared_secret.as_deref() else {
-            return Err(Error::invalid_argument(
-                "an identity is required: pass sharedSecret (at least 32 bytes)",
-            ));
+        let uses_jwt = options.jwt.is_some()
+            || options.jwt_signing_key.is_some()
+            || options.spire_trust_bundle.is_some()
+            || options.audience.is_some();
+        let (mut provider, mut verifier, kind) = match (options.shared_secret.as_deref(), uses_jwt)
+        {
+            (Some(_), true) => {
+                return Err(Error::invalid_argument(format!(
+                    "give one identity, not both a shared secret and JWT settings: {WHAT_TO_PASS}"
+                )));
+            }
+            (Some(secret), false) => {
+                check_shared_secret(secret)?;
+                (
+                    AuthProvider::shared_secret_from_str(id, secret)?,
+                    AuthVerifier::shared_secret_from_str(id, secret)?,
+                    IdentityKind::SharedSecret,
+                )
+            }
+            (None, _) => {
+                let (Some(bundle), Some(audience)) =
+                    (&options.spire_trust_bundle, &options.audience)
+                else {
+                    return Err(Error::invalid_argument(format!(
+                        "an identity is required: {WHAT_TO_PASS}"
+                    )));
+                };
+                if audience.is_empty() {
+                    return Err(Error::invalid_argument("audience needs at least one entry"));
+                }
+                let (provider, kind) = match (&options.jwt, &options.jwt_signing_key) {
+                    (Some(path), None) => (presented_jwt(path)?, IdentityKind::PresentedJwt),
+                    (None, Some(key)) => (
+                        signing_provider(key, id, audience)?,
+                        IdentityKind::SignedJwt,
+                    ),
+                    _ => {
+                        return Err(Error::invalid_argument(format!(
+                            "give exactly one of jwt and jwtSigningKey: {WHAT_TO_PASS}"
+                        )));
+                    }
+                };
+                (provider, jwt_verifier(bundle, audience)?, kind)
+            }
         };
-        check_shared_secret(secret)?;
-        let mut provider = AuthProvider::shared_secret_from_str(id, secret)?;
-        let mut verifier = AuthVerifier::shared_secret_from_str(id, secret)?;
         provider.initialize().await?;
         verifier.initialize().await?;
         // Fail here, not at the first message, if the provider cannot issue tokens.
         provider
             .get_token()
             .map_err(|e| Error::new(Code::Auth, format!("identity cannot issue tokens: {e}")))?;
-        Ok(Self { provider, verifier })
+        Ok(Self {
+            provider,
+            verifier,
+            kind,
+        })
     }
 }
 
@@ -62,6 +224,7 @@ mod tests {
     async fn short_secret_is_rejected_with_its_length() {
         let options = IdentityOptions {
             shared_secret: Some("short".into()),
+            ..Default::default()
         };
         let err = Identity::build("org/ns/app", &options).await.err().unwrap();
         assert_eq!(err.code, Code::InvalidArgument);
@@ -79,12 +242,46 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.message.contains("sharedSecret"));
+        assert!(err.message.contains("spireTrustBundle"));
+    }
+
+    #[test]
+    fn trust_bundles_merge_every_domain() {
+        use base64::Engine;
+        let encode = |keys: &str| base64::engine::general_purpose::STANDARD.encode(keys);
+        let bundle = serde_json::json!({
+            "a.org": encode(r#"{"keys":[{"kid":"1"}]}"#),
+            "b.org": encode(r#"{"keys":[{"kid":"2"},{"kid":"3"}]}"#),
+        })
+        .to_string();
+        let merged: serde_json::Value =
+            serde_json::from_str(&merged_jwks(&bundle).unwrap()).unwrap();
+        assert_eq!(merged["keys"].as_array().unwrap().len(), 3);
+        for bad in ["[]", r#"{"a.org": 5}"#, r#"{"a.org": "%%%"}"#, "{}"] {
+            assert_eq!(
+                merged_jwks(bad).unwrap_err().code,
+                Code::InvalidArgument,
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn secret_and_jwt_together_are_refused() {
+        let options = IdentityOptions {
+            shared_secret: Some("a-development-secret-of-32-bytes!!".into()),
+            audience: Some(vec!["x".into()]),
+            ..Default::default()
+        };
+        let err = Identity::build("org/ns/app", &options).await.err().unwrap();
+        assert_eq!(err.code, Code::InvalidArgument);
     }
 
     #[tokio::test]
     async fn long_secret_builds() {
         let options = IdentityOptions {
             shared_secret: Some("a-development-secret-of-32-bytes!!".into()),
+            ..Default::default()
         };
         assert!(Identity::build("org/ns/app", &options).await.is_ok());
     }

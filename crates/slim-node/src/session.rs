@@ -383,6 +383,15 @@ impl Session {
             )
         })?;
         let config = live.session_config();
+        if let Err(err) = crate::app::check_session_identity(app.identity) {
+            // Invited into a session this identity cannot take part in: leave it.
+            if let Ok(handle) = app.delete_session(&live) {
+                spawn(async move {
+                    let _ = handle.await;
+                });
+            }
+            return Err(err);
+        }
         let session_type = if live.session_type() == ProtoSessionType::PointToPoint {
             SessionType::PointToPoint
         } else {
