@@ -116,8 +116,14 @@ export interface ConnectOptions {
 /** Creates an app with its identity. It can create sessions once connected. */
 export declare function createApp(options: AppOptions): Promise<App>
 
+/** Exports spans over OTLP gRPC from now on (and logs per `RUST_LOG`). Call once, first. */
+export declare function enableOpentelemetry(options?: TelemetryOptions | undefined | null): Promise<void>
+
 /** The stable error codes, so the facade and tests can check they know them all. */
 export declare function errorCodes(): Array<string>
+
+/** Sends the spans recorded so far; spans still buffered at exit are otherwise lost. */
+export declare function flushTelemetry(): Promise<void>
 
 /** Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part. */
 export declare function formatName(parts: NameParts): string
@@ -269,6 +275,14 @@ export interface SessionSettings {
 
 /** Starts an embedded SLIM node and resolves once it accepts connections. */
 export declare function startServer(options?: ServerOptions | undefined | null): Promise<Server>
+
+/** OpenTelemetry export settings. */
+export interface TelemetryOptions {
+  /** OTLP gRPC collector, default `http://localhost:4317`. */
+  endpoint?: string
+  /** `service.name` of the exported spans, default `slim-node`. */
+  serviceName?: string
+}
 
 /** TLS settings for an app's connection to a node. */
 export interface TlsOptions {

@@ -773,13 +773,15 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, createApp, errorCodes, formatName, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
+const { App, CancelToken, Server, Session, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { Server }
 export { Session }
 export { createApp }
+export { enableOpentelemetry }
 export { errorCodes }
+export { flushTelemetry }
 export { formatName }
 export { panicForTest }
 export { panicForTestAsync }

@@ -65,11 +65,11 @@ export function fail(error: unknown): never {
 
 /** The seed's create_local_app, from the parsed flags. */
 export async function connect(options: CommonOptions): Promise<App> {
-  if (options.enableOpentelemetry) throw new Error('--enable-opentelemetry is not supported yet')
   const usesJwt = Boolean(options.jwt || options.spireTrustBundle || options.audience.length)
   const app = await createLocalApp({
     local: options.local,
     slim: options.slim,
+    enableOpentelemetry: options.enableOpentelemetry,
     ...(usesJwt
       ? { jwt: options.jwt, spireTrustBundle: options.spireTrustBundle, audience: options.audience }
       : { sharedSecret: options.sharedSecret ?? DEV_SHARED_SECRET }),

@@ -14,14 +14,17 @@
  */
 import {
   type NameParts,
+  enableOpentelemetry as nativeEnableOpentelemetry,
+  flushTelemetry as nativeFlushTelemetry,
   formatName as nativeFormatName,
   parseName as nativeParseName,
   version as nativeVersion,
   type ServerTlsOptions,
+  type TelemetryOptions,
   type TlsOptions,
 } from '../index.js'
 import { type App, createApp, type IdentityOptions } from './app.js'
-import { callSync } from './errors.js'
+import { call, callSync } from './errors.js'
 
 export {
   App,
@@ -44,7 +47,7 @@ export {
   type SessionSettings,
   type SessionType,
 } from './session.js'
-export type { NameParts, ServerTlsOptions, TlsOptions }
+export type { NameParts, ServerTlsOptions, TelemetryOptions, TlsOptions }
 
 /** Where the app's SLIM node is, in the seed's `slim` shape. */
 export interface SlimConnection {
@@ -70,11 +73,14 @@ export interface LocalAppOptions {
   spireTrustBundle?: string
   /** Audiences peers' JWTs must carry. */
   audience?: string[]
+  /** Export traces over OTLP gRPC (`true`: to http://localhost:4317). */
+  enableOpentelemetry?: boolean | TelemetryOptions
 }
 
 /** Creates an app and connects it to a node: the seed's `create_local_app`. */
 export async function createLocalApp(options: LocalAppOptions): Promise<App> {
-  const { local, slim, ...identity } = options
+  const { local, slim, enableOpentelemetry: telemetry, ...identity } = options
+  if (telemetry) await enableOpentelemetry(telemetry === true ? {} : telemetry)
   const app = await createApp({ name: local, identity })
   try {
     await app.connect(options.slim)
@@ -98,4 +104,17 @@ export function formatName(parts: NameParts): string {
 /** The versions of slim-node and of the embedded upstream SLIM core. */
 export function version(): { slimNode: string; slimCore: string } {
   return nativeVersion()
+}
+
+/**
+ * Exports traces over OTLP gRPC (default `http://localhost:4317`). Process-wide: call it
+ * once, before creating apps or nodes. Logs stay off unless `RUST_LOG` is set.
+ */
+export function enableOpentelemetry(options: TelemetryOptions = {}): Promise<void> {
+  return call(() => nativeEnableOpentelemetry(options))
+}
+
+/** Sends the spans recorded so far; call before exiting to lose none. */
+export function flushTelemetry(): Promise<void> {
+  return call(() => nativeFlushTelemetry())
 }

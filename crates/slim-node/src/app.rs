@@ -222,6 +222,7 @@ pub struct App {
 /// Creates an app with its identity. It can create sessions once connected.
 #[napi(catch_unwind)]
 pub async fn create_app(options: AppOptions) -> napi::Result<App> {
+    crate::tracing::install(None)?;
     let base = name::parse(&options.name)?;
     if base.has_id() {
         return Err(Error::invalid_argument(

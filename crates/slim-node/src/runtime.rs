@@ -12,7 +12,6 @@ use crate::errors::{Code, Error, Result};
 #[napi_derive::module_init]
 fn init_runtime() {
     slim_config::tls::provider::initialize_crypto_provider();
-    crate::tracing::init_from_env();
     // At least two workers: upstream deadlocks on a single-worker runtime (agntcy/slim#1657).
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -90,6 +90,7 @@ async fn launch(addr: SocketAddr, tls: TlsServerConfig) -> Result<Service> {
 /// Starts an embedded SLIM node and resolves once it accepts connections.
 #[napi(catch_unwind)]
 pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server> {
+    crate::tracing::install(None)?;
     let options = options.unwrap_or_default();
     let tls = tls::server(options.tls.as_ref())?;
     let secure = !tls.insecure;

@@ -21,6 +21,7 @@ use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::AppCore;
 use crate::cancel::{CancelToken, token_of};
@@ -305,24 +306,33 @@ async fn publish_one(
         target,
         done,
     } = request;
-    let sent = match target {
-        Target::Destination => {
-            controller
-                .publish(destination, payload, options.payload_type, options.metadata)
-                .await
+    let span = tracing::info_span!(
+        "slim.publish",
+        session_id = controller.id(),
+        bytes = payload.len()
+    );
+    let sent = async {
+        match target {
+            Target::Destination => {
+                controller
+                    .publish(destination, payload, options.payload_type, options.metadata)
+                    .await
+            }
+            Target::Reply { name, connection } => {
+                controller
+                    .publish_to(
+                        &name,
+                        connection,
+                        payload,
+                        options.payload_type,
+                        options.metadata,
+                    )
+                    .await
+            }
         }
-        Target::Reply { name, connection } => {
-            controller
-                .publish_to(
-                    &name,
-                    connection,
-                    payload,
-                    options.payload_type,
-                    options.metadata,
-                )
-                .await
-        }
-    };
+    }
+    .instrument(span)
+    .await;
     match sent {
         Ok(handle) => Ok((handle, done)),
         Err(err) => Err((Error::from(err), done)),
@@ -618,6 +628,7 @@ impl Session {
             )
             .await
             .map_err(|e| closed_as_session(e, core.id))?;
+            let _span = tracing::info_span!("slim.receive", session_id = core.id).entered();
             let mut batch = ReceivedBatch {
                 messages: Vec::new(),
                 errors: Vec::new(),

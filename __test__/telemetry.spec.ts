@@ -1,0 +1,58 @@
+import { createServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { expect, test, vi } from 'vitest'
+import { createLocalApp, enableOpentelemetry, flushTelemetry, startServer } from '../src-ts/index.js'
+import { closeAll, SECRET } from './helpers.js'
+
+/** A loopback OTLP/gRPC collector: answers every export with OK and keeps the request bodies. */
+async function collector() {
+  const exports: Buffer[] = []
+  const server = createServer((request: Http2ServerRequest, response: Http2ServerResponse) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => {
+      if (request.url.endsWith('TraceService/Export')) exports.push(Buffer.concat(chunks))
+      response.writeHead(200, { 'content-type': 'application/grpc' })
+      response.addTrailers({ 'grpc-status': '0' })
+      response.end(Buffer.from([0, 0, 0, 0, 0])) // an empty, uncompressed gRPC message
+    })
+  })
+  // The exporter keeps its HTTP/2 connection open; close it with the server.
+  const sessions = new Set<ServerHttp2Session>()
+  server.on('session', (session) => sessions.add(session))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  const close = () => {
+    for (const session of sessions) session.destroy()
+    return new Promise((resolve) => server.close(resolve))
+  }
+  return { endpoint: `http://127.0.0.1:${port}`, exports, close }
+}
+
+test('spans of a publish/receive round trip reach an OTLP gRPC collector', async () => {
+  const otlp = await collector()
+  await enableOpentelemetry({ endpoint: otlp.endpoint, serviceName: 'slim-node-test' })
+  // Process-wide: a second, different endpoint is refused.
+  await expect(enableOpentelemetry({ endpoint: 'http://127.0.0.1:1' })).rejects.toMatchObject({
+    code: 'INVALID_ARGUMENT',
+  })
+
+  const node = await startServer({ endpoint: '127.0.0.1:0' })
+  const slim = { endpoint: node.url }
+  const alice = await createLocalApp({ local: 'org/otel/alice', slim, sharedSecret: SECRET })
+  const bob = await createLocalApp({ local: 'org/otel/bob', slim, sharedSecret: SECRET })
+  const incoming = bob.listenForSession({ timeout: 30_000 })
+  const session = await alice.createPointToPointSession('org/otel/bob')
+  await session.publish('traced')
+  expect((await (await incoming).getMessage({ timeout: 10_000 })).payload.toString()).toBe('traced')
+
+  await flushTelemetry()
+  await vi.waitFor(() => {
+    const sent = Buffer.concat(otlp.exports).toString('latin1')
+    expect(sent).toContain('slim.publish')
+    expect(sent).toContain('slim.receive')
+    expect(sent).toContain('slim-node-test')
+  })
+  await closeAll(alice, bob, node)
+  await otlp.close()
+})
