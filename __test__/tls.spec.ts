@@ -24,6 +24,10 @@ describe('TLS between apps and the node', () => {
     await session.publish('over tls')
     expect((await (await joined).getMessage({ timeout: 10_000 })).payload.toString()).toBe('over tls')
 
+    // Skipping verification connects without the CA (testing only).
+    const trusting = await connect(server.url, 'org/tls/trusting', { insecureSkipVerify: true })
+    await trusting.close()
+
     const started = performance.now()
     const error = await rejectionOf(connect(server.url, 'org/tls/mallory', { caFile: certs.otherCa }))
     expect(error.code).toBe('CONNECT')
