@@ -146,6 +146,8 @@ export interface IdentityOptions {
   spireTrustBundle?: string
   /** Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too. */
   audience?: Array<string>
+  /** Identity and trust from a SPIRE agent's workload API (JWT-SVIDs and bundles). */
+  spire?: SpireOptions
 }
 
 /** A private key this app signs its JWTs with. */
@@ -271,6 +273,16 @@ export interface SessionSettings {
   maxRetries?: number
   interval?: number
   mls: boolean
+}
+
+/** Where the SPIRE agent is and what to ask it for. */
+export interface SpireOptions {
+  /** Workload API socket, e.g. `unix:///run/spire/agent.sock` (default: `SPIFFE_ENDPOINT_SOCKET`). */
+  socketPath?: string
+  /** The SPIFFE ID to request, when the workload has several. */
+  targetSpiffeId?: string
+  /** Trust domains whose bundles verify peers (default: this workload's own). */
+  trustDomains?: Array<string>
 }
 
 /** Starts an embedded SLIM node and resolves once it accepts connections. */

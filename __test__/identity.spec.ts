@@ -104,3 +104,12 @@ describe('JWT identities verified against a SPIRE trust bundle', () => {
     }
   })
 })
+
+test('a SPIRE identity with no agent listening fails with AUTH, without hanging', async () => {
+  const started = performance.now()
+  const error = await rejectionOf(
+    createApp({ name: 'org/spire/app', identity: { spire: { socketPath: 'unix:///nonexistent/spire-agent.sock' } } }),
+  )
+  expect(error.code).toBe('AUTH')
+  expect(performance.now() - started).toBeLessThan(12_000)
+})

@@ -73,6 +73,8 @@ export interface LocalAppOptions {
   spireTrustBundle?: string
   /** Audiences peers' JWTs must carry. */
   audience?: string[]
+  /** Identity and trust bundles from a SPIRE agent's workload API. */
+  spire?: IdentityOptions['spire']
   /** Export traces over OTLP gRPC (`true`: to http://localhost:4317). */
   enableOpentelemetry?: boolean | TelemetryOptions
 }

@@ -28,7 +28,24 @@ pub struct IdentityOptions {
     pub spire_trust_bundle: Option<String>,
     /// Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too.
     pub audience: Option<Vec<String>>,
+    /// Identity and trust from a SPIRE agent's workload API (JWT-SVIDs and bundles).
+    pub spire: Option<SpireOptions>,
 }
+
+/// Where the SPIRE agent is and what to ask it for.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct SpireOptions {
+    /// Workload API socket, e.g. `unix:///run/spire/agent.sock` (default: `SPIFFE_ENDPOINT_SOCKET`).
+    pub socket_path: Option<String>,
+    /// The SPIFFE ID to request, when the workload has several.
+    pub target_spiffe_id: Option<String>,
+    /// Trust domains whose bundles verify peers (default: this workload's own).
+    pub trust_domains: Option<Vec<String>>,
+}
+
+/// How long the SPIRE agent may take to answer before app creation fails.
+const SPIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A private key this app signs its JWTs with.
 #[napi(object)]
@@ -53,6 +70,7 @@ pub enum IdentityKind {
     /// A token read from a file: it cannot sign session control messages.
     PresentedJwt,
     SignedJwt,
+    Spire,
 }
 
 pub struct Identity {
@@ -61,7 +79,7 @@ pub struct Identity {
     pub kind: IdentityKind,
 }
 
-const WHAT_TO_PASS: &str = "pass sharedSecret (at least 32 bytes), or jwt (or jwtSigningKey) together with spireTrustBundle and audience";
+const WHAT_TO_PASS: &str = "pass sharedSecret (at least 32 bytes), jwtSigningKey (or jwt) together with spireTrustBundle and audience, or spire";
 
 fn check_shared_secret(secret: &str) -> Result<()> {
     if secret.len() < MIN_SHARED_SECRET_BYTES {
@@ -154,10 +172,40 @@ fn presented_jwt(path: &str) -> Result<AuthProvider> {
         .map_err(|e| Error::new(Code::Auth, chain(&e)))
 }
 
+#[cfg(not(target_family = "windows"))]
+fn spire(options: &SpireOptions, audience: &[String]) -> Result<(AuthProvider, AuthVerifier)> {
+    let mut config = serde_json::json!({ "type": "spire", "jwt_audiences": audience });
+    if let Some(path) = &options.socket_path {
+        config["socket_path"] = path.clone().into();
+    }
+    if let Some(id) = &options.target_spiffe_id {
+        config["target_spiffe_id"] = id.clone().into();
+    }
+    if let Some(domains) = &options.trust_domains {
+        config["trust_domains"] = domains.clone().into();
+    }
+    let provider: IdentityProviderConfig = from_json(config.clone(), "spire")?;
+    let verifier: IdentityVerifierConfig = from_json(config, "spire")?;
+    Ok((
+        provider
+            .build_auth_provider()
+            .map_err(|e| Error::new(Code::Auth, chain(&e)))?,
+        verifier
+            .build_auth_verifier()
+            .map_err(|e| Error::new(Code::Auth, chain(&e)))?,
+    ))
+}
+
+#[cfg(target_family = "windows")]
+fn spire(_: &SpireOptions, _: &[String]) -> Result<(AuthProvider, AuthVerifier)> {
+    Err(Error::invalid_argument("SPIRE is not available on Windows"))
+}
+
 impl Identity {
     /// Builds and initialises the provider and verifier for the app `id` (`org/ns/app`).
     pub async fn build(id: &str, options: &IdentityOptions) -> Result<Self> {
-        let uses_jwt = options.jwt.is_some()
+        let uses_jwt = options.spire.is_some()
+            || options.jwt.is_some()
             || options.jwt_signing_key.is_some()
             || options.spire_trust_bundle.is_some()
             || options.audience.is_some();
@@ -175,6 +223,17 @@ impl Identity {
                     AuthVerifier::shared_secret_from_str(id, secret)?,
                     IdentityKind::SharedSecret,
                 )
+            }
+            (None, _) if options.spire.is_some() => {
+                let audience = options
+                    .audience
+                    .clone()
+                    .unwrap_or_else(|| vec!["slim".into()]);
+                let (provider, verifier) = spire(
+                    options.spire.as_ref().unwrap_or(&SpireOptions::default()),
+                    &audience,
+                )?;
+                (provider, verifier, IdentityKind::Spire)
             }
             (None, _) => {
                 let (Some(bundle), Some(audience)) =
@@ -202,8 +261,22 @@ impl Identity {
                 (provider, jwt_verifier(bundle, audience)?, kind)
             }
         };
-        provider.initialize().await?;
-        verifier.initialize().await?;
+        let ready = async {
+            provider.initialize().await?;
+            verifier.initialize().await?;
+            Ok::<_, slim_auth::errors::AuthError>(())
+        };
+        match tokio::time::timeout(SPIRE_TIMEOUT, ready).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::new(
+                    Code::Auth,
+                    format!(
+                        "the identity provider did not become ready within {SPIRE_TIMEOUT:?} (is the SPIRE agent running?)"
+                    ),
+                ));
+            }
+        }
         // Fail here, not at the first message, if the provider cannot issue tokens.
         provider
             .get_token()
