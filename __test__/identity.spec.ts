@@ -92,6 +92,18 @@ describe('JWT identities verified against a SPIRE trust bundle', () => {
     await closeAll(app, server)
   })
 
+  test('an expired presented JWT is refused with AUTH before the app starts', async () => {
+    const expired = tokenFile(alice, { sub: 'spiffe://a.example.org/late', aud: ['slim-test'], expiresIn: -120 })
+    const error = await rejectionOf(
+      createApp({
+        name: 'org/jwt/late',
+        identity: { jwt: expired, spireTrustBundle: bundle, audience: ['slim-test'] },
+      }),
+    )
+    expect(error.code).toBe('AUTH')
+    expect(error.message).toMatch(/expired 1[2-9]\d s ago/)
+  })
+
   test('incomplete identities say what to pass', async () => {
     for (const identity of [
       {},

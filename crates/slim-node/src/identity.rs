@@ -1,5 +1,5 @@
-//! App identity: how an app proves who it is and verifies its peers.
-//! Shared secrets today; the options object is open for JWT and SPIRE.
+//! App identity: how an app proves who it is and verifies its peers: a shared secret,
+//! JWTs (presented or self-signed) checked against a trust bundle, or a SPIRE agent.
 
 use napi_derive::napi;
 use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
@@ -159,10 +159,36 @@ fn signing_provider(key: &JwtSigningKey, app: &str, audience: &[String]) -> Resu
         .map_err(|e| Error::new(Code::Auth, chain(&e)))
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `exp` claim of a compact JWT, read without verifying it (peers verify).
+fn expiry_of(token: &str) -> Option<u64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&claims).ok()?["exp"].as_u64()
+}
+
 fn presented_jwt(path: &str) -> Result<AuthProvider> {
-    // Upstream panics on a token file it cannot read; check first.
-    std::fs::read_to_string(path)
+    // Upstream panics on a token file it cannot read, and presents expired tokens
+    // that every peer then refuses; check both first.
+    let token = std::fs::read_to_string(path)
         .map_err(|e| Error::invalid_argument(format!("jwt file {path:?} cannot be read: {e}")))?;
+    if let Some(expiry) = expiry_of(token.trim()).filter(|&exp| exp <= unix_now()) {
+        return Err(Error::new(
+            Code::Auth,
+            format!(
+                "the JWT in {path:?} expired {} s ago (exp {expiry})",
+                unix_now() - expiry
+            ),
+        ));
+    }
     let config: IdentityProviderConfig = from_json(
         serde_json::json!({ "type": "static_jwt", "file": path }),
         "jwt",
@@ -348,6 +374,65 @@ mod tests {
         };
         let err = Identity::build("org/ns/app", &options).await.err().unwrap();
         assert_eq!(err.code, Code::InvalidArgument);
+    }
+
+    /// A P-256 key made for these tests, with its public half as a JWK.
+    const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNrSP6hF48iishA6A
+8OC/xDJxerE6G994sT+Gny5pnEKhRANCAAQ088BQoEua64TgbGry5x2kb5B8mVsu
+cDajnv/EIUS36K26YldswKtylvuq9ofzkg5gM0LqNkfGvEAkuXkGB+bp
+-----END PRIVATE KEY-----
+";
+    const TEST_KEY_JWK: &str = r#"{"kty":"EC","crv":"P-256","kid":"test","alg":"ES256","use":"sig",
+        "x":"NPPAUKBLmuuE4Gxq8ucdpG-QfJlbLnA2o57_xCFEt-g","y":"rbpiV2zAq3KW-6r2h_OSDmAzQuo2R8a8QCS5eQYH5uk"}"#;
+
+    #[tokio::test]
+    async fn expired_tokens_from_trusted_keys_are_refused() {
+        use base64::Engine;
+        use slim_auth::traits::Signer;
+        let jwks = format!(r#"{{"keys":[{TEST_KEY_JWK}]}}"#);
+        let bundle = serde_json::json!({
+            "test.org": base64::engine::general_purpose::STANDARD.encode(jwks)
+        })
+        .to_string();
+        let audience = vec!["slim-test".to_string()];
+        let verifier = jwt_verifier(&bundle, &audience).unwrap();
+        let key = JwtSigningKey {
+            pem: TEST_KEY_PEM.into(),
+            algorithm: "ES256".into(),
+            subject: None,
+            issuer: None,
+            key_id: Some("test".into()),
+        };
+        let AuthProvider::JwtSigner(signer) =
+            signing_provider(&key, "org/ns/peer", &audience).unwrap()
+        else {
+            panic!("a signing key builds a JWT signer");
+        };
+        let token_expiring_at = |exp: u64| {
+            let claims = serde_json::json!({
+                "iss": "org/ns/peer", "sub": "org/ns/peer", "aud": audience,
+                "iat": exp - 3600, "exp": exp,
+            });
+            signer.sign(&claims).unwrap()
+        };
+        // Beyond any clock-skew leeway in the past, and an hour ahead as the control.
+        let expired = token_expiring_at(unix_now() - 3600);
+        let fresh = token_expiring_at(unix_now() + 3600);
+        verifier.verify(fresh).await.unwrap();
+        let err = verifier.verify(expired).await.unwrap_err();
+        // Upstream displays every JWT failure as "token invalid"; the cause says which.
+        assert!(format!("{err:?}").contains("ExpiredSignature"), "{err:?}");
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_payload() {
+        use base64::Engine;
+        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let token = format!("{}.{}.sig", encode("{}"), encode(r#"{"exp":42}"#));
+        assert_eq!(expiry_of(&token), Some(42));
+        assert_eq!(expiry_of("not a token"), None);
+        assert_eq!(expiry_of(&format!("x.{}.y", encode("{}"))), None);
     }
 
     #[tokio::test]
