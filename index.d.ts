@@ -122,7 +122,7 @@ export declare function enableOpentelemetry(options?: TelemetryOptions | undefin
 /** The stable error codes, so the facade and tests can check they know them all. */
 export declare function errorCodes(): Array<string>
 
-/** Sends the spans recorded so far; spans still buffered at exit are otherwise lost. */
+/** Sends the spans and metrics recorded so far; what is still buffered at exit is lost. */
 export declare function flushTelemetry(): Promise<void>
 
 /** Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part. */
@@ -292,8 +292,10 @@ export declare function startServer(options?: ServerOptions | undefined | null):
 export interface TelemetryOptions {
   /** OTLP gRPC collector, default `http://localhost:4317`. */
   endpoint?: string
-  /** `service.name` of the exported spans, default `slim-node`. */
+  /** `service.name` of the exported spans and metrics, default `slim-node`. */
   serviceName?: string
+  /** How often metrics are exported, in milliseconds (default 30 000). */
+  metricsInterval?: number
 }
 
 /** TLS settings for an app's connection to a node. */

@@ -6,12 +6,14 @@ import { closeAll, SECRET } from './helpers.js'
 
 /** A loopback OTLP/gRPC collector: answers every export with OK and keeps the request bodies. */
 async function collector() {
-  const exports: Buffer[] = []
+  const traces: Buffer[] = []
+  const metrics: Buffer[] = []
   const server = createServer((request: Http2ServerRequest, response: Http2ServerResponse) => {
     const chunks: Buffer[] = []
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
-      if (request.url.endsWith('TraceService/Export')) exports.push(Buffer.concat(chunks))
+      if (request.url.endsWith('TraceService/Export')) traces.push(Buffer.concat(chunks))
+      if (request.url.endsWith('MetricsService/Export')) metrics.push(Buffer.concat(chunks))
       response.writeHead(200, { 'content-type': 'application/grpc' })
       response.addTrailers({ 'grpc-status': '0' })
       response.end(Buffer.from([0, 0, 0, 0, 0])) // an empty, uncompressed gRPC message
@@ -26,10 +28,10 @@ async function collector() {
     for (const session of sessions) session.destroy()
     return new Promise((resolve) => server.close(resolve))
   }
-  return { endpoint: `http://127.0.0.1:${port}`, exports, close }
+  return { endpoint: `http://127.0.0.1:${port}`, traces, metrics, close }
 }
 
-test('spans of a publish/receive round trip reach an OTLP gRPC collector', async () => {
+test('spans and metrics of a publish/receive round trip reach an OTLP gRPC collector', async () => {
   const otlp = await collector()
   await enableOpentelemetry({ endpoint: otlp.endpoint, serviceName: 'slim-node-test' })
   // Process-wide: a second, different endpoint is refused.
@@ -48,10 +50,15 @@ test('spans of a publish/receive round trip reach an OTLP gRPC collector', async
 
   await flushTelemetry()
   await vi.waitFor(() => {
-    const sent = Buffer.concat(otlp.exports).toString('latin1')
-    expect(sent).toContain('slim.publish')
-    expect(sent).toContain('slim.receive')
-    expect(sent).toContain('slim-node-test')
+    const spans = Buffer.concat(otlp.traces).toString('latin1')
+    expect(spans).toContain('slim.publish')
+    expect(spans).toContain('slim.receive')
+    expect(spans).toContain('slim-node-test')
+    // Upstream's own counters, from the datapath of the node and the apps.
+    const counters = Buffer.concat(otlp.metrics).toString('latin1')
+    expect(counters).toContain('num_processed_messages')
+    expect(counters).toContain('num_active_connections')
+    expect(counters).toContain('slim-node-test')
   })
   await closeAll(alice, bob, node)
   await otlp.close()

@@ -1,5 +1,6 @@
 //! Logging and OpenTelemetry. Quiet by default: logs only when `RUST_LOG` is set, spans
-//! exported over OTLP gRPC only when asked. The subscriber is process-wide, so it is
+//! and upstream's metrics (connections, messages by type, processing errors) exported over
+//! OTLP gRPC only when asked. The subscriber is process-wide, so it is
 //! installed once, at the first app, node or telemetry request.
 
 use std::sync::Mutex;
@@ -8,7 +9,9 @@ use napi_derive::napi;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::MetricsLayer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -23,14 +26,19 @@ pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4317";
 pub struct TelemetryOptions {
     /// OTLP gRPC collector, default `http://localhost:4317`.
     pub endpoint: Option<String>,
-    /// `service.name` of the exported spans, default `slim-node`.
+    /// `service.name` of the exported spans and metrics, default `slim-node`.
     pub service_name: Option<String>,
+    /// How often metrics are exported, in milliseconds (default 30 000).
+    pub metrics_interval: Option<f64>,
 }
+
+const DEFAULT_METRICS_INTERVAL_MS: u64 = 30_000;
 
 struct Installed {
     /// The OTLP endpoint spans go to, when exporting.
     endpoint: Option<String>,
-    provider: Option<SdkTracerProvider>,
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
 }
 
 static STATE: Mutex<Option<Installed>> = Mutex::new(None);
@@ -62,22 +70,46 @@ pub fn install(telemetry: Option<&TelemetryOptions>) -> Result<()> {
     let logs = std::env::var("RUST_LOG")
         .ok()
         .map(|directives| tracing_subscriber::fmt::layer().with_filter(EnvFilter::new(directives)));
-    let provider = match (&endpoint, telemetry) {
-        (Some(endpoint), Some(options)) => Some(tracer_provider(endpoint, options)?),
-        _ => None,
+    let (tracer, meter) = match (&endpoint, telemetry) {
+        (Some(endpoint), Some(options)) => (
+            Some(tracer_provider(endpoint, options)?),
+            Some(meter_provider(endpoint, options)?),
+        ),
+        _ => (None, None),
     };
-    let spans = provider.as_ref().map(|provider| {
+    let spans = tracer.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("slim-node"))
             .with_filter(EnvFilter::new("info"))
     });
+    // Upstream counts with `counter.*` / `monotonic_counter.*` fields on info events.
+    let metrics = meter
+        .as_ref()
+        .map(|provider| MetricsLayer::new(provider.clone()).with_filter(EnvFilter::new("info")));
     tracing_subscriber::registry()
         .with(logs)
         .with(spans)
+        .with(metrics)
         .try_init()
         .map_err(|e| Error::new(Code::Internal, format!("cannot install tracing: {e}")))?;
-    *state = Some(Installed { endpoint, provider });
+    *state = Some(Installed {
+        endpoint,
+        tracer,
+        meter,
+    });
     Ok(())
+}
+
+fn resource(options: &TelemetryOptions) -> Resource {
+    let service = options
+        .service_name
+        .clone()
+        .unwrap_or_else(|| "slim-node".into());
+    Resource::builder().with_service_name(service).build()
+}
+
+fn bad_endpoint(endpoint: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error {
+    move |e| Error::invalid_argument(format!("OpenTelemetry endpoint {endpoint:?}: {e}"))
 }
 
 fn tracer_provider(endpoint: &str, options: &TelemetryOptions) -> Result<SdkTracerProvider> {
@@ -85,16 +117,32 @@ fn tracer_provider(endpoint: &str, options: &TelemetryOptions) -> Result<SdkTrac
         .with_tonic()
         .with_endpoint(endpoint)
         .build()
-        .map_err(|e| {
-            Error::invalid_argument(format!("OpenTelemetry endpoint {endpoint:?}: {e}"))
-        })?;
-    let service = options
-        .service_name
-        .clone()
-        .unwrap_or_else(|| "slim-node".into());
+        .map_err(bad_endpoint(endpoint))?;
     Ok(SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service).build())
+        .with_resource(resource(options))
         .with_batch_exporter(exporter)
+        .build())
+}
+
+fn meter_provider(endpoint: &str, options: &TelemetryOptions) -> Result<SdkMeterProvider> {
+    let interval = crate::runtime::millis(options.metrics_interval, "metricsInterval")?.unwrap_or(
+        std::time::Duration::from_millis(DEFAULT_METRICS_INTERVAL_MS),
+    );
+    if interval.is_zero() {
+        return Err(Error::invalid_argument("metricsInterval must be above 0"));
+    }
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(bad_endpoint(endpoint))?;
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource(options))
+        .with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(interval)
+                .build(),
+        )
         .build())
 }
 
@@ -104,18 +152,29 @@ pub async fn enable_opentelemetry(options: Option<TelemetryOptions>) -> napi::Re
     Ok(install(Some(&options.unwrap_or_default()))?)
 }
 
-/// Sends the spans recorded so far; spans still buffered at exit are otherwise lost.
+/// Sends the spans and metrics recorded so far; what is still buffered at exit is lost.
 #[napi(catch_unwind)]
 pub async fn flush_telemetry() -> napi::Result<()> {
-    let provider = STATE
-        .lock()
-        .ok()
-        .and_then(|state| state.as_ref().and_then(|s| s.provider.clone()));
-    if let Some(provider) = provider {
-        tokio::task::spawn_blocking(move || provider.force_flush())
-            .await
-            .map_err(|e| Error::new(Code::Internal, e.to_string()))?
-            .map_err(|e| Error::new(Code::Internal, format!("telemetry flush failed: {e}")))?;
-    }
+    let providers = STATE.lock().ok().and_then(|state| {
+        state
+            .as_ref()
+            .map(|installed| (installed.tracer.clone(), installed.meter.clone()))
+    });
+    let Some((tracer, meter)) = providers else {
+        return Ok(());
+    };
+    // The exporters block on their own runtime handles; keep them off the workers.
+    tokio::task::spawn_blocking(move || {
+        let failed = |e| Error::new(Code::Internal, format!("telemetry flush failed: {e}"));
+        if let Some(tracer) = tracer {
+            tracer.force_flush().map_err(failed)?;
+        }
+        if let Some(meter) = meter {
+            meter.force_flush().map_err(failed)?;
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .map_err(|e| Error::new(Code::Internal, e.to_string()))??;
     Ok(())
 }
