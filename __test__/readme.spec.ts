@@ -3,14 +3,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import ts from 'typescript'
 import { expect, test } from 'vitest'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
+const quickStart = (readme: string) => /## Quick start\s+```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+
 /** The README's quick start, run as a user would: an ES module importing `slim-node`. */
 test('the README quick start runs and prints what it says', async () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8')
-  const snippet = /## Quick start\s+```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+  const snippet = quickStart(readme)
   expect(snippet).toBeDefined()
   // Inside the package directory, `slim-node` resolves to this package (self-reference).
   const dir = mkdtempSync(join(root, '.tmp-readme-'))
@@ -19,6 +22,51 @@ test('the README quick start runs and prints what it says', async () => {
   try {
     const { stdout } = await promisify(execFile)(process.execPath, [file], { timeout: 30_000 })
     expect(stdout.split('\n').filter(Boolean)).toEqual(['agntcy/ns/moderator: hello group', 'hello moderator'])
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+/** Names the README's snippets use as placeholders for the reader's own values. */
+const placeholders = `
+import type { Session } from 'slim-node'
+declare const local: string
+declare const slim: { endpoint: string }
+declare const sharedSecret: string
+declare const secret: string
+declare const privateKeyPem: string
+declare const base64Jwks: string
+declare const session: Session
+`
+
+/** Every other TypeScript snippet in the README compiles against the package's published types. */
+test('the README snippets type-check against the package', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const snippets = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+    .map((match) => match[1] as string)
+    .filter((snippet) => snippet !== quickStart(readme)) // run by the test above
+  expect(snippets.length).toBeGreaterThanOrEqual(4)
+  const dir = mkdtempSync(join(root, '.tmp-readme-'))
+  try {
+    const files = snippets.map((snippet, index) => {
+      const file = join(dir, `snippet-${index + 1}.ts`)
+      writeFileSync(file, `${snippet}\n${placeholders}\nexport {}\n`)
+      return file
+    })
+    const program = ts.createProgram(files, {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
+      types: ['node'],
+      strict: true,
+      noEmit: true,
+    })
+    const problems = ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+      const where = diagnostic.file ? diagnostic.file.fileName.slice(dir.length + 1) : ''
+      return `${where}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`
+    })
+    expect(problems).toEqual([])
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
