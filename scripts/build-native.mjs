@@ -1,10 +1,11 @@
 // Builds the native addon with the napi CLI. The cargo target directory lives
 // outside the clone (default ~/.cache/slim-node/target) so rebuilds stay incremental.
+// Other arguments go to `napi build` as they are: --release, --target <triple>,
+// --use-napi-cross, --cross-compile.
 import { spawnSync } from 'node:child_process'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 
-const release = process.argv.includes('--release')
 const env = { ...process.env }
 env.CARGO_TARGET_DIR ??= join(homedir(), '.cache', 'slim-node', 'target')
 
@@ -21,7 +22,7 @@ const args = [
   'index.d.ts',
   '--esm',
 ]
-if (release) args.push('--release')
+args.push(...process.argv.slice(2))
 
 const napi = join('node_modules', '.bin', 'napi')
 const result = spawnSync(napi, args, { stdio: 'inherit', env })

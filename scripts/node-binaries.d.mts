@@ -1,2 +1,2 @@
-export declare const NODE_VERSIONS: Record<'22' | '24', string>
-export declare function nodeBinary(major: '22' | '24'): string
+export declare const NODE_VERSIONS: Record<'20' | '22' | '24', string>
+export declare function nodeBinary(major: '20' | '22' | '24'): string

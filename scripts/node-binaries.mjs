@@ -5,8 +5,9 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 
-/** Exact versions keep runs reproducible; both strip TypeScript types natively. */
-export const NODE_VERSIONS = { 22: '22.23.3', 24: '24.21.0' }
+/** Exact versions keep runs reproducible: 20.19.0 is the oldest Node 20 with require(esm),
+ * the floor slim-node supports; 22 and 24 strip TypeScript types natively. */
+export const NODE_VERSIONS = { 20: '20.19.0', 22: '22.23.3', 24: '24.21.0' }
 
 /** The path of a `node` binary of the given major version, downloading it once. */
 export function nodeBinary(major) {

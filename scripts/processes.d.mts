@@ -13,7 +13,15 @@ export declare class ExampleProcess {
     name: string,
     script: string,
     args?: string[],
-    options?: { stdin?: 'pipe' | 'ignore'; env?: Record<string, string>; echo?: boolean; node?: string },
+    options?: {
+      stdin?: 'pipe' | 'ignore'
+      env?: Record<string, string>
+      echo?: boolean
+      node?: string
+      /** Directory of `script` (default: the repository's examples/). */
+      dir?: string
+      cwd?: string
+    },
   )
   waitFor(pattern: RegExp | string, timeout?: number): Promise<string>
   write(line: string): void
@@ -27,5 +35,8 @@ export declare class ExampleProcess {
 export declare function startExampleServer(options?: {
   echo?: boolean
   node?: string
+  dir?: string
+  cwd?: string
+  script?: string
 }): Promise<{ server: ExampleProcess; url: string; slim: string }>
 export declare function isBuilt(): boolean

@@ -18,13 +18,18 @@ export class ExampleProcess {
   /** @type {string[]} */ errors = []
   #waiters = new Set()
 
-  constructor(name, script, args = [], { stdin = 'pipe', env = {}, echo = false, node } = {}) {
+  constructor(
+    name,
+    script,
+    args = [],
+    { stdin = 'pipe', env = {}, echo = false, node, dir = join(root, 'examples'), cwd = root } = {},
+  ) {
     this.name = name
     this.echo = echo
-    // A given Node binary (>= 22.18) strips types itself; ours may need tsx.
-    const flags = node ? [] : typescriptFlags()
-    this.child = spawn(node ?? process.execPath, [...flags, join(root, 'examples', script), ...args], {
-      cwd: root,
+    // A given Node binary (>= 22.18) strips types itself, and .js needs no help; ours may need tsx.
+    const flags = node || script.endsWith('.js') ? [] : typescriptFlags()
+    this.child = spawn(node ?? process.execPath, [...flags, join(dir, script), ...args], {
+      cwd,
       stdio: [stdin, 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     })
@@ -107,12 +112,14 @@ export class ExampleProcess {
   }
 }
 
-/** Starts examples/server.ts on a free port and resolves with it and its URL. */
-export async function startExampleServer({ echo = false, node } = {}) {
-  const server = new ExampleProcess('server', 'server.ts', ['--endpoint', '127.0.0.1:0'], {
+/** Starts the server example (examples/server.ts by default) on a free port; resolves with it and its URL. */
+export async function startExampleServer({ echo = false, node, dir, cwd, script = 'server.ts' } = {}) {
+  const server = new ExampleProcess('server', script, ['--endpoint', '127.0.0.1:0'], {
     stdin: 'ignore',
     echo,
     node,
+    dir,
+    cwd,
   })
   const line = await server.waitFor('SLIM node listening on')
   const url = line.slice(line.indexOf('http://'))

@@ -1,7 +1,7 @@
 // The README's test command: builds what is needed (dev profile), runs every suite
 // (checks, cargo tests, vitest) and ends with one line `N passed, N failed`.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -41,8 +41,12 @@ check('generated index.js/index.d.ts are committed and current', 'git', [
   'index.d.ts',
 ])
 check('build TypeScript facade', bin('tsc'), ['-p', 'tsconfig.build.json'])
+check('build the examples for the package', bin('tsc'), ['-p', 'tsconfig.examples.json'])
 check('type-check facade and tests (strict)', bin('tsc'), ['-p', 'tsconfig.json'])
 check('lint and format (biome)', bin('biome'), ['check', '.'])
+for (const workflow of readdirSync(join('.github', 'workflows'))) {
+  check(`workflow schema: ${workflow}`, bin('action-validator'), [join('.github', 'workflows', workflow)])
+}
 check('rustfmt', 'cargo', ['fmt', '--all', '--check'])
 check('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', ...target, '--', '-D', 'warnings'])
 

@@ -1,12 +1,12 @@
-import {
-  type ConnectOptions,
-  type IdentityOptions,
-  type App as NativeApp,
-  type SessionOptions as NativeSessionOptions,
-  createApp as nativeCreateApp,
+import type {
+  ConnectOptions,
+  IdentityOptions,
+  App as NativeApp,
+  SessionOptions as NativeSessionOptions,
 } from '../index.js'
 import { type WaitOptions, withSignal } from './cancel.js'
 import { call, SlimError } from './errors.js'
+import { addon } from './native.js'
 import { Session } from './session.js'
 
 export type { ConnectOptions, IdentityOptions }
@@ -128,5 +128,5 @@ export class App {
 
 /** Creates an app; call {@link App.connect} before creating sessions. */
 export async function createApp(options: AppOptions): Promise<App> {
-  return new App(await call(() => nativeCreateApp(options)))
+  return new App(await call(() => addon.createApp(options)))
 }

@@ -1,5 +1,6 @@
-import { CancelToken } from '../index.js'
+import type { CancelToken } from '../index.js'
 import { SlimError, toSlimError } from './errors.js'
+import { addon } from './native.js'
 
 /** Options shared by every call that waits for something. */
 export interface WaitOptions {
@@ -30,7 +31,7 @@ export async function withSignal<T>(
     }
   }
   if (signal.aborted) throw abortError(signal, what)
-  const token = new CancelToken()
+  const token = new addon.CancelToken()
   const onAbort = () => token.cancel()
   signal.addEventListener('abort', onAbort, { once: true })
   try {

@@ -12,19 +12,10 @@
  * ```
  * @packageDocumentation
  */
-import {
-  type NameParts,
-  enableOpentelemetry as nativeEnableOpentelemetry,
-  flushTelemetry as nativeFlushTelemetry,
-  formatName as nativeFormatName,
-  parseName as nativeParseName,
-  version as nativeVersion,
-  type ServerTlsOptions,
-  type TelemetryOptions,
-  type TlsOptions,
-} from '../index.js'
+import type { NameParts, ServerTlsOptions, TelemetryOptions, TlsOptions } from '../index.js'
 import { type App, createApp, type IdentityOptions } from './app.js'
 import { call, callSync } from './errors.js'
+import { addon } from './native.js'
 
 export {
   App,
@@ -95,17 +86,17 @@ export async function createLocalApp(options: LocalAppOptions): Promise<App> {
 
 /** Splits `org/ns/app` or `org/ns/app/<uuid>` into parts; throws `INVALID_NAME` when malformed. */
 export function parseName(name: string): NameParts {
-  return callSync(() => nativeParseName(name))
+  return callSync(() => addon.parseName(name))
 }
 
 /** Formats name parts as `org/ns/app` (plus `/<uuid>` when an id is given). */
 export function formatName(parts: NameParts): string {
-  return callSync(() => nativeFormatName(parts))
+  return callSync(() => addon.formatName(parts))
 }
 
 /** The versions of slim-node and of the embedded upstream SLIM core. */
 export function version(): { slimNode: string; slimCore: string } {
-  return nativeVersion()
+  return addon.version()
 }
 
 /**
@@ -113,10 +104,10 @@ export function version(): { slimNode: string; slimCore: string } {
  * once, before creating apps or nodes. Logs stay off unless `RUST_LOG` is set.
  */
 export function enableOpentelemetry(options: TelemetryOptions = {}): Promise<void> {
-  return call(() => nativeEnableOpentelemetry(options))
+  return call(() => addon.enableOpentelemetry(options))
 }
 
 /** Sends the spans recorded so far; call before exiting to lose none. */
 export function flushTelemetry(): Promise<void> {
-  return call(() => nativeFlushTelemetry())
+  return call(() => addon.flushTelemetry())
 }

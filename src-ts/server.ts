@@ -1,5 +1,6 @@
-import { type Server as NativeServer, startServer as nativeStartServer, type ServerOptions } from '../index.js'
+import type { Server as NativeServer, ServerOptions } from '../index.js'
 import { call } from './errors.js'
+import { addon } from './native.js'
 
 export type { ServerOptions }
 
@@ -46,5 +47,5 @@ export class SlimServer {
 
 /** Starts an embedded SLIM node (default `127.0.0.1:46357`; port 0 picks a free one). */
 export async function startServer(options: ServerOptions = {}): Promise<SlimServer> {
-  return new SlimServer(await call(() => nativeStartServer(options)))
+  return new SlimServer(await call(() => addon.startServer(options)))
 }
