@@ -239,6 +239,12 @@ export interface ServerOptions {
   endpoint?: string
   /** Serve TLS (and mutual TLS with a client CA); plain text when omitted. */
   tls?: ServerTlsOptions
+  /**
+   * Other SLIM nodes this one links to as a peer, as upstream's multi-node
+   * deployments do: subscriptions are shared over the link, so apps on either
+   * node reach each other.
+   */
+  peers?: Array<ConnectOptions>
 }
 
 /** TLS for an embedded node. */

@@ -124,7 +124,7 @@ impl AppCore {
     }
 }
 
-fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
+pub(crate) fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
     let endpoint = options.endpoint.trim();
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(Error::invalid_argument(format!(
@@ -157,7 +157,7 @@ fn socket_address(endpoint: &str) -> Option<String> {
 
 /// Upstream retries a refused connection or a failed TLS handshake for as long as its
 /// reconnect policy allows; probe once so those failures are reported at once.
-async fn probe(config: &ClientConfig) -> Result<()> {
+pub(crate) async fn probe(config: &ClientConfig) -> Result<()> {
     let endpoint = config.endpoint.as_str();
     let address = socket_address(endpoint)
         .ok_or_else(|| Error::invalid_argument(format!("endpoint {endpoint:?} has no host")))?;

@@ -3,13 +3,16 @@
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use napi_derive::napi;
+use slim_config::client::ClientConfig;
 use slim_config::component::id::{ID, Kind};
+use slim_config::conn_type::ConnType;
 use slim_config::server::ServerConfig;
 use slim_config::tls::server::TlsServerConfig;
 use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{ConnectOptions, client_config, probe};
 use crate::tls::{self, ServerTlsOptions};
 
 use crate::errors::{Code, Error, Result, chain};
@@ -24,6 +27,10 @@ pub struct ServerOptions {
     pub endpoint: Option<String>,
     /// Serve TLS (and mutual TLS with a client CA); plain text when omitted.
     pub tls: Option<ServerTlsOptions>,
+    /// Other SLIM nodes this one links to as a peer, as upstream's multi-node
+    /// deployments do: subscriptions are shared over the link, so apps on either
+    /// node reach each other.
+    pub peers: Option<Vec<ConnectOptions>>,
 }
 
 /// A SLIM node running inside this process.
@@ -72,10 +79,28 @@ fn node_id() -> Result<ID> {
     ID::new_with_name(kind, &name).map_err(|e| Error::new(Code::Internal, e.to_string()))
 }
 
-async fn launch(addr: SocketAddr, tls: TlsServerConfig) -> Result<Service> {
+/// The client side of each peer link, checked to be reachable now so that a wrong
+/// address fails the start instead of being retried in the background.
+async fn peer_links(peers: &[ConnectOptions]) -> Result<Vec<ClientConfig>> {
+    let mut links = Vec::with_capacity(peers.len());
+    for peer in peers {
+        let mut link = client_config(peer)?;
+        link.connection_type = ConnType::Peer;
+        probe(&link).await?;
+        links.push(link);
+    }
+    Ok(links)
+}
+
+async fn launch(
+    addr: SocketAddr,
+    tls: TlsServerConfig,
+    peers: Vec<ClientConfig>,
+) -> Result<Service> {
     let config = ServerConfig::with_endpoint(&addr.to_string()).with_tls_settings(tls);
     let service = ServiceConfiguration::new()
         .with_dataplane_server(vec![config])
+        .with_dataplane_client(peers)
         .build_server(node_id()?)
         .map_err(|e| Error::new(Code::Server, chain(&e)))?;
     service.run().await.map_err(|e| {
@@ -98,7 +123,8 @@ pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server
         .endpoint
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let addr = concrete_address(resolve(&requested)?)?;
-    let service = launch(addr, tls).await?;
+    let peers = peer_links(options.peers.as_deref().unwrap_or_default()).await?;
+    let service = launch(addr, tls, peers).await?;
     Ok(Server {
         secure,
         endpoint: addr.to_string(),
