@@ -1,0 +1,93 @@
+// Drives interop/python/peer.py (upstream's slim-bindings from PyPI) as a real process:
+// every stdout line it prints is one JSON event.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { root } from '../scripts/processes.mjs'
+import { pythonWithSlim } from '../scripts/python-env.mjs'
+
+export interface PeerEvent {
+  event: string
+  source?: string
+  payload?: string
+  payloadType?: string
+  metadata?: Record<string, string>
+  message?: string
+  url?: string
+  channel?: string
+}
+
+export class PythonPeer {
+  readonly events: PeerEvent[] = []
+  readonly stderr: string[] = []
+  readonly #child: ChildProcess
+  readonly #waiters = new Set<() => void>()
+  readonly exited: Promise<number | null>
+
+  readonly role: string
+
+  constructor(role: string, args: string[]) {
+    this.role = role
+    this.#child = spawn(pythonWithSlim(), [join(root, 'interop', 'python', 'peer.py'), role, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    this.exited = new Promise((resolve) => this.#child.on('exit', (code) => resolve(code)))
+    let pending = ''
+    this.#child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk
+      const lines = pending.split('\n')
+      pending = lines.pop() ?? ''
+      // Upstream's logger also writes to stdout; events are the JSON lines.
+      for (const line of lines) {
+        if (line.startsWith('{')) this.events.push(JSON.parse(line) as PeerEvent)
+        else if (line) this.stderr.push(`${line}\n`)
+      }
+      for (const waiter of this.#waiters) waiter()
+    })
+    this.#child.stderr?.setEncoding('utf8').on('data', (chunk: string) => this.stderr.push(chunk))
+    this.#child.on('exit', () => {
+      for (const waiter of this.#waiters) waiter()
+    })
+  }
+
+  /** The first event named `name`; rejects on an `error` event, an exit, or after `timeout` ms. */
+  waitFor(name: string, timeout = 30_000): Promise<PeerEvent> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.events.find((e) => e.event === name)
+        const failed = this.events.find((e) => e.event === 'error')
+        if (found || failed || this.#child.exitCode !== null) {
+          cleanup()
+          if (found) resolve(found)
+          else reject(new Error(`${this.role}: no "${name}" event: ${this.output()}`))
+        }
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`${this.role}: no "${name}" event within ${timeout} ms: ${this.output()}`))
+      }, timeout)
+      const cleanup = () => {
+        clearTimeout(timer)
+        this.#waiters.delete(check)
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+
+  messages(): PeerEvent[] {
+    return this.events.filter((e) => e.event === 'message')
+  }
+
+  /** Asks the peer to close its session and exit. */
+  close(): void {
+    this.#child.stdin?.end('close\n')
+  }
+
+  kill(): void {
+    if (this.#child.exitCode === null) this.#child.kill('SIGKILL')
+  }
+
+  output(): string {
+    return `${JSON.stringify(this.events)}\nstderr: ${this.stderr.join('')}`
+  }
+}

@@ -1,0 +1,2 @@
+export declare const requirements: string
+export declare function pythonWithSlim(): string
