@@ -35,6 +35,35 @@ describe.each([false, true])('a group split across two linked nodes, mls=%s', (m
   })
 })
 
+test('when the linking node restarts, the link and its apps come back and the group delivers again', async () => {
+  const first = await startTestServer()
+  const second = await startServer({ endpoint: '127.0.0.1:0', peers: [{ endpoint: first.url }] })
+  const moderator = await connectApp(first, 'org/relink/moderator')
+  const near = await connectApp(first, 'org/relink/near')
+  const far = await connectApp(second, 'org/relink/far')
+  const { group, sessions } = await groupOf(moderator, [near, far], 'org/relink/room', false)
+  const [atNear, atFar] = sessions as [Session, Session]
+
+  await second.stop()
+  const restarted = await startServer({ endpoint: second.endpoint, peers: [{ endpoint: first.url }] })
+  // Bounded: probe until the far member hears the moderator again (about a second here).
+  let back = false
+  for (let attempt = 0; attempt < 20 && !back; attempt++) {
+    await group.publish(`probe ${attempt}`)
+    back = await atFar.getMessage({ timeout: 1_000 }).then(
+      () => true,
+      () => false,
+    )
+  }
+  expect(back).toBe(true)
+  await atFar.publish('far is back')
+  for (const session of [group, atNear]) {
+    const texts: string[] = []
+    while (!texts.includes('far is back')) texts.push(text(await session.getMessage({ timeout: 10_000 })))
+  }
+  await closeAll(moderator, near, far, restarted, first)
+})
+
 test('a peer that is not listening fails the start with CONNECT', async () => {
   const error = await rejectionOf(
     startServer({ endpoint: '127.0.0.1:0', peers: [{ endpoint: `http://127.0.0.1:${await closedPort()}` }] }),
