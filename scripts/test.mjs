@@ -60,6 +60,9 @@ for (const match of cargoOutput.matchAll(/test result: \w+\. (\d+) passed; (\d+)
 }
 if (cargo.status !== 0 && !cargoCounted) failed++
 
+// The interop suite's Python peers: made once, then cached.
+check('Python slim-bindings environment for interop', process.execPath, ['scripts/python-env.mjs'])
+
 if (built) {
   const report = join(mkdtempSync(join(tmpdir(), 'slim-node-vitest-')), 'report.json')
   const vitest = run('vitest', bin('vitest'), [
