@@ -62,6 +62,7 @@ if (cargo.status !== 0 && !cargoCounted) failed++
 
 // The interop suite's Python peers: made once, then cached.
 check('Python slim-bindings environment for interop', process.execPath, ['scripts/python-env.mjs'])
+check('upstream slim node binary for interop (cargo install, cached)', process.execPath, ['scripts/upstream-node.mjs'])
 
 if (built) {
   const report = join(mkdtempSync(join(tmpdir(), 'slim-node-vitest-')), 'report.json')
