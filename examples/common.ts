@@ -45,7 +45,7 @@ export function command(name: string, description: string, local: string): Comma
     .option('--jwt <path>', 'JWT file this app presents')
     .option('--spire-trust-bundle <json>', 'trust domain -> base64 JWKS, to verify peers')
     .option('--audience <aud>', 'accepted JWT audience (repeatable)', repeat, [])
-    .option('--enable-opentelemetry', 'export traces over OTLP to http://localhost:4317', false)
+    .option('--enable-opentelemetry', 'export traces and metrics over OTLP to http://localhost:4317', false)
     .showHelpAfterError()
 }
 
