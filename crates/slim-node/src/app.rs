@@ -25,6 +25,7 @@ use crate::name;
 use crate::runtime::{bounded, millis};
 use crate::session::{Session, SessionCore, SessionOptions};
 use crate::tls::{self, TlsOptions};
+use slim_node_tcp::{self as transport, Sockets};
 
 type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
 type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
@@ -137,7 +138,7 @@ pub(crate) fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
         .with_tls_setting(tls))
 }
 
-fn socket_address(endpoint: &str) -> Option<String> {
+pub(crate) fn socket_address(endpoint: &str) -> Option<String> {
     let (scheme, rest) = endpoint.split_once("://")?;
     let authority = rest.split('/').next()?;
     if authority.is_empty() {
@@ -313,6 +314,10 @@ impl App {
             _ => e,
         })?;
         *core.connection.write() = Some(connection);
+        if let Some(address) = socket_address(config.endpoint.as_str()) {
+            let node = transport::resolve(&address).await;
+            transport::keep_nagle_off(Sockets::ConnectedTo(node), core.closed.clone());
+        }
         if let Err(err) = slim.subscribe(&core.name, Some(connection)).await {
             core.connection.write().take();
             let _ = core.service.disconnect(connection);

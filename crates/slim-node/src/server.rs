@@ -1,5 +1,6 @@
 //! An embedded SLIM node: the upstream data-plane server, run inside this process.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use napi_derive::napi;
@@ -12,8 +13,9 @@ use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{ConnectOptions, client_config, probe};
+use crate::app::{ConnectOptions, client_config, probe, socket_address};
 use crate::tls::{self, ServerTlsOptions};
+use slim_node_tcp::{self as transport, Sockets};
 
 use crate::errors::{Code, Error, Result, chain};
 
@@ -92,6 +94,16 @@ async fn peer_links(peers: &[ConnectOptions]) -> Result<Vec<ClientConfig>> {
     Ok(links)
 }
 
+async fn peer_addresses(links: &[ClientConfig]) -> HashSet<SocketAddr> {
+    let mut addresses = HashSet::new();
+    for link in links {
+        if let Some(address) = socket_address(link.endpoint.as_str()) {
+            addresses.extend(transport::resolve(&address).await);
+        }
+    }
+    addresses
+}
+
 async fn launch(
     addr: SocketAddr,
     tls: TlsServerConfig,
@@ -124,12 +136,18 @@ pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let addr = concrete_address(resolve(&requested)?)?;
     let peers = peer_links(options.peers.as_deref().unwrap_or_default()).await?;
+    let peer_addresses = peer_addresses(&peers).await;
     let service = launch(addr, tls, peers).await?;
+    let stopped = CancellationToken::new();
+    transport::disable_nagle(&Sockets::ListeningOn(addr));
+    if !peer_addresses.is_empty() {
+        transport::keep_nagle_off(Sockets::ConnectedTo(peer_addresses), stopped.clone());
+    }
     Ok(Server {
         secure,
         endpoint: addr.to_string(),
         service: Mutex::new(Some(service)),
-        stopped: CancellationToken::new(),
+        stopped,
     })
 }
 
