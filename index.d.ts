@@ -75,12 +75,18 @@ export declare class Session {
   get settings(): SessionSettings
   get closed(): boolean
   /**
-   * Publishes to the session. Resolves when SLIM acknowledges delivery
-   * (reliable sessions) or when the message is handed to SLIM (otherwise).
+   * Queues a publish to the session and returns its ticket; `completions` reports
+   * when SLIM acknowledged it (reliable sessions) or took it (otherwise).
    */
-  publish(data: Uint8Array | string, options?: PublishOptions | undefined | null): Promise<void>
-  /** Replies to the sender of a received message. */
-  publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): Promise<void>
+  publish(data: Uint8Array | string, options?: PublishOptions | undefined | null): number
+  /** Queues a reply to the sender of a received message; returns its ticket. */
+  publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): number
+  /**
+   * Waits for at least one publish outcome, then returns every one already known
+   * (up to `max`). Rejects with SESSION_CLOSED once the session ended and nothing
+   * is left to report.
+   */
+  completions(max: number): Promise<PublishOutcomes>
   /**
    * Receives up to `max` messages: waits for the first, then takes what is
    * already queued, so a burst costs one wake-up of the JavaScript thread.
@@ -118,6 +124,22 @@ export declare function createApp(options: AppOptions): Promise<App>
 
 /** Exports spans over OTLP gRPC from now on (and logs per `RUST_LOG`). Call once, first. */
 export declare function enableOpentelemetry(options?: TelemetryOptions | undefined | null): Promise<void>
+
+/** What the messages from one sender over one connection have in common. */
+export interface Envelope {
+  /** The sender's name, `org/ns/app`. */
+  source: string
+  /** The sender instance's 128-bit id as a UUID. */
+  sourceId: string
+  /** Where the message was sent: the channel of a group, or this app. */
+  destination: string
+  /** The application-defined payload type (`"msg"` unless the sender set one). */
+  payloadType: string
+  /** The sender's identity token, as verified by this app. */
+  identity: string
+  /** The connection the message arrived on; `publishTo` replies through it. */
+  inputConnection: number
+}
 
 /** The stable error codes, so the facade and tests can check they know them all. */
 export declare function errorCodes(): Array<string>
@@ -195,35 +217,27 @@ export interface PublishOptions {
   metadata?: Record<string, string>
 }
 
-/**
- * What one receive call returns: messages, plus session errors seen among them
- * (e.g. a detected loss), each as a `[CODE] message` string.
- */
-export interface ReceivedBatch {
-  messages: Array<ReceivedMessage>
-  errors: Array<string>
+/** Publish outcomes, as one receive of `completions` returns them. */
+export interface PublishOutcomes {
+  /** Tickets of publishes that completed (acknowledged, in a reliable session). */
+  done: Array<number>
+  /** Tickets of publishes that failed, with `[CODE] message` reasons at the same index. */
+  failed: Array<number>
+  reasons: Array<string>
 }
 
-/** A message delivered to a session, with its context. */
-export interface ReceivedMessage {
-  /** The payload bytes (handed over without copying). */
-  payload: Buffer
-  /** The sender's name, `org/ns/app`. */
-  source: string
-  /** The sender instance's 128-bit id as a UUID. */
-  sourceId: string
-  /** Where the message was sent: the channel of a group, or this app. */
-  destination: string
-  /** The application-defined payload type (`"msg"` unless the sender set one). */
-  payloadType: string
-  /** Message metadata set by the sender. */
-  metadata: Record<string, string>
-  /** The session the message belongs to. */
-  sessionId: number
-  /** The sender's identity token, as verified by this app. */
-  identity: string
-  /** The connection the message arrived on; `publishTo` replies through it. */
-  inputConnection: number
+/** What one receive call returns. */
+export interface ReceivedBatch {
+  /** Payload bytes, one per message (handed over without copying). */
+  payloads: Array<Buffer>
+  /** For each message, the index of its envelope. */
+  envelopeOf: Uint32Array
+  envelopes: Array<Envelope>
+  /** Messages that carry metadata: their indexes, and the metadata at the same position. */
+  metadataOf: Array<number>
+  metadata: Array<Record<string, string>>
+  /** Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`. */
+  errors: Array<string>
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */

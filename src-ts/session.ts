@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events'
 import type {
+  Envelope,
   Session as NativeSession,
   Participant,
   PublishOptions,
-  ReceivedMessage,
+  ReceivedBatch,
   SessionSettings,
 } from '../index.js'
 import { type WaitOptions, withSignal } from './cancel.js'
@@ -14,14 +15,30 @@ export type { Participant, PublishOptions, SessionSettings }
 /** The two kinds of session. */
 export type SessionType = 'group' | 'point-to-point'
 
-/** A message received on a session. `payload` is a Buffer (a Uint8Array). */
-export type Message = Readonly<ReceivedMessage>
+/** A message received on a session, with its sender's context. */
+export interface Message extends Readonly<Envelope> {
+  /** The payload bytes, handed over from Rust without copying. */
+  readonly payload: Buffer
+  /** Message metadata set by the sender. */
+  readonly metadata: Readonly<Record<string, string>>
+  /** The session the message belongs to. */
+  readonly sessionId: number
+}
+
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({})
 
 /** What can be published: bytes, or a string sent as UTF-8. */
 export type Payload = Uint8Array | string
 
 /** Messages fetched per native call; one JavaScript wake-up serves a whole batch. */
 const RECEIVE_BATCH = 512
+/** Publish outcomes fetched per native call, for the same reason. */
+const COMPLETION_BATCH = 4096
+
+interface PendingPublish {
+  resolve: () => void
+  reject: (error: SlimError) => void
+}
 
 /** Events a session emits besides messages. */
 export interface SessionEvents {
@@ -35,18 +52,23 @@ export interface SessionEvents {
  */
 export class Session extends EventEmitter<SessionEvents> implements AsyncIterable<Message> {
   readonly #native: NativeSession
+  readonly #id: number
   readonly #buffer: Message[] = []
   #bufferStart = 0
+  /** Publishes awaiting their outcome, by native ticket. */
+  readonly #pending = new Map<number, PendingPublish>()
+  #pumping = false
 
   /** @internal Sessions come from {@link App.createGroupSession}, {@link App.listenForSession}, … */
   constructor(native: NativeSession) {
     super()
     this.#native = native
+    this.#id = native.id
   }
 
   /** The session id, the same for every participant. */
   get id(): number {
-    return this.#native.id
+    return this.#id
   }
 
   /** `'group'` or `'point-to-point'`. */
@@ -90,12 +112,50 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * Publishes leave in call order.
    */
   publish(data: Payload, options?: PublishOptions): Promise<void> {
-    return call(() => this.#native.publish(data, options))
+    return this.#track(() => this.#native.publish(data, options))
   }
 
   /** Replies to the sender of `message`. */
   publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
-    return call(() => this.#native.publishTo(message, data, options))
+    return this.#track(() => this.#native.publishTo(message, data, options))
+  }
+
+  /** Queues a publish natively and returns a promise settled from the batched outcomes. */
+  #track(queue: () => number): Promise<void> {
+    let ticket: number
+    try {
+      ticket = queue()
+    } catch (error) {
+      return Promise.reject(toSlimError(error))
+    }
+    const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
+    if (!this.#pumping) void this.#pump()
+    return settled
+  }
+
+  /** Settles pending publishes from native outcome batches while any are pending. */
+  async #pump(): Promise<void> {
+    this.#pumping = true
+    try {
+      while (this.#pending.size > 0) {
+        const outcomes = await this.#native.completions(COMPLETION_BATCH)
+        for (const ticket of outcomes.done) {
+          this.#pending.get(ticket)?.resolve()
+          this.#pending.delete(ticket)
+        }
+        outcomes.failed.forEach((ticket, i) => {
+          this.#pending.get(ticket)?.reject(toSlimError(new Error(outcomes.reasons[i])))
+          this.#pending.delete(ticket)
+        })
+      }
+    } catch (error) {
+      // The session ended with nothing left to report: what is still pending never left.
+      const reason = toSlimError(error)
+      for (const pending of this.#pending.values()) pending.reject(reason)
+      this.#pending.clear()
+    } finally {
+      this.#pumping = false
+    }
   }
 
   /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
@@ -106,7 +166,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
       this.#native.recv(RECEIVE_BATCH, options.timeout, token),
     )
     for (const reason of batch.errors) this.emit('warning', toSlimError(new Error(reason)))
-    this.#buffer.push(...batch.messages)
+    this.#unpack(batch)
     return this.#takeBuffered() ?? this.getMessage(options)
   }
 
@@ -143,6 +203,20 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
+  }
+
+  /** Builds message objects from a native batch, which sends each sender's context once. */
+  #unpack({ payloads, envelopeOf, envelopes, metadataOf, metadata }: ReceivedBatch): void {
+    let withMetadata = 0
+    payloads.forEach((payload, i) => {
+      const hasMetadata = metadataOf[withMetadata] === i
+      this.#buffer.push({
+        ...(envelopes[envelopeOf[i] ?? 0] as Envelope),
+        payload,
+        metadata: hasMetadata ? (metadata[withMetadata++] ?? NO_METADATA) : NO_METADATA,
+        sessionId: this.#id,
+      })
+    })
   }
 
   #takeBuffered(): Message | undefined {

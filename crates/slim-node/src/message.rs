@@ -1,8 +1,13 @@
-//! Received messages: the upstream protobuf message turned into what JavaScript sees.
+//! Received messages: upstream protobuf messages turned into what JavaScript sees.
+//!
+//! A batch carries each distinct sender context (name, id, identity, connection, …)
+//! once, and per message only its payload and the index of its context: a burst from
+//! one sender costs one set of strings, not one per message. The facade assembles the
+//! message objects.
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Uint32Array};
 use napi_derive::napi;
 use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
@@ -10,11 +15,9 @@ use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
 use crate::errors::{Code, Error, Result};
 use crate::name;
 
-/// A message delivered to a session, with its context.
+/// What the messages from one sender over one connection have in common.
 #[napi(object)]
-pub struct ReceivedMessage {
-    /// The payload bytes (handed over without copying).
-    pub payload: Buffer,
+pub struct Envelope {
     /// The sender's name, `org/ns/app`.
     pub source: String,
     /// The sender instance's 128-bit id as a UUID.
@@ -23,65 +26,113 @@ pub struct ReceivedMessage {
     pub destination: String,
     /// The application-defined payload type (`"msg"` unless the sender set one).
     pub payload_type: String,
-    /// Message metadata set by the sender.
-    pub metadata: HashMap<String, String>,
-    /// The session the message belongs to.
-    pub session_id: u32,
     /// The sender's identity token, as verified by this app.
     pub identity: String,
     /// The connection the message arrived on; `publishTo` replies through it.
     pub input_connection: i64,
 }
 
-/// What one receive call returns: messages, plus session errors seen among them
-/// (e.g. a detected loss), each as a `[CODE] message` string.
+/// What one receive call returns.
 #[napi(object)]
 pub struct ReceivedBatch {
-    pub messages: Vec<ReceivedMessage>,
+    /// Payload bytes, one per message (handed over without copying).
+    pub payloads: Vec<Buffer>,
+    /// For each message, the index of its envelope.
+    pub envelope_of: Uint32Array,
+    pub envelopes: Vec<Envelope>,
+    /// Messages that carry metadata: their indexes, and the metadata at the same position.
+    pub metadata_of: Vec<u32>,
+    pub metadata: Vec<HashMap<String, String>>,
+    /// Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`.
     pub errors: Vec<String>,
 }
 
-/// Moves the payload out of the protobuf message rather than cloning it.
-pub fn into_received(mut msg: ProtoMessage, session_id: u32) -> Result<ReceivedMessage> {
-    let header = msg
-        .try_get_slim_header()
-        .ok_or_else(|| Error::new(Code::Internal, "received a message without a SLIM header"))?;
-    let source: ProtoName = header.get_source();
-    let destination: ProtoName = header.get_dst();
-    let identity = header.get_identity();
-    let input_connection = header.get_incoming_conn().unwrap_or_default();
-    let metadata = std::mem::take(&mut msg.metadata);
+/// Collects messages into a [`ReceivedBatch`].
+#[derive(Default)]
+pub struct BatchBuilder {
+    payloads: Vec<Buffer>,
+    envelope_of: Vec<u32>,
+    /// The raw fields each envelope was made from, to match later messages against.
+    keys: Vec<(ProtoName, String, String, u64, String)>,
+    envelopes: Vec<Envelope>,
+    metadata_of: Vec<u32>,
+    metadata: Vec<HashMap<String, String>>,
+    errors: Vec<String>,
+}
 
-    let application = match msg.message_type.take() {
-        Some(ProtoPublishType(publish)) => {
-            publish.msg.and_then(|content| match content.content_type {
-                Some(ContentType::AppPayload(payload)) => Some(payload),
-                _ => None,
-            })
+impl BatchBuilder {
+    pub fn len(&self) -> usize {
+        self.payloads.len() + self.errors.len()
+    }
+
+    pub fn push_error(&mut self, reason: String) {
+        self.errors.push(reason);
+    }
+
+    /// Moves the payload out of the protobuf message rather than cloning it.
+    pub fn push(&mut self, mut msg: ProtoMessage) -> Result<()> {
+        let header = msg.try_get_slim_header().ok_or_else(|| {
+            Error::new(Code::Internal, "received a message without a SLIM header")
+        })?;
+        let source: ProtoName = header.get_source();
+        let destination = name::base(&header.get_dst());
+        let identity = header.get_identity();
+        let connection = header.get_incoming_conn().unwrap_or_default();
+        let metadata = std::mem::take(&mut msg.metadata);
+        let application = match msg.message_type.take() {
+            Some(ProtoPublishType(publish)) => {
+                publish.msg.and_then(|content| match content.content_type {
+                    Some(ContentType::AppPayload(payload)) => Some(payload),
+                    _ => None,
+                })
+            }
+            _ => None,
         }
-        _ => None,
-    };
-    let application = application.ok_or_else(|| {
-        Error::new(
-            Code::Internal,
-            "received a message without an application payload",
-        )
-    })?;
-    let payload_type = if application.payload_type.is_empty() {
-        "msg".to_string()
-    } else {
-        application.payload_type
-    };
+        .ok_or_else(|| {
+            Error::new(
+                Code::Internal,
+                "received a message without an application payload",
+            )
+        })?;
+        let payload_type = if application.payload_type.is_empty() {
+            "msg".to_string()
+        } else {
+            application.payload_type
+        };
+        let key = (source, destination, identity, connection, payload_type);
+        let envelope = match self.keys.iter().rposition(|known| *known == key) {
+            Some(index) => index,
+            None => {
+                let (source, destination, identity, connection, payload_type) = &key;
+                self.envelopes.push(Envelope {
+                    source: name::base(source),
+                    source_id: name::id(source).unwrap_or_default(),
+                    destination: destination.clone(),
+                    payload_type: payload_type.clone(),
+                    identity: identity.clone(),
+                    input_connection: i64::try_from(*connection).unwrap_or(i64::MAX),
+                });
+                self.keys.push(key);
+                self.keys.len() - 1
+            }
+        };
+        if !metadata.is_empty() {
+            self.metadata_of.push(self.payloads.len() as u32);
+            self.metadata.push(metadata);
+        }
+        self.envelope_of.push(envelope as u32);
+        self.payloads.push(application.blob.into());
+        Ok(())
+    }
 
-    Ok(ReceivedMessage {
-        payload: application.blob.into(),
-        source: name::base(&source),
-        source_id: name::id(&source).unwrap_or_default(),
-        destination: name::base(&destination),
-        payload_type,
-        metadata,
-        session_id,
-        identity,
-        input_connection: i64::try_from(input_connection).unwrap_or(i64::MAX),
-    })
+    pub fn finish(self) -> ReceivedBatch {
+        ReceivedBatch {
+            payloads: self.payloads,
+            envelope_of: self.envelope_of.into(),
+            envelopes: self.envelopes,
+            metadata_of: self.metadata_of,
+            metadata: self.metadata,
+            errors: self.errors,
+        }
+    }
 }

@@ -3,8 +3,12 @@
 //! Publishing goes through one ordered queue per session, drained by a task that
 //! keeps at most `PUBLISH_WINDOW` messages in flight inside SLIM: callers awaiting
 //! their publish promises are paced by acknowledgements instead of buffering freely.
+//! A publish returns a ticket at once; outcomes come back in batches through
+//! `completions`, so a burst of acknowledgements costs one JavaScript wake-up rather
+//! than one promise (and one thread-safe function) per message.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -19,14 +23,14 @@ use slim_session::context::SessionContext;
 use slim_session::session_config::MlsSettings;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::AppCore;
 use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Code, Error, Result};
-use crate::message::{ReceivedBatch, into_received};
+use crate::message::{BatchBuilder, ReceivedBatch};
 use crate::name;
 use crate::runtime::{bounded, millis, spawn};
 
@@ -173,7 +177,20 @@ struct PublishRequest {
     payload: Vec<u8>,
     options: PublishOptions,
     target: Target,
-    done: oneshot::Sender<Result<()>>,
+    ticket: u32,
+}
+
+/// How each publish ended, by ticket.
+type Outcome = (u32, Result<()>);
+
+/// Publish outcomes, as one receive of `completions` returns them.
+#[napi(object)]
+pub struct PublishOutcomes {
+    /// Tickets of publishes that completed (acknowledged, in a reliable session).
+    pub done: Vec<u32>,
+    /// Tickets of publishes that failed, with `[CODE] message` reasons at the same index.
+    pub failed: Vec<u32>,
+    pub reasons: Vec<String>,
 }
 
 pub struct SessionCore {
@@ -186,6 +203,8 @@ pub struct SessionCore {
     controller: Weak<SessionController>,
     rx: Arc<Mutex<AppChannelReceiver>>,
     publish_tx: mpsc::UnboundedSender<PublishRequest>,
+    next_ticket: AtomicU32,
+    outcomes: Arc<Mutex<mpsc::UnboundedReceiver<Outcome>>>,
     closed: CancellationToken,
     app: Arc<AppCore>,
 }
@@ -296,15 +315,12 @@ async fn publish_one(
     controller: &SessionController,
     destination: &ProtoName,
     request: PublishRequest,
-) -> std::result::Result<
-    (CompletionHandle, oneshot::Sender<Result<()>>),
-    (Error, oneshot::Sender<Result<()>>),
-> {
+) -> std::result::Result<CompletionHandle, Error> {
     let PublishRequest {
         payload,
         options,
         target,
-        done,
+        ..
     } = request;
     let span = tracing::info_span!(
         "slim.publish",
@@ -333,10 +349,7 @@ async fn publish_one(
     }
     .instrument(span)
     .await;
-    match sent {
-        Ok(handle) => Ok((handle, done)),
-        Err(err) => Err((Error::from(err), done)),
-    }
+    sent.map_err(Error::from)
 }
 
 /// Drains the session's publish queue in order, with at most `PUBLISH_WINDOW` in flight.
@@ -345,34 +358,43 @@ async fn run_publisher(
     destination: ProtoName,
     session_id: u32,
     mut queue: mpsc::UnboundedReceiver<PublishRequest>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
     closed: CancellationToken,
 ) {
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
             biased;
-            // Dropping the queue rejects what is still waiting with SESSION_CLOSED.
             _ = closed.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                let _ = outcomes.send(outcome);
+            }
             request = queue.recv(), if in_flight.len() < PUBLISH_WINDOW => {
                 let Some(request) = request else { break };
+                let ticket = request.ticket;
                 let Some(live) = controller.upgrade() else {
-                    let _ = request.done.send(Err(session_closed(session_id)));
+                    let _ = outcomes.send((ticket, Err(session_closed(session_id))));
                     continue;
                 };
                 match publish_one(&live, &destination, request).await {
-                    Ok((handle, done)) => in_flight.push(async move {
-                        let _ = done.send(handle.await.map_err(Error::from));
+                    Ok(handle) => in_flight.push(async move {
+                        (ticket, handle.await.map_err(Error::from))
                     }),
-                    Err((err, done)) => {
-                        let _ = done.send(Err(err));
+                    Err(err) => {
+                        let _ = outcomes.send((ticket, Err(err)));
                     }
                 }
             }
         }
     }
-    drop(queue);
-    while in_flight.next().await.is_some() {}
+    // What never left the queue ends with SESSION_CLOSED; what is in flight, as SLIM says.
+    queue.close();
+    while let Some(request) = queue.recv().await {
+        let _ = outcomes.send((request.ticket, Err(session_closed(session_id))));
+    }
+    while let Some(outcome) = in_flight.next().await {
+        let _ = outcomes.send(outcome);
+    }
 }
 
 fn participant_of(name: ProtoName, state: ParticipantState) -> Participant {
@@ -408,6 +430,7 @@ impl Session {
             SessionType::Group
         };
         let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let core = SessionCore {
             id: live.id(),
             session_type,
@@ -418,6 +441,8 @@ impl Session {
             controller: controller.clone(),
             rx: Arc::new(Mutex::new(rx)),
             publish_tx,
+            next_ticket: AtomicU32::new(0),
+            outcomes: Arc::new(Mutex::new(outcomes_rx)),
             closed: app.closed.child_token(),
             app,
         };
@@ -426,6 +451,7 @@ impl Session {
             core.destination.clone(),
             core.id,
             publish_rx,
+            outcomes_tx,
             core.closed.clone(),
         ));
         let core = Arc::new(core);
@@ -467,38 +493,32 @@ impl Session {
         })
     }
 
-    fn enqueue<'env>(
+    fn enqueue(
         &self,
-        env: &'env Env,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
         target: Target,
-    ) -> napi::Result<PromiseRaw<'env, ()>> {
+    ) -> Result<u32> {
+        let core = &self.core;
+        if core.closed.is_cancelled() {
+            return Err(session_closed(core.id));
+        }
         // The only copy of the payload: JavaScript memory into the protobuf buffer.
         let payload = match data {
             Either::A(bytes) => bytes.to_vec(),
             Either::B(text) => text.into_bytes(),
         };
-        let (done, result) = oneshot::channel();
+        let ticket = core.next_ticket.fetch_add(1, Ordering::Relaxed);
         let request = PublishRequest {
             payload,
             options: options.unwrap_or_default(),
             target,
-            done,
+            ticket,
         };
-        let core = self.core.clone();
-        let queued = if core.closed.is_cancelled() {
-            Err(session_closed(core.id))
-        } else {
-            core.publish_tx
-                .send(request)
-                .map_err(|_| session_closed(core.id))
-        };
-        env.spawn_future(async move {
-            queued?;
-            let outcome = result.await.map_err(|_| session_closed(core.id))?;
-            Ok(outcome?)
-        })
+        core.publish_tx
+            .send(request)
+            .map_err(|_| session_closed(core.id))?;
+        Ok(ticket)
     }
 }
 
@@ -559,27 +579,25 @@ impl Session {
         self.core.closed.is_cancelled() || self.core.controller.strong_count() == 0
     }
 
-    /// Publishes to the session. Resolves when SLIM acknowledges delivery
-    /// (reliable sessions) or when the message is handed to SLIM (otherwise).
-    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn publish<'env>(
+    /// Queues a publish to the session and returns its ticket; `completions` reports
+    /// when SLIM acknowledged it (reliable sessions) or took it (otherwise).
+    #[napi(catch_unwind)]
+    pub fn publish(
         &self,
-        env: &'env Env,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
-    ) -> napi::Result<PromiseRaw<'env, ()>> {
-        self.enqueue(env, data, options, Target::Destination)
+    ) -> napi::Result<u32> {
+        Ok(self.enqueue(data, options, Target::Destination)?)
     }
 
-    /// Replies to the sender of a received message.
-    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn publish_to<'env>(
+    /// Queues a reply to the sender of a received message; returns its ticket.
+    #[napi(catch_unwind)]
+    pub fn publish_to(
         &self,
-        env: &'env Env,
         to: ReplyTarget,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
-    ) -> napi::Result<PromiseRaw<'env, ()>> {
+    ) -> napi::Result<u32> {
         let mut full = to.source.clone();
         if !to.source_id.is_empty() {
             full = format!("{full}/{}", to.source_id);
@@ -591,7 +609,52 @@ impl Session {
                 to.input_connection
             ))
         })?;
-        self.enqueue(env, data, options, Target::Reply { name, connection })
+        Ok(self.enqueue(data, options, Target::Reply { name, connection })?)
+    }
+
+    /// Waits for at least one publish outcome, then returns every one already known
+    /// (up to `max`). Rejects with SESSION_CLOSED once the session ended and nothing
+    /// is left to report.
+    #[napi(ts_return_type = "Promise<PublishOutcomes>", catch_unwind)]
+    pub fn completions<'env>(
+        &self,
+        env: &'env Env,
+        max: u32,
+    ) -> napi::Result<PromiseRaw<'env, PublishOutcomes>> {
+        let core = self.core.clone();
+        let max = max.max(1) as usize;
+        let mut outcomes = core.outcomes.clone().try_lock_owned().map_err(|_| {
+            Error::new(
+                Code::Busy,
+                format!("session {} already has a pending completions call", core.id),
+            )
+        })?;
+        env.spawn_future(async move {
+            let mut batch = PublishOutcomes {
+                done: Vec::new(),
+                failed: Vec::new(),
+                reasons: Vec::new(),
+            };
+            // The publisher task holds the sender until every queued publish is reported.
+            let mut next = outcomes.recv().await;
+            while let Some((ticket, outcome)) = next {
+                match outcome {
+                    Ok(()) => batch.done.push(ticket),
+                    Err(err) => {
+                        batch.failed.push(ticket);
+                        batch.reasons.push(err.to_reason());
+                    }
+                }
+                if batch.done.len() + batch.failed.len() >= max {
+                    break;
+                }
+                next = outcomes.try_recv().ok();
+            }
+            if batch.done.is_empty() && batch.failed.is_empty() {
+                return Err(session_closed(core.id).into());
+            }
+            Ok(batch)
+        })
     }
 
     /// Receives up to `max` messages: waits for the first, then takes what is
@@ -629,21 +692,16 @@ impl Session {
             .await
             .map_err(|e| closed_as_session(e, core.id))?;
             let _span = tracing::info_span!("slim.receive", session_id = core.id).entered();
-            let mut batch = ReceivedBatch {
-                messages: Vec::new(),
-                errors: Vec::new(),
-            };
+            let mut batch = BatchBuilder::default();
             let mut next = first;
             loop {
                 match next {
-                    None if batch.messages.is_empty() && batch.errors.is_empty() => {
-                        return Err(session_closed(core.id).into());
-                    }
+                    None if batch.len() == 0 => return Err(session_closed(core.id).into()),
                     None => break,
-                    Some(Ok(msg)) => batch.messages.push(into_received(msg, core.id)?),
-                    Some(Err(err)) => batch.errors.push(Error::from(err).to_reason()),
+                    Some(Ok(msg)) => batch.push(msg)?,
+                    Some(Err(err)) => batch.push_error(Error::from(err).to_reason()),
                 }
-                if batch.messages.len() + batch.errors.len() >= max {
+                if batch.len() >= max {
                     break;
                 }
                 next = match rx.try_recv() {
@@ -652,6 +710,7 @@ impl Session {
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                 };
             }
+            let batch = batch.finish();
             Ok(batch)
         })
     }
