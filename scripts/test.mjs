@@ -60,6 +60,9 @@ for (const match of cargoOutput.matchAll(/test result: \w+\. (\d+) passed; (\d+)
 }
 if (cargo.status !== 0 && !cargoCounted) failed++
 
+// The benchmark harness's own test runs the Rust client; built here, outside its timeout.
+check('build the Rust benchmark client (dev)', 'cargo', ['build', '-p', 'slim-bench', ...target])
+
 // The interop suite's Python peers: made once, then cached.
 check('Python slim-bindings environment for interop', process.execPath, ['scripts/python-env.mjs'])
 check('upstream slim node binary for interop (cargo install, cached)', process.execPath, ['scripts/upstream-node.mjs'])

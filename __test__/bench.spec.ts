@@ -1,0 +1,57 @@
+// The benchmark harness itself, on its smallest plan: slim-node and the pure-Rust client
+// (dev builds) through every scenario, checked for complete, well-formed results. The
+// figures are not judged here: performance is measured by `npm run bench`, not by tests.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect, test } from 'vitest'
+import type { Summary } from '../bench/report.ts'
+
+test('the smoke plan runs every scenario on slim-node and the Rust client and writes the report', () => {
+  const out = mkdtempSync(join(tmpdir(), 'slim-node-bench-'))
+  const run = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'bench/run.ts',
+      '--plan',
+      'smoke',
+      '--systems',
+      'slim-node,rust',
+      '--profile',
+      'dev',
+      '--out',
+      out,
+    ],
+    { encoding: 'utf8', timeout: 240_000 },
+  )
+  expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
+  const { summaries } = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { summaries: Summary[] }
+  const scenarios = ['throughput', 'unreliable', 'p2p', 'latency', 'rtt']
+  for (const system of ['slim-node', 'rust'] as const) {
+    const ran = summaries.filter((s) => s.system === system)
+    expect(new Set(ran.map((s) => s.scenario))).toEqual(new Set(scenarios))
+    for (const s of ran) {
+      expect(s.status, `${system} ${s.config}: ${s.error ?? ''}`).toBe('ok')
+      expect(s.duplicates).toBe(0)
+      expect(s.cpuSeconds.publisher).toBeGreaterThan(0)
+    }
+    // Acknowledged sessions lose nothing; their rates come from real receive times.
+    for (const s of ran.filter((r) => r.scenario === 'throughput' || r.scenario === 'p2p')) {
+      expect(s.lost).toBe(0)
+      expect(s.received).toBe(s.expected)
+      expect(s.perSubscriber).toBeGreaterThan(0)
+    }
+    const latency = ran.find((s) => s.scenario === 'latency')?.latencyMs
+    expect(latency?.p50).toBeGreaterThan(0)
+    expect(latency?.p99).toBeGreaterThanOrEqual(latency?.p50 ?? Infinity)
+    expect(ran.find((s) => s.scenario === 'rtt')?.rttMs?.p50).toBeGreaterThan(0)
+  }
+  const report = readFileSync(join(out, 'results.md'), 'utf8')
+  expect(report).toContain('## Targets')
+  expect(report).toMatch(/\| 1→2, 64 B, MLS on \| slim-node \| ok \|/)
+  const svg = readFileSync(join(out, 'chart.svg'), 'utf8')
+  expect(svg.match(/<rect [^>]*fill="#2f6fdf"/g)?.length).toBeGreaterThanOrEqual(2)
+}, 300_000)

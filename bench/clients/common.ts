@@ -1,0 +1,164 @@
+// What the Node benchmark clients share (see bench/PROTOCOL.md): configuration, payload
+// layout, events on stdout and commands on stdin.
+import { createInterface } from 'node:readline'
+
+export interface ClientConfig {
+  role: 'node' | 'pub' | 'sub' | 'requester' | 'responder'
+  endpoint: string
+  name: string
+  channel: string
+  members: string[]
+  session: 'group' | 'p2p'
+  reliable: boolean
+  mls: boolean
+  maxRetries: number
+  intervalMs: number
+  payload: number
+  warmup: number
+  count: number
+  rate: number
+  window: number
+  latency: boolean
+  secret: string
+}
+
+export function readConfig(): ClientConfig {
+  const text = process.argv.at(-1)
+  if (!text) throw new Error("usage: <client> '<config JSON>'")
+  return JSON.parse(text) as ClientConfig
+}
+
+export const PROGRESS_EVERY_MS = 200
+
+export function emit(event: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(event)}\n`)
+}
+
+/** `process.hrtime` is CLOCK_MONOTONIC: the clock every client of a run stamps with. */
+export const nowNs = (): bigint => process.hrtime.bigint()
+
+export function encode(seq: number, size: number): Buffer {
+  const payload = Buffer.alloc(Math.max(16, size))
+  payload.writeBigUInt64LE(BigInt(seq), 0)
+  payload.writeBigUInt64LE(nowNs(), 8)
+  return payload
+}
+
+export function decode(payload: Uint8Array): { seq: number; sentNs: bigint } | undefined {
+  if (payload.byteLength < 16) return undefined
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength)
+  return { seq: Number(view.getBigUint64(0, true)), sentNs: view.getBigUint64(8, true) }
+}
+
+/** Resolves on `go` (true) or on `stop`/end of input (false); `stopped` on `stop`/end only. */
+export class Commands {
+  #resolveGo: (go: boolean) => void = () => {}
+  #resolveStop: () => void = () => {}
+  readonly #go = new Promise<boolean>((resolve) => {
+    this.#resolveGo = resolve
+  })
+  readonly #stop = new Promise<void>((resolve) => {
+    this.#resolveStop = resolve
+  })
+  stopRequested = false
+
+  constructor() {
+    const lines = createInterface({ input: process.stdin })
+    lines.on('line', (line) => {
+      const command = line.trim()
+      if (command === 'go') this.#resolveGo(true)
+      if (command === 'stop') this.#end()
+    })
+    lines.on('close', () => this.#end())
+  }
+
+  go(): Promise<boolean> {
+    return this.#go
+  }
+
+  stopped(): Promise<void> {
+    return this.#stop
+  }
+
+  #end(): void {
+    this.stopRequested = true
+    this.#resolveGo(false)
+    this.#resolveStop()
+  }
+}
+
+/** Resolves when message `seq` is due when sending `rate` per second from `beginMs`. */
+export function pace(rate: number, beginMs: number, seq: number): Promise<void> | undefined {
+  if (rate <= 0) return undefined
+  const wait = beginMs + (seq * 1000) / rate - performance.now()
+  return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined
+}
+
+/** Counts what a subscriber receives: unique, duplicates, order and latency. */
+export class Tally {
+  readonly #seen: Uint8Array
+  unique = 0
+  measured = 0
+  duplicates = 0
+  reordered = 0
+  #highest = -1
+  #firstNs = 0n
+  #lastNs = 0n
+  readonly #latencyUs: number[] = []
+  readonly config: ClientConfig
+
+  constructor(config: ClientConfig) {
+    this.config = config
+    this.#seen = new Uint8Array(config.warmup + config.count)
+  }
+
+  get complete(): boolean {
+    return this.unique >= this.config.warmup + this.config.count
+  }
+
+  record(payload: Uint8Array): void {
+    const now = nowNs()
+    const header = decode(payload)
+    if (!header || header.seq >= this.#seen.length) return
+    const { seq, sentNs } = header
+    if (this.#seen[seq]) {
+      this.duplicates++
+      return
+    }
+    this.#seen[seq] = 1
+    this.unique++
+    if (seq < this.config.warmup) return
+    if (seq < this.#highest) this.reordered++
+    this.#highest = Math.max(this.#highest, seq)
+    if (this.measured === 0) this.#firstNs = now
+    this.measured++
+    this.#lastNs = now
+    if (this.config.latency) this.#latencyUs.push(Number(now - sentNs) / 1000)
+  }
+
+  report(): void {
+    emit({
+      event: 'result',
+      received: this.measured,
+      duplicates: this.duplicates,
+      reordered: this.reordered,
+      firstNs: Number(this.#firstNs),
+      lastNs: Number(this.#lastNs),
+      latencyUs: this.#latencyUs,
+    })
+  }
+}
+
+/** Prints `progress` every PROGRESS_EVERY_MS until stopped. */
+export function reportProgress(field: 'sent' | 'received', value: () => number): () => void {
+  const timer = setInterval(() => emit({ event: 'progress', [field]: value() }), PROGRESS_EVERY_MS)
+  return () => {
+    clearInterval(timer)
+    emit({ event: 'progress', [field]: value() })
+  }
+}
+
+export function fail(error: unknown): never {
+  emit({ event: 'error', message: error instanceof Error ? error.message : String(error) })
+  process.exit(1)
+}

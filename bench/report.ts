@@ -1,0 +1,326 @@
+// Turns raw run results into figures: throughput, HDR latency percentiles, CPU cost,
+// cold start and memory; then the markdown report, the chart and the target checks.
+import * as hdr from 'hdr-histogram-js'
+import type { RunResult, RunSpec, Scenario } from './runner.ts'
+import { SYSTEM_IDS, SYSTEM_LABELS, type SystemId } from './systems.ts'
+
+export interface Percentiles {
+  p50: number
+  p90: number
+  p99: number
+  p999: number
+  max: number
+}
+
+export interface Summary {
+  system: SystemId
+  scenario: Scenario
+  config: string
+  status: RunResult['status']
+  error?: string
+  /** Mean over subscribers of received / (last − first receive). */
+  perSubscriber?: number
+  aggregate?: number
+  expected: number
+  received: number
+  lost: number
+  duplicates: number
+  reordered: number
+  cpuSeconds: RunResult['cpuSeconds']
+  cpuMicrosPerMessage?: number
+  latencyMs?: Percentiles
+  rttMs?: Percentiles
+  setupMs?: RunResult['setup']
+  rssMb?: { start: number; end: number }
+}
+
+export function describe(spec: RunSpec): string {
+  const payload = spec.payload >= 1024 ? `${spec.payload / 1024} KiB` : `${spec.payload} B`
+  const mls = spec.mls ? 'MLS on' : 'MLS off'
+  switch (spec.scenario) {
+    case 'p2p':
+      return `point-to-point, ${payload}, ${mls}`
+    case 'rtt':
+      return `request/reply, ${payload}, ${mls}`
+    case 'latency':
+      return `1→${spec.subscribers} at ${spec.rate} msg/s, ${payload}, ${mls}`
+    default:
+      return `1→${spec.subscribers}, ${payload}, ${mls}`
+  }
+}
+
+export function percentiles(micros: number[]): Percentiles | undefined {
+  if (micros.length === 0) return undefined
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 600_000_000,
+    numberOfSignificantValueDigits: 3,
+  })
+  for (const value of micros) histogram.recordValue(Math.max(1, Math.round(value)))
+  const ms = (q: number): number => histogram.getValueAtPercentile(q) / 1000
+  return { p50: ms(50), p90: ms(90), p99: ms(99), p999: ms(99.9), max: histogram.maxValue / 1000 }
+}
+
+const mb = (bytes: number): number => bytes / (1024 * 1024)
+
+export function summarise(result: RunResult): Summary {
+  const { spec, subscribers } = result
+  const expected = spec.scenario === 'rtt' ? spec.count : spec.count * spec.subscribers
+  const received = spec.scenario === 'rtt' ? result.rttUs.length : subscribers.reduce((sum, s) => sum + s.received, 0)
+  const rates = subscribers
+    .filter((s) => s.received > 1 && s.lastNs > s.firstNs)
+    .map((s) => (s.received - 1) / ((s.lastNs - s.firstNs) / 1e9))
+  const cpu = result.cpuSeconds
+  const cpuTotal = cpu.node + cpu.publisher + cpu.subscribers.reduce((a, b) => a + b, 0)
+  const summary: Summary = {
+    system: spec.system,
+    scenario: spec.scenario,
+    config: describe(spec),
+    status: result.status,
+    error: result.error,
+    expected,
+    received,
+    lost: Math.max(0, expected - received),
+    duplicates: subscribers.reduce((sum, s) => sum + s.duplicates, 0),
+    reordered: subscribers.reduce((sum, s) => sum + s.reordered, 0),
+    cpuSeconds: cpu,
+    setupMs: result.setup,
+  }
+  if (rates.length > 0) {
+    summary.perSubscriber = rates.reduce((a, b) => a + b, 0) / rates.length
+    summary.aggregate = rates.reduce((a, b) => a + b, 0)
+  }
+  if (received > 0 && spec.scenario !== 'latency' && spec.scenario !== 'rtt') {
+    summary.cpuMicrosPerMessage = (cpuTotal * 1e6) / received
+  }
+  if (spec.scenario === 'latency') summary.latencyMs = percentiles(subscribers.flatMap((s) => s.latencyUs))
+  if (spec.scenario === 'rtt') summary.rttMs = percentiles(result.rttUs)
+  if (spec.scenario === 'memory' && subscribers[0]) {
+    summary.rssMb = { start: mb(subscribers[0].rssStartBytes), end: mb(subscribers[0].rssEndBytes) }
+  }
+  return summary
+}
+
+const fmt = (value: number | undefined, digits = 0): string =>
+  value === undefined || !Number.isFinite(value)
+    ? '–'
+    : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+function status(s: Summary): string {
+  if (s.status === 'ok') return 'ok'
+  if (s.status === 'failed') return `failed: ${(s.error ?? '').split('\n')[0]?.slice(0, 80)}`
+  return s.status
+}
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+function cpuCell(s: Summary): string {
+  const subs = s.cpuSeconds.subscribers
+  const sub = subs.length ? subs.reduce((a, b) => a + b, 0) / subs.length : 0
+  return `${fmt(s.cpuSeconds.node, 2)} / ${fmt(s.cpuSeconds.publisher, 2)} / ${fmt(sub, 2)}`
+}
+
+function throughputTable(rows: Summary[]): string {
+  return table(
+    [
+      'configuration',
+      'system',
+      'status',
+      'msg/s per subscriber',
+      'msg/s all subscribers',
+      'lost / expected',
+      'dup',
+      'CPU s node / pub / sub',
+      'CPU µs/msg',
+    ],
+    rows.map((s) => [
+      s.config,
+      SYSTEM_LABELS[s.system],
+      status(s),
+      fmt(s.perSubscriber),
+      fmt(s.aggregate),
+      `${fmt(s.lost)} / ${fmt(s.expected)}`,
+      fmt(s.duplicates),
+      cpuCell(s),
+      fmt(s.cpuMicrosPerMessage),
+    ]),
+  )
+}
+
+function percentileTable(rows: Summary[], pick: (s: Summary) => Percentiles | undefined): string {
+  return table(
+    ['configuration', 'system', 'status', 'samples', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms'],
+    rows.map((s) => {
+      const p = pick(s)
+      return [
+        s.config,
+        SYSTEM_LABELS[s.system],
+        status(s),
+        fmt(s.received),
+        fmt(p?.p50, 3),
+        fmt(p?.p90, 3),
+        fmt(p?.p99, 3),
+        fmt(p?.p999, 3),
+        fmt(p?.max, 3),
+      ]
+    }),
+  )
+}
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+function coldStartTable(rows: Summary[]): string {
+  const systems = SYSTEM_IDS.filter((id) => rows.some((s) => s.system === id && s.setupMs))
+  return table(
+    ['system', 'runs', 'create app ms', 'connect ms', 'create session + invite 1 ms', 'total ms'],
+    systems.map((id) => {
+      const setups = rows
+        .filter((s) => s.system === id && s.setupMs && s.scenario === 'throughput' && s.config.startsWith('1→1,'))
+        .map((s) => s.setupMs as NonNullable<Summary['setupMs']>)
+      const app = median(setups.map((s) => s.appMs))
+      const connect = median(setups.map((s) => s.connectMs))
+      const session = median(setups.map((s) => s.sessionMs))
+      const total = median(setups.map((s) => s.appMs + s.connectMs + s.sessionMs))
+      return [SYSTEM_LABELS[id], String(setups.length), fmt(app, 1), fmt(connect, 1), fmt(session, 1), fmt(total, 1)]
+    }),
+  )
+}
+
+function memoryTable(rows: Summary[]): string {
+  return table(
+    ['system', 'status', 'messages received', 'RSS after connect MB', 'RSS at the end MB'],
+    rows.map((s) => [
+      SYSTEM_LABELS[s.system],
+      status(s),
+      fmt(s.received),
+      fmt(s.rssMb?.start, 1),
+      fmt(s.rssMb?.end, 1),
+    ]),
+  )
+}
+
+export interface Target {
+  name: string
+  value?: number
+  limit: string
+  met?: boolean
+}
+
+function find(rows: Summary[], system: SystemId, scenario: Scenario, config: string): Summary | undefined {
+  return rows.find((s) => s.system === system && s.scenario === scenario && s.config === config && s.status === 'ok')
+}
+
+export function targets(rows: Summary[]): Target[] {
+  const reliable = '1→2, 64 B, MLS off'
+  const ours = find(rows, 'slim-node', 'throughput', reliable)?.perSubscriber
+  const rust = find(rows, 'rust', 'throughput', reliable)?.perSubscriber
+  const official = rows.find((s) => s.system === 'official' && s.scenario === 'throughput' && s.config === reliable)
+  const withMls = find(rows, 'slim-node', 'throughput', '1→2, 64 B, MLS on')?.perSubscriber
+  const latency = rows.find((s) => s.system === 'slim-node' && s.scenario === 'latency' && s.status === 'ok')?.latencyMs
+  const ratio = (a?: number, b?: number): number | undefined => (a && b ? a / b : undefined)
+  // A stalled official run still delivered something; compare with what it managed.
+  const officialRate = official?.perSubscriber
+  const list: Target[] = [
+    { name: 'reliable 1→2 64 B: slim-node / pure Rust', value: ratio(ours, rust), limit: '≥ 0.8' },
+    { name: 'reliable 1→2 64 B: slim-node / official npm binding', value: ratio(ours, officialRate), limit: '≥ 20' },
+    { name: 'paced one-way p50 (ms)', value: latency?.p50, limit: '≤ 0.3' },
+    { name: 'paced one-way p99 (ms)', value: latency?.p99, limit: '≤ 1' },
+    { name: 'MLS cost: throughput MLS off / on, reliable 1→2 64 B', value: ratio(ours, withMls), limit: '≤ 1.5' },
+  ]
+  for (const t of list) {
+    if (t.value === undefined) continue
+    const bound = Number(t.limit.slice(2))
+    t.met = t.limit.startsWith('≥') ? t.value >= bound : t.value <= bound
+  }
+  return list
+}
+
+export function markdown(rows: Summary[], meta: Record<string, string>): string {
+  const of = (scenario: Scenario): Summary[] => rows.filter((s) => s.scenario === scenario)
+  const sections: string[] = [
+    `# slim-node benchmark results\n`,
+    Object.entries(meta)
+      .map(([k, v]) => `- ${k}: ${v}`)
+      .join('\n'),
+  ]
+  sections.push(
+    '## Targets',
+    table(
+      ['target', 'measured', 'limit', 'met'],
+      targets(rows).map((t) => [t.name, fmt(t.value, 2), t.limit, t.met === undefined ? '–' : t.met ? 'yes' : 'no']),
+    ),
+  )
+  const add = (title: string, body: string | undefined): void => {
+    if (body) sections.push(`## ${title}`, body)
+  }
+  const nonEmpty = (list: Summary[], render: (list: Summary[]) => string): string | undefined =>
+    list.length ? render(list) : undefined
+  add('Reliable group throughput', nonEmpty(of('throughput'), throughputTable))
+  add('Unreliable group throughput', nonEmpty(of('unreliable'), throughputTable))
+  add('Point-to-point throughput (reliable)', nonEmpty(of('p2p'), throughputTable))
+  add(
+    'Paced one-way latency',
+    nonEmpty(of('latency'), (l) => percentileTable(l, (s) => s.latencyMs)),
+  )
+  add(
+    'Request/reply round trip',
+    nonEmpty(of('rtt'), (l) => percentileTable(l, (s) => s.rttMs)),
+  )
+  add('Cold start (median of the 1→1 throughput runs)', nonEmpty(of('throughput'), coldStartTable))
+  add('Memory: subscriber RSS after a long stream', nonEmpty(of('memory'), memoryTable))
+  return `${sections.join('\n\n')}\n`
+}
+
+const COLORS: Record<SystemId, string> = {
+  'slim-node': '#2f6fdf',
+  rust: '#8a8f98',
+  official: '#e0702f',
+  python: '#3aa76d',
+  nats: '#9b59b6',
+}
+
+/** A grouped bar chart (SVG) of reliable group throughput per subscriber. */
+export function chart(rows: Summary[]): string {
+  const data = rows.filter((s) => s.scenario === 'throughput')
+  const configs = [...new Set(data.map((s) => s.config))]
+  const systems = SYSTEM_IDS.filter((id) => data.some((s) => s.system === id))
+  const max = Math.max(1, ...data.map((s) => s.perSubscriber ?? 0))
+  const [left, barHeight, gap, width, top] = [170, 14, 12, 560, 40]
+  const groupHeight = systems.length * barHeight + gap
+  const height = top + configs.length * groupHeight + 20 + systems.length * 18
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 90}" height="${height}" font-family="sans-serif" font-size="11">`,
+    '<rect width="100%" height="100%" fill="white"/>',
+    `<text x="10" y="22" font-size="14" font-weight="bold">Reliable group: messages per second per subscriber (higher is better)</text>`,
+  ]
+  configs.forEach((config, g) => {
+    const y0 = top + g * groupHeight
+    parts.push(
+      `<text x="${left - 8}" y="${y0 + (systems.length * barHeight) / 2 + 4}" text-anchor="end">${config}</text>`,
+    )
+    systems.forEach((id, i) => {
+      const s = data.find((d) => d.config === config && d.system === id)
+      const value = s?.perSubscriber ?? 0
+      const w = (value / max) * width
+      const y = y0 + i * barHeight
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight - 2}" fill="${COLORS[id]}"/>`)
+      const label = s ? `${fmt(value)}${s.status === 'ok' ? '' : ` (${s.status})`}` : 'not run'
+      parts.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barHeight - 4}">${label}</text>`)
+    })
+  })
+  const legendTop = top + configs.length * groupHeight + 10
+  systems.forEach((id, i) => {
+    const y = legendTop + i * 18
+    parts.push(`<rect x="${left}" y="${y}" width="12" height="12" fill="${COLORS[id]}"/>`)
+    parts.push(`<text x="${left + 18}" y="${y + 10}">${SYSTEM_LABELS[id]}</text>`)
+  })
+  parts.push('</svg>')
+  return `${parts.join('\n')}\n`
+}

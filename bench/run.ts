@@ -1,0 +1,182 @@
+// `npm run bench`: every scenario on every system, one process per client, through a
+// SLIM node (or nats-server) of its own on 127.0.0.1. Writes bench/results/.
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { Command, Option } from 'commander'
+import { root } from '../scripts/processes.mjs'
+import { chart, markdown, type Summary, summarise, targets } from './report.ts'
+import { type RunResult, type RunSpec, runBenchmark, type Scenario } from './runner.ts'
+import { prepare, SYSTEM_IDS, SYSTEM_LABELS, type SystemId } from './systems.ts'
+
+type Plan = 'full' | 'quick' | 'smoke'
+const SLIM_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'official', 'python']
+
+interface Sizes {
+  count: number
+  latencyCount: number
+  rttCount: number
+  memoryCount: number
+  subscribers: number[]
+  payloads: number[]
+}
+
+const SIZES: Record<Plan, Sizes> = {
+  full: {
+    count: 20_000,
+    latencyCount: 20_000,
+    rttCount: 5_000,
+    memoryCount: 1_000_000,
+    subscribers: [1, 2, 4],
+    payloads: [64, 4096],
+  },
+  quick: {
+    count: 5_000,
+    latencyCount: 3_000,
+    rttCount: 1_000,
+    memoryCount: 100_000,
+    subscribers: [1, 2],
+    payloads: [64],
+  },
+  smoke: { count: 2_000, latencyCount: 500, rttCount: 200, memoryCount: 0, subscribers: [2], payloads: [64] },
+}
+
+function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[]): RunSpec[] {
+  const sizes = SIZES[kind]
+  const specs: RunSpec[] = []
+  const base = { subscribers: 1, payload: 64, mls: false, reliable: true, warmup: 1_000, rate: 0, capMs: 30_000 }
+  const add = (scenario: Scenario, on: SystemId[], spec: Partial<RunSpec> & { count: number }): void => {
+    if (!scenarios.includes(scenario)) return
+    for (const system of on.filter((s) => systems.includes(s))) specs.push({ ...base, ...spec, scenario, system })
+  }
+  for (const subscribers of sizes.subscribers)
+    for (const payload of sizes.payloads)
+      for (const mls of [false, true])
+        add('throughput', SLIM_SYSTEMS, { subscribers, payload, mls, count: sizes.count })
+  add('unreliable', [...SLIM_SYSTEMS, 'nats'], { subscribers: 2, reliable: false, count: sizes.count * 2 })
+  add('p2p', SLIM_SYSTEMS, { count: sizes.count })
+  add('latency', [...SLIM_SYSTEMS, 'nats'], { rate: 1_000, warmup: 500, count: sizes.latencyCount })
+  add('rtt', SLIM_SYSTEMS, { warmup: 200, count: sizes.rttCount })
+  if (sizes.memoryCount > 0) {
+    add('memory', [...SLIM_SYSTEMS, 'nats'], { warmup: 0, count: sizes.memoryCount, capMs: 60_000 })
+  }
+  return specs
+}
+
+class ProgressBar {
+  readonly #tty = process.stderr.isTTY
+  readonly #width = 24
+  readonly total: number
+
+  constructor(total: number) {
+    this.total = total
+  }
+
+  update(index: number, label: string, fraction: number | undefined, detail: string): void {
+    if (!this.#tty) return
+    const filled = fraction === undefined ? 0 : Math.round(Math.min(1, fraction) * this.#width)
+    const bar =
+      fraction === undefined ? '·'.repeat(this.#width) : `${'█'.repeat(filled)}${'░'.repeat(this.#width - filled)}`
+    const percent = fraction === undefined ? '    ' : `${String(Math.round(Math.min(1, fraction) * 100)).padStart(3)}%`
+    process.stderr.write(`\r\x1b[2K[${index}/${this.total}] ${label.padEnd(52)} ${bar} ${percent} ${detail}`)
+  }
+
+  done(index: number, label: string, outcome: string): void {
+    process.stderr.write(`${this.#tty ? '\r\x1b[2K' : ''}[${index}/${this.total}] ${label.padEnd(52)} ${outcome}\n`)
+  }
+}
+
+function headline(s: Summary): string {
+  if (s.status === 'failed') return `FAILED ${s.error?.split('\n')[0] ?? ''}`
+  const parts: string[] = [s.status]
+  if (s.perSubscriber !== undefined) parts.push(`${Math.round(s.perSubscriber).toLocaleString('en-US')} msg/s/sub`)
+  if (s.latencyMs) parts.push(`p50 ${s.latencyMs.p50.toFixed(3)} ms, p99 ${s.latencyMs.p99.toFixed(3)} ms`)
+  if (s.rttMs) parts.push(`rtt p50 ${s.rttMs.p50.toFixed(3)} ms`)
+  if (s.rssMb) parts.push(`RSS ${s.rssMb.end.toFixed(1)} MB`)
+  if (s.lost) parts.push(`lost ${s.lost}`)
+  return parts.join(', ')
+}
+
+function describeMachine(profile: string): Record<string, string> {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
+  let nats = 'not run'
+  try {
+    nats = execFileSync('nats-server', ['--version'], { encoding: 'utf8' }).trim()
+  } catch {}
+  return {
+    date: new Date().toISOString(),
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Linux`,
+    node: process.version,
+    'slim-node': `${pkg.version} (SLIM core 3.4.6), ${profile} build`,
+    'official npm binding': '@agntcy/slim-bindings-linux-x64-gnu 2.1.2 (SLIM core 2.2.0), its own node',
+    python: 'slim-bindings 3.3.8 (PyPI), on a slim-node node',
+    nats: `${nats}, nats.js 2.29.3`,
+  }
+}
+
+async function main(): Promise<void> {
+  const program = new Command('bench')
+    .description(
+      'benchmarks slim-node against a pure-Rust client, the official npm binding, Python slim-bindings and NATS',
+    )
+    .addOption(new Option('--plan <plan>', 'how much to run').choices(['full', 'quick', 'smoke']).default('full'))
+    .option('--systems <list>', `comma-separated: ${SYSTEM_IDS.join(',')}`, SYSTEM_IDS.join(','))
+    .option(
+      '--scenarios <list>',
+      'comma-separated: throughput,unreliable,p2p,latency,rtt,memory',
+      'throughput,unreliable,p2p,latency,rtt,memory',
+    )
+    .option('--profile <profile>', 'release (benchmarks) or dev (the harness test)', 'release')
+    .option('--out <dir>', 'where results go', join(root, 'bench', 'results'))
+    .parse()
+  const options = program.opts<{
+    plan: Plan
+    systems: string
+    scenarios: string
+    profile: 'release' | 'dev'
+    out: string
+  }>()
+  const systems = options.systems.split(',') as SystemId[]
+  const unknown = systems.filter((s) => !SYSTEM_IDS.includes(s))
+  if (unknown.length) throw new Error(`unknown systems: ${unknown.join(', ')}`)
+  const specs = plan(options.plan, systems, options.scenarios.split(',') as Scenario[])
+  const tools = await prepare(options.profile, systems)
+  const bar = new ProgressBar(specs.length)
+  const results: RunResult[] = []
+  const summaries: Summary[] = []
+  for (const [i, spec] of specs.entries()) {
+    const label = `${SYSTEM_LABELS[spec.system]}: ${spec.scenario} ${summariseLabel(spec)}`
+    const result = await runBenchmark(spec, tools, (fraction, detail) => bar.update(i + 1, label, fraction, detail))
+    const summary = summarise(result)
+    bar.done(i + 1, label, headline(summary))
+    // Raw latency samples stay out of the saved results: the percentiles are kept.
+    results.push({ ...result, subscribers: result.subscribers.map((s) => ({ ...s, latencyUs: [] })), rttUs: [] })
+    summaries.push(summary)
+  }
+  const meta = describeMachine(options.profile)
+  mkdirSync(options.out, { recursive: true })
+  writeFileSync(
+    join(options.out, 'results.json'),
+    `${JSON.stringify({ meta, plan: options.plan, summaries, results }, null, 1)}\n`,
+  )
+  writeFileSync(join(options.out, 'results.md'), markdown(summaries, meta))
+  writeFileSync(join(options.out, 'chart.svg'), chart(summaries))
+  for (const t of targets(summaries)) {
+    const value = t.value === undefined ? 'not measured' : t.value.toFixed(2)
+    console.log(`${t.met === undefined ? '?' : t.met ? '✓' : '✗'} ${t.name}: ${value} (${t.limit})`)
+  }
+  console.log(`results: ${join(options.out, 'results.md')}`)
+  const failed = summaries.filter((s) => s.status === 'failed' && s.system !== 'official')
+  if (failed.length) process.exitCode = 1
+}
+
+function summariseLabel(spec: RunSpec): string {
+  const payload = spec.payload >= 1024 ? `${spec.payload / 1024}K` : `${spec.payload}B`
+  return `1→${spec.subscribers} ${payload}${spec.mls ? ' MLS' : ''}${spec.rate ? ` @${spec.rate}/s` : ''}`
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error)
+  process.exit(1)
+})

@@ -1,0 +1,174 @@
+// The systems a benchmark run compares and how to start each one's clients and node.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { root } from '../scripts/processes.mjs'
+import type { ClientConfig } from './clients/common.ts'
+import { BenchProcess, type Launch } from './process.ts'
+
+export const SYSTEM_IDS = ['slim-node', 'rust', 'official', 'python', 'nats'] as const
+export type SystemId = (typeof SYSTEM_IDS)[number]
+
+export const SYSTEM_LABELS: Record<SystemId, string> = {
+  'slim-node': 'slim-node',
+  rust: 'pure Rust',
+  official: 'official npm binding',
+  python: 'Python slim-bindings',
+  nats: 'NATS (nats.js)',
+}
+
+/** Where each system's pieces are, once prepared. */
+export interface Toolchain {
+  profile: 'release' | 'dev'
+  /** The slim-node addon the clients and nodes load. */
+  addon: string
+  rustClient: string
+  python?: string
+  officialModule?: string
+  natsServer?: string
+}
+
+const cache = join(homedir(), '.cache', 'slim-node')
+const tsx = ['--import', 'tsx']
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void {
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal})`)
+}
+
+/**
+ * Builds what the run needs. `release` (benchmarks) builds the addon and the Rust client
+ * with the release profile into their own cache; `dev` (the harness's own test) uses
+ * the repository's dev builds.
+ */
+export async function prepare(profile: Toolchain['profile'], systems: readonly SystemId[]): Promise<Toolchain> {
+  const targetDir = join(cache, profile === 'release' ? 'target-release' : 'target')
+  const env = { CARGO_TARGET_DIR: targetDir }
+  let addon = join(root, 'slim-node.linux-x64-gnu.node')
+  if (profile === 'release') {
+    const out = join(cache, 'bench-native')
+    run(
+      'npx',
+      [
+        'napi',
+        'build',
+        '--platform',
+        '--release',
+        '--manifest-path',
+        'crates/slim-node/Cargo.toml',
+        '--output-dir',
+        out,
+        '--no-js',
+        '--dts',
+        join(out, 'index.d.ts'),
+      ],
+      env,
+    )
+    addon = join(out, 'slim-node.linux-x64-gnu.node')
+  }
+  // The host triple, as napi builds with it: both builds then share their dependencies.
+  const host = /^host: (.+)$/m.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))?.[1] ?? ''
+  const rustClient = join(targetDir, host, profile === 'release' ? 'release' : 'debug', 'slim-bench')
+  if (systems.includes('rust')) {
+    const release = profile === 'release' ? ['--release'] : []
+    run('cargo', ['build', '--quiet', '-p', 'slim-bench', '--target', host, ...release], env)
+  }
+  const toolchain: Toolchain = { profile, addon, rustClient }
+  // Imported only when needed: each installs its peer on first use.
+  if (systems.includes('python')) toolchain.python = (await import('../scripts/python-env.mjs')).pythonWithSlim()
+  if (systems.includes('official')) {
+    toolchain.officialModule = (await import('../scripts/official-binding.mjs')).officialBindingModule()
+  }
+  if (systems.includes('nats')) toolchain.natsServer = natsServer()
+  return toolchain
+}
+
+/** Debian's nats-server, installed when missing and the run may use apt. */
+function natsServer(): string {
+  const found = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((path) => existsSync(path))
+  if (found) return found
+  execFileSync('apt-get', ['install', '-y', '-q', 'nats-server'], { stdio: 'inherit' })
+  return '/usr/sbin/nats-server'
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function acceptsConnections(port: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: '127.0.0.1', port }, () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (open) return
+    if (performance.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** The command line of `system`'s client with `config`. */
+export function clientLaunch(system: SystemId, tools: Toolchain, config: ClientConfig): Launch {
+  const json = JSON.stringify(config)
+  const script = (name: string): string => join(root, 'bench', 'clients', name)
+  switch (system) {
+    case 'slim-node':
+      return {
+        command: process.execPath,
+        args: [...tsx, script('slim-node.ts'), json],
+        env: { NAPI_RS_NATIVE_LIBRARY_PATH: tools.addon },
+      }
+    case 'rust':
+      return { command: tools.rustClient, args: [json] }
+    case 'official':
+      return {
+        command: process.execPath,
+        args: [...tsx, script('official.ts'), json],
+        env: { SLIM_OFFICIAL_MODULE: tools.officialModule },
+      }
+    case 'python':
+      return { command: tools.python ?? 'python3', args: [script('python_client.py'), json] }
+    case 'nats':
+      return { command: process.execPath, args: [...tsx, script('nats.ts'), json] }
+  }
+}
+
+export interface Node {
+  process: BenchProcess
+  /** What clients connect to. */
+  endpoint: string
+}
+
+/**
+ * Starts the node `system`'s clients use: slim-node's embedded node serves slim-node, the
+ * Rust client and Python (all SLIM core 3.4.6); the official binding (core 2.x) needs its own.
+ */
+export async function startNode(system: SystemId, tools: Toolchain, base: ClientConfig): Promise<Node> {
+  const port = await freePort()
+  if (system === 'nats') {
+    const nats = new BenchProcess('nats-server', {
+      command: tools.natsServer ?? 'nats-server',
+      args: ['-a', '127.0.0.1', '-p', String(port)],
+    })
+    await acceptsConnections(port, 10_000)
+    return { process: nats, endpoint: `127.0.0.1:${port}` }
+  }
+  const host = system === 'official' ? 'official' : 'slim-node'
+  const config = { ...base, role: 'node' as const, endpoint: `127.0.0.1:${port}` }
+  const node = new BenchProcess(`${host} node`, clientLaunch(host, tools, config))
+  const listening = await node.waitFor('listening', 30_000)
+  return { process: node, endpoint: String(listening.url) }
+}
