@@ -228,8 +228,10 @@ export interface PublishOutcomes {
 
 /** What one receive call returns. */
 export interface ReceivedBatch {
-  /** Payload bytes, one per message (handed over without copying). */
-  payloads: Array<Buffer>
+  /** Every message's payload, one after the other. */
+  payloads: Buffer
+  /** Where each message's payload ends in `payloads`. */
+  payloadEnds: Uint32Array
   /** For each message, the index of its envelope. */
   envelopeOf: Uint32Array
   envelopes: Array<Envelope>

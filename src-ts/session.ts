@@ -17,7 +17,10 @@ export type SessionType = 'group' | 'point-to-point'
 
 /** A message received on a session, with its sender's context. */
 export interface Message extends Readonly<Envelope> {
-  /** The payload bytes, handed over from Rust without copying. */
+  /**
+   * The payload bytes: a view into the buffer its receive batch shares (copy it with
+   * `Buffer.from(payload)` to keep one payload alone for long).
+   */
   readonly payload: Buffer
   /** Message metadata set by the sender. */
   readonly metadata: Readonly<Record<string, string>>
@@ -206,16 +209,18 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /** Builds message objects from a native batch, which sends each sender's context once. */
-  #unpack({ payloads, envelopeOf, envelopes, metadataOf, metadata }: ReceivedBatch): void {
+  #unpack({ payloads, payloadEnds, envelopeOf, envelopes, metadataOf, metadata }: ReceivedBatch): void {
     let withMetadata = 0
-    payloads.forEach((payload, i) => {
+    let start = 0
+    payloadEnds.forEach((end, i) => {
       const hasMetadata = metadataOf[withMetadata] === i
       this.#buffer.push({
         ...(envelopes[envelopeOf[i] ?? 0] as Envelope),
-        payload,
+        payload: payloads.subarray(start, end),
         metadata: hasMetadata ? (metadata[withMetadata++] ?? NO_METADATA) : NO_METADATA,
         sessionId: this.#id,
       })
+      start = end
     })
   }
 

@@ -1,9 +1,10 @@
 //! Received messages: upstream protobuf messages turned into what JavaScript sees.
 //!
 //! A batch carries each distinct sender context (name, id, identity, connection, …)
-//! once, and per message only its payload and the index of its context: a burst from
-//! one sender costs one set of strings, not one per message. The facade assembles the
-//! message objects.
+//! once, and per message only where its payload ends and the index of its context: a
+//! burst from one sender costs one set of strings, not one per message. The payloads
+//! share one buffer, so a batch is one allocation with one finalizer rather than one
+//! per message. The facade assembles the message objects.
 
 use std::collections::HashMap;
 
@@ -35,8 +36,10 @@ pub struct Envelope {
 /// What one receive call returns.
 #[napi(object)]
 pub struct ReceivedBatch {
-    /// Payload bytes, one per message (handed over without copying).
-    pub payloads: Vec<Buffer>,
+    /// Every message's payload, one after the other.
+    pub payloads: Buffer,
+    /// Where each message's payload ends in `payloads`.
+    pub payload_ends: Uint32Array,
     /// For each message, the index of its envelope.
     pub envelope_of: Uint32Array,
     pub envelopes: Vec<Envelope>,
@@ -50,7 +53,8 @@ pub struct ReceivedBatch {
 /// Collects messages into a [`ReceivedBatch`].
 #[derive(Default)]
 pub struct BatchBuilder {
-    payloads: Vec<Buffer>,
+    payloads: Vec<u8>,
+    payload_ends: Vec<u32>,
     envelope_of: Vec<u32>,
     /// The raw fields each envelope was made from, to match later messages against.
     keys: Vec<(ProtoName, String, String, u64, String)>,
@@ -62,7 +66,7 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn len(&self) -> usize {
-        self.payloads.len() + self.errors.len()
+        self.payload_ends.len() + self.errors.len()
     }
 
     pub fn push_error(&mut self, reason: String) {
@@ -117,17 +121,26 @@ impl BatchBuilder {
             }
         };
         if !metadata.is_empty() {
-            self.metadata_of.push(self.payloads.len() as u32);
+            self.metadata_of.push(self.payload_ends.len() as u32);
             self.metadata.push(metadata);
         }
         self.envelope_of.push(envelope as u32);
-        self.payloads.push(application.blob.into());
+        // The one copy of the bytes on the way to JavaScript; the first payload moves.
+        if self.payloads.is_empty() {
+            self.payloads = application.blob;
+        } else {
+            self.payloads.extend_from_slice(&application.blob);
+        }
+        let end = u32::try_from(self.payloads.len())
+            .map_err(|_| Error::new(Code::Internal, "a receive batch grew beyond 4 GiB"))?;
+        self.payload_ends.push(end);
         Ok(())
     }
 
     pub fn finish(self) -> ReceivedBatch {
         ReceivedBatch {
-            payloads: self.payloads,
+            payloads: self.payloads.into(),
+            payload_ends: self.payload_ends.into(),
             envelope_of: self.envelope_of.into(),
             envelopes: self.envelopes,
             metadata_of: self.metadata_of,
