@@ -1,24 +1,35 @@
-"""The benchmark client (bench/PROTOCOL.md) on upstream's Python slim-bindings 3.3.8.
+"""The benchmark client (bench/PROTOCOL.md) on upstream's Python package slim-bindings 3.3.8.
 
-Roles pub, sub, requester and responder; the harness serves Python from a slim-node
-node (same SLIM core), so there is no node role here.
+Run as `python python_client.py '<config JSON>'`. Roles: node, pub, sub, requester, responder.
+stdout carries one JSON event per line; stdin carries `go` and `stop`.
 """
+
+from __future__ import annotations
 
 import asyncio
 import datetime
 import json
+import socket
 import struct
 import sys
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import slim_bindings
 
-RECEIVE_WAIT = datetime.timedelta(seconds=1)
-PROGRESS_EVERY = 0.2
-HEADER = struct.Struct("<QQ")
+Config = dict[str, Any]
+T = TypeVar("T")
+
+HEADER = struct.Struct("<QQ")  # sequence number, send time (CLOCK_MONOTONIC ns)
+PROGRESS_EVERY_S = 0.2
+REPLY_WAIT = datetime.timedelta(seconds=10)
+CONNECT_WAIT_S = 30.0  # upstream keeps retrying an unreachable node
+CLOSE_WAIT_S = 3.0
 
 
-def emit(event: str, **fields) -> None:
+def emit(event: str, **fields: Any) -> None:
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
 
@@ -27,26 +38,73 @@ def encode(seq: int, size: int) -> bytes:
     return HEADER.pack(seq, time.monotonic_ns()) + bytes(max(0, size - HEADER.size))
 
 
+def elapsed_ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
 class Commands:
     """`go` and `stop` from stdin; end of input counts as `stop`."""
 
     def __init__(self) -> None:
         self.go = asyncio.Event()
         self.stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # A daemon thread, not run_in_executor: a reader blocked on stdin must not hold up exit.
+        threading.Thread(target=self._read, daemon=True).start()
 
-    async def read(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
+    def _read(self) -> None:
+        for line in sys.stdin:
             if line.strip() == "go":
-                self.go.set()
-            if not line or line.strip() == "stop":
-                self.stop.set()
-                self.go.set()
-                return
+                self._loop.call_soon_threadsafe(self.go.set)
+            elif line.strip() == "stop":
+                break
+        self._loop.call_soon_threadsafe(self._end)
+
+    def _end(self) -> None:
+        self.stop.set()
+        self.go.set()  # wakes a role still waiting for `go`; it checks `stop` next
+
+    async def wait_go(self) -> bool:
+        """True on `go`, False when the input ended first."""
+        await self.go.wait()
+        return not self.stop.is_set()
 
 
-def service():
+async def unless_stopped(work: Awaitable[T], commands: Commands) -> T | None:
+    """`work`'s result, or None once `stop` arrives first (`work` is then cancelled).
+
+    Why not a receive timeout loop: upstream reports a timed-out get_message or
+    listen_for_session with the same error types as a closed session (SessionError,
+    ReceiveError), so only the message text would tell them apart. Cancelling is safe:
+    the binding drops the pending Rust future and ignores its late wake-up.
+    """
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(commands.stop.wait())
+    await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
+
+
+async def report_progress(field: str, value: Callable[[], int]) -> None:
+    """Prints `progress` every PROGRESS_EVERY_S until cancelled."""
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        emit("progress", **{field: value()})
+
+
+async def pace(rate: float, begin: float, seq: int) -> None:
+    """Sleeps until message `seq` is due when sending `rate` per second from `begin`."""
+    if rate > 0:
+        wait = begin + seq / rate - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def service() -> slim_bindings.Service:
     slim_bindings.initialize_with_configs(
         # Upstream logs to stdout, which carries the events: keep it to errors.
         tracing_config=slim_bindings.new_tracing_config_with("error", False, False, []),
@@ -56,204 +114,303 @@ def service():
     return slim_bindings.get_global_service()
 
 
-async def connect(config: dict):
-    started = time.perf_counter()
-    svc = service()
-    name = slim_bindings.Name.from_string(config["name"])
-    app = svc.create_app_with_secret(name, config["secret"])
-    app_ms = (time.perf_counter() - started) * 1000
-    started = time.perf_counter()
-    conn = await svc.connect_async(slim_bindings.new_insecure_client_config(config["endpoint"]))
-    await app.subscribe_async(name, conn)
-    return app, conn, app_ms, (time.perf_counter() - started) * 1000
+class Client:
+    """An app connected to the node, with the timings `ready` reports."""
 
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app_ms = 0.0
+        self.connect_ms = 0.0
 
-def session_config(config: dict, kind) -> "slim_bindings.SessionConfig":
-    reliable = config["reliable"]
-    return slim_bindings.SessionConfig(
-        session_type=kind,
-        max_retries=config["maxRetries"] if reliable else None,
-        interval=datetime.timedelta(milliseconds=config["intervalMs"]) if reliable else None,
-        metadata={},
-        mls_settings=slim_bindings.MlsSettings(
+    async def connect(self) -> None:
+        started = time.perf_counter()
+        svc = service()
+        name = slim_bindings.Name.from_string(self.config["name"])
+        self.app = svc.create_app_with_secret(name, self.config["secret"])
+        self.app_ms = elapsed_ms(started)
+        started = time.perf_counter()
+        endpoint = self.config["endpoint"]
+        connecting = svc.connect_async(slim_bindings.new_insecure_client_config(endpoint))
+        try:
+            self.conn = await asyncio.wait_for(connecting, CONNECT_WAIT_S)
+        except TimeoutError:
+            raise RuntimeError(f"no connection to {endpoint} within {CONNECT_WAIT_S:.0f} s") from None
+        await self.app.subscribe_async(name, self.conn)
+        self.connect_ms = elapsed_ms(started)
+
+    def session_config(self, kind: slim_bindings.SessionType) -> slim_bindings.SessionConfig:
+        reliable = self.config["reliable"]
+        mls = slim_bindings.MlsSettings(
             header_integrity_validation_percent=100, max_seen_control_message_ids_size=None
         )
-        if config["mls"]
-        else None,
-    )
+        return slim_bindings.SessionConfig(
+            session_type=kind,
+            # No retries and no interval make the session unreliable.
+            max_retries=self.config["maxRetries"] if reliable else None,
+            interval=datetime.timedelta(milliseconds=self.config["intervalMs"]) if reliable else None,
+            metadata={},
+            mls_settings=mls if self.config["mls"] else None,
+        )
+
+    async def create_session(self) -> slim_bindings.Session:
+        """A p2p session with members[0], or a group on `channel` with every member joined."""
+        members = [slim_bindings.Name.from_string(m) for m in self.config["members"]]
+        for member in members:  # the node forwards to a member through this connection
+            await self.app.set_route_async(member, self.conn)
+        if self.config["session"] == "p2p":
+            kind, destination = slim_bindings.SessionType.POINT_TO_POINT, members[0]
+        else:
+            kind = slim_bindings.SessionType.GROUP
+            destination = slim_bindings.Name.from_string(self.config["channel"])
+        created = await self.app.create_session_async(self.session_config(kind), destination)
+        await created.completion.wait_async()
+        if self.config["session"] == "group":
+            for member in members:
+                await (await created.session.invite_async(member)).wait_async()
+        return created.session
+
+    async def accept(self, commands: Commands) -> slim_bindings.Session | None:
+        """The session the publisher invites this app to, or None on `stop`."""
+        return await unless_stopped(self.app.listen_for_session_async(None), commands)
+
+    async def delete(self, session: slim_bindings.Session | None) -> None:
+        if session is None:
+            return
+        try:
+            deleted = await self.app.delete_session_async(session)
+            await asyncio.wait_for(deleted.wait_async(), CLOSE_WAIT_S)
+        except (TimeoutError, slim_bindings.SlimError) as error:
+            # The other side may have ended the session first.
+            print(f"deleting the session: {error!r}", file=sys.stderr)
 
 
-async def start(config: dict, commands: Commands):
-    """Creates the session, invites the members and waits for `go`."""
-    app, conn, app_ms, connect_ms = await connect(config)
+async def start(client: Client, commands: Commands) -> slim_bindings.Session | None:
+    """pub and requester: connect, create the session, print `ready`, wait for `go`."""
+    await client.connect()
     started = time.perf_counter()
-    if config["session"] == "p2p":
-        peer = slim_bindings.Name.from_string(config["members"][0])
-        await app.set_route_async(peer, conn)
-        kind, destination = slim_bindings.SessionType.POINT_TO_POINT, peer
-    else:
-        kind, destination = slim_bindings.SessionType.GROUP, slim_bindings.Name.from_string(config["channel"])
-    created = await app.create_session_async(session_config(config, kind), destination)
-    await created.completion.wait_async()
-    session = created.session
-    if config["session"] == "group":
-        for member in config["members"]:
-            name = slim_bindings.Name.from_string(member)
-            await app.set_route_async(name, conn)
-            await (await session.invite_async(name)).wait_async()
-    emit("ready", appMs=app_ms, connectMs=connect_ms, sessionMs=(time.perf_counter() - started) * 1000)
-    await commands.go.wait()
-    return app, session
+    session = await client.create_session()
+    emit("ready", appMs=client.app_ms, connectMs=client.connect_ms, sessionMs=elapsed_ms(started))
+    if await commands.wait_go():
+        return session
+    await client.delete(session)
+    return None
 
 
-async def close(app, session) -> None:
-    try:
-        await asyncio.wait_for((await app.delete_session_async(session)).wait_async(), 5)
-    except Exception:  # noqa: BLE001 - the peer may have ended it first
-        pass
+async def node(config: Config, commands: Commands) -> None:
+    host, port = config["endpoint"].rsplit(":", 1)
+    if port == "0":  # the server API does not report the port it bound: pick a free one
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = str(probe.getsockname()[1])
+    endpoint = f"{host}:{port}"
+    svc = service()
+    await svc.run_server_async(slim_bindings.new_insecure_server_config(endpoint))
+    emit("listening", url=f"http://{endpoint}")
+    await commands.stop.wait()
+    svc.stop_server(endpoint)
 
 
-async def publisher(config: dict, commands: Commands) -> None:
-    app, session = await start(config, commands)
-    if commands.stop.is_set():
+async def pub(config: Config, commands: Commands) -> None:
+    client = Client(config)
+    session = await start(client, commands)
+    if session is None:
         return
-    total = config["warmup"] + config["count"]
+    total, warmup, rate = config["warmup"] + config["count"], config["warmup"], config["rate"]
+    reliable = config["reliable"]
     window = asyncio.Semaphore(config["window"])
-    failed = 0
-    pending: set[asyncio.Task] = set()
+    waiting: set[asyncio.Task[None]] = set()
+    sent = failed = 0
 
-    async def publish_one(seq: int) -> None:
+    async def acknowledged(handle: slim_bindings.CompletionHandle) -> None:
         nonlocal failed
         try:
-            handle = await session.publish_async(encode(seq, config["payload"]), None, None)
-            await handle.wait_async()  # the window covers the acknowledgement
-        except Exception:  # noqa: BLE001 - counted, like the other clients do
+            await handle.wait_async()
+        except slim_bindings.SlimError:
             failed += 1
         finally:
             window.release()
 
-    start_ns = time.monotonic_ns()
-    begin = time.perf_counter()
-    last_progress = begin
-    for seq in range(total):
-        if config["rate"] > 0:
-            await asyncio.sleep(max(0.0, begin + seq / config["rate"] - time.perf_counter()))
-        await window.acquire()
-        if seq == config["warmup"]:
-            start_ns = time.monotonic_ns()
-        task = asyncio.create_task(publish_one(seq))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        if time.perf_counter() - last_progress >= PROGRESS_EVERY:
-            last_progress = time.perf_counter()
-            emit("progress", sent=seq + 1)
-    if pending:
-        await asyncio.wait(pending)
-    emit("progress", sent=total)
-    emit("sent", sent=total, failed=failed, startNs=start_ns, endNs=time.monotonic_ns())
+    async def send_all() -> tuple[int, int]:
+        nonlocal sent, failed
+        start_ns = time.monotonic_ns()
+        begin = time.monotonic()
+        for seq in range(total):
+            await pace(rate, begin, seq)
+            if reliable:
+                await window.acquire()  # a slot covers the publish and its acknowledgement
+            if seq == warmup:
+                start_ns = time.monotonic_ns()
+            try:
+                # Awaited in order, so messages leave in sequence; only acknowledgements overlap.
+                handle = await session.publish_async(encode(seq, config["payload"]), None, None)
+            except slim_bindings.SlimError:
+                failed += 1
+                if reliable:
+                    window.release()
+            else:
+                if reliable:
+                    task = asyncio.create_task(acknowledged(handle))
+                    waiting.add(task)
+                    task.add_done_callback(waiting.discard)
+            sent += 1
+        if waiting:
+            await asyncio.wait(waiting)
+        return start_ns, time.monotonic_ns()
+
+    progress = asyncio.create_task(report_progress("sent", lambda: sent))
+    span = await unless_stopped(send_all(), commands)
+    progress.cancel()
+    for task in list(waiting):  # stopped early: nobody waits for these acknowledgements
+        task.cancel()
+    if span is None:
+        await client.delete(session)
+        return
+    start_ns, end_ns = span
+    emit("progress", sent=sent)
+    emit("sent", sent=sent, failed=failed, startNs=start_ns, endNs=end_ns)
     await commands.stop.wait()
-    await close(app, session)
+    await client.delete(session)
 
 
-async def accept(app, commands: Commands):
-    while not commands.stop.is_set():
-        try:
-            return await app.listen_for_session_async(RECEIVE_WAIT)
-        except Exception:  # noqa: BLE001 - a timeout: look at the commands again
-            continue
-    return None
+class Tally:
+    """What a subscriber counts: unique, duplicates, order and latency."""
 
+    def __init__(self, config: Config) -> None:
+        self.warmup: int = config["warmup"]
+        self.total: int = config["warmup"] + config["count"]
+        self.latency: bool = config["latency"]
+        self.seen = bytearray(self.total)
+        self.unique = self.measured = self.duplicates = self.reordered = 0
+        self.highest = -1
+        self.first_ns = self.last_ns = 0
+        self.latency_us: list[float] = []
 
-async def subscriber(config: dict, commands: Commands) -> None:
-    app, _, _, _ = await connect(config)
-    emit("connected")
-    total = config["warmup"] + config["count"]
-    seen = bytearray(total)
-    unique = measured = duplicates = reordered = 0
-    highest, first_ns, last_ns = -1, 0, 0
-    latency_us: list[float] = []
-    session = await accept(app, commands)
-    last_progress = time.perf_counter()
-    while session is not None and unique < total and not commands.stop.is_set():
-        try:
-            received = await session.get_message_async(RECEIVE_WAIT)
-        except Exception:  # noqa: BLE001 - a timeout: look at the commands again
-            continue
+    @property
+    def complete(self) -> bool:
+        return self.unique >= self.total
+
+    def record(self, payload: bytes) -> None:
         now = time.monotonic_ns()
-        seq, sent_ns = HEADER.unpack_from(received.payload)
-        if seq >= total or seen[seq]:
-            duplicates += seq < total
-            continue
-        seen[seq] = 1
-        unique += 1
-        if seq >= config["warmup"]:
-            reordered += seq < highest
-            highest = max(highest, seq)
-            first_ns = first_ns or now
-            last_ns = now
-            measured += 1
-            if config["latency"]:
-                latency_us.append((now - sent_ns) / 1000)
-        if time.perf_counter() - last_progress >= PROGRESS_EVERY:
-            last_progress = time.perf_counter()
-            emit("progress", received=unique)
-    emit("progress", received=unique)
-    emit(
-        "result",
-        received=measured,
-        duplicates=duplicates,
-        reordered=reordered,
-        firstNs=first_ns,
-        lastNs=last_ns,
-        latencyUs=latency_us,
-    )
+        if len(payload) < HEADER.size:
+            return
+        seq, sent_ns = HEADER.unpack_from(payload)
+        if seq >= self.total:
+            return
+        if self.seen[seq]:
+            self.duplicates += 1
+            return
+        self.seen[seq] = 1
+        self.unique += 1
+        if seq < self.warmup:
+            return
+        if seq < self.highest:
+            self.reordered += 1
+        self.highest = max(self.highest, seq)
+        if self.measured == 0:
+            self.first_ns = now
+        self.measured += 1
+        self.last_ns = now
+        if self.latency:
+            self.latency_us.append((now - sent_ns) / 1000)
+
+    def report(self) -> None:
+        emit(
+            "result",
+            received=self.measured,
+            duplicates=self.duplicates,
+            reordered=self.reordered,
+            firstNs=self.first_ns,
+            lastNs=self.last_ns,
+            latencyUs=self.latency_us,
+        )
+
+
+async def receive_all(
+    session: slim_bindings.Session,
+    handle: Callable[[slim_bindings.ReceivedMessage], Awaitable[Any]],
+    done: Callable[[], bool],
+) -> None:
+    """Passes every message to `handle` until `done()` or the session ends."""
+    while not done():
+        try:
+            message = await session.get_message_async(None)
+        except slim_bindings.SlimError as error:  # the publisher ended the session
+            print(f"receiving: {error!r}", file=sys.stderr)
+            return
+        await handle(message)
+
+
+async def sub(config: Config, commands: Commands) -> None:
+    client = Client(config)
+    await client.connect()
+    emit("connected")
+    tally = Tally(config)
+    session = await client.accept(commands)
+    if session is not None:
+        progress = asyncio.create_task(report_progress("received", lambda: tally.unique))
+
+        async def record(message: slim_bindings.ReceivedMessage) -> None:
+            tally.record(message.payload)
+
+        await unless_stopped(receive_all(session, record, lambda: tally.complete), commands)
+        progress.cancel()
+    emit("progress", received=tally.unique)
+    tally.report()
     await commands.stop.wait()
+    await client.delete(session)
 
 
-async def requester(config: dict, commands: Commands) -> None:
-    app, session = await start(config, commands)
-    if commands.stop.is_set():
+async def requester(config: Config, commands: Commands) -> None:
+    client = Client(config)
+    session = await start(client, commands)
+    if session is None:
         return
     rtt_us: list[float] = []
-    begin = time.perf_counter()
-    for seq in range(config["warmup"] + config["count"]):
-        if config["rate"] > 0:
-            await asyncio.sleep(max(0.0, begin + seq / config["rate"] - time.perf_counter()))
-        sent = time.monotonic_ns()
-        await session.publish_async(encode(seq, config["payload"]), None, None)
-        reply = await session.get_message_async(datetime.timedelta(seconds=10))
-        if HEADER.unpack_from(reply.payload)[0] != seq:
-            raise RuntimeError(f"the reply to request {seq} carried another number")
-        if seq >= config["warmup"]:
-            rtt_us.append((time.monotonic_ns() - sent) / 1000)
+
+    async def ask_all() -> bool:
+        begin = time.monotonic()
+        for seq in range(config["warmup"] + config["count"]):
+            await pace(config["rate"], begin, seq)
+            sent_ns = time.monotonic_ns()
+            handle = await session.publish_async(encode(seq, config["payload"]), None, None)
+            reply = await session.get_message_async(REPLY_WAIT)
+            received_ns = time.monotonic_ns()
+            if HEADER.unpack_from(reply.payload)[0] != seq:
+                raise RuntimeError(f"the reply to request {seq} carried another number")
+            if seq >= config["warmup"]:
+                rtt_us.append((received_ns - sent_ns) / 1000)
+            await handle.wait_async()  # the reply came, so this is done; surfaces a failed send
+        return True
+
+    if not await unless_stopped(ask_all(), commands):  # stopped early
+        await client.delete(session)
+        return
     emit("result", received=len(rtt_us), rttUs=rtt_us)
     await commands.stop.wait()
-    await close(app, session)
+    await client.delete(session)
 
 
-async def responder(config: dict, commands: Commands) -> None:
-    app, _, _, _ = await connect(config)
+async def responder(config: Config, commands: Commands) -> None:
+    client = Client(config)
+    await client.connect()
     emit("connected")
-    session = await accept(app, commands)
-    while session is not None and not commands.stop.is_set():
-        try:
-            received = await session.get_message_async(RECEIVE_WAIT)
-        except Exception:  # noqa: BLE001 - a timeout or the end of the session
-            continue
-        await session.publish_to_async(received.context, received.payload, None, None)
+    session = await client.accept(commands)
+    if session is not None:
+
+        async def answer(message: slim_bindings.ReceivedMessage) -> None:
+            # Not waiting for the reply's acknowledgement: the requester checks every reply.
+            await session.publish_to_async(message.context, message.payload, None, None)
+
+        await unless_stopped(receive_all(session, answer, lambda: False), commands)
+    await commands.stop.wait()
+    await client.delete(session)
 
 
-ROLES = {"pub": publisher, "sub": subscriber, "requester": requester, "responder": responder}
+ROLES = {"node": node, "pub": pub, "sub": sub, "requester": requester, "responder": responder}
 
 
-async def main(config: dict) -> None:
-    role = ROLES.get(config["role"])
-    if role is None:
-        raise RuntimeError(f"the Python client has no {config['role']} role; the harness uses slim-node's node")
-    commands = Commands()
-    reader = asyncio.ensure_future(commands.read())
-    await role(config, commands)
-    reader.cancel()
+async def main(config: Config) -> None:
+    await ROLES[config["role"]](config, Commands())
 
 
 if __name__ == "__main__":
