@@ -57,7 +57,7 @@ pub struct BatchBuilder {
     payload_ends: Vec<u32>,
     envelope_of: Vec<u32>,
     /// The raw fields each envelope was made from, to match later messages against.
-    keys: Vec<(ProtoName, String, String, u64, String)>,
+    keys: Vec<(ProtoName, ProtoName, String, u64, String)>,
     envelopes: Vec<Envelope>,
     metadata_of: Vec<u32>,
     metadata: Vec<HashMap<String, String>>,
@@ -79,7 +79,7 @@ impl BatchBuilder {
             Error::new(Code::Internal, "received a message without a SLIM header")
         })?;
         let source: ProtoName = header.get_source();
-        let destination = name::base(&header.get_dst());
+        let destination: ProtoName = header.get_dst();
         let identity = header.get_identity();
         let connection = header.get_incoming_conn().unwrap_or_default();
         let metadata = std::mem::take(&mut msg.metadata);
@@ -111,7 +111,7 @@ impl BatchBuilder {
                 self.envelopes.push(Envelope {
                     source: name::base(source),
                     source_id: name::id(source).unwrap_or_default(),
-                    destination: destination.clone(),
+                    destination: name::base(destination),
                     payload_type: payload_type.clone(),
                     identity: identity.clone(),
                     input_connection: i64::try_from(*connection).unwrap_or(i64::MAX),
