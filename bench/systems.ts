@@ -1,11 +1,10 @@
 // The systems a benchmark run compares and how to start each one's clients and node.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { root } from '../scripts/processes.mjs'
-import type { ClientConfig } from './clients/common.ts'
+import { acceptsConnections, type ClientConfig, freePort } from './clients/common.ts'
 import { BenchProcess, type Launch } from './process.ts'
 
 export const SYSTEM_IDS = ['slim-node', 'rust', 'official', 'python', 'nats'] as const
@@ -93,33 +92,6 @@ function natsServer(): string {
   return '/usr/sbin/nats-server'
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-async function acceptsConnections(port: number, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: '127.0.0.1', port }, () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (open) return
-    if (performance.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
 /** The command line of `system`'s client with `config`. */
 export function clientLaunch(system: SystemId, tools: Toolchain, config: ClientConfig): Launch {
   const json = JSON.stringify(config)
@@ -163,7 +135,7 @@ export async function startNode(system: SystemId, tools: Toolchain, base: Client
       command: tools.natsServer ?? 'nats-server',
       args: ['-a', '127.0.0.1', '-p', String(port)],
     })
-    await acceptsConnections(port, 10_000)
+    await acceptsConnections('127.0.0.1', port, 10_000)
     return { process: nats, endpoint: `127.0.0.1:${port}` }
   }
   const host = system === 'official' ? 'official' : 'slim-node'

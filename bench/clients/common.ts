@@ -1,5 +1,6 @@
 // What the Node benchmark clients share (see bench/PROTOCOL.md): configuration, payload
 // layout, events on stdout and commands on stdin.
+import { createConnection, createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 
 export interface ClientConfig {
@@ -161,4 +162,72 @@ export function reportProgress(field: 'sent' | 'received', value: () => number):
 export function fail(error: unknown): never {
   emit({ event: 'error', message: error instanceof Error ? error.message : String(error) })
   process.exit(1)
+}
+
+/** A free TCP port on 127.0.0.1, for servers whose API does not report the one they bound. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resolves once `host:port` accepts a TCP connection; for servers that return before listening. */
+export async function acceptsConnections(host: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host, port }, () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (open) return
+    if (performance.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/**
+ * Publishes `warmup + count` messages at `rate` with at most `window` outstanding (a slot
+ * frees when `publishOne` settles), reports progress, and prints the `sent` event.
+ */
+export async function publishWindowed(
+  config: ClientConfig,
+  publishOne: (seq: number) => Promise<void>,
+  onFailure: (seq: number, error: unknown) => void = () => {},
+): Promise<void> {
+  const total = config.warmup + config.count
+  let inFlight = 0
+  let failed = 0
+  let sent = 0
+  let slotFree: (() => void) | undefined
+  const settle = (): void => {
+    inFlight--
+    slotFree?.()
+    slotFree = undefined
+  }
+  const stopProgress = reportProgress('sent', () => sent)
+  let startNs = nowNs()
+  const begin = performance.now()
+  for (let seq = 0; seq < total; seq++) {
+    await pace(config.rate, begin, seq)
+    while (inFlight >= config.window) await new Promise<void>((resolve) => (slotFree = resolve))
+    if (seq === config.warmup) startNs = nowNs()
+    inFlight++
+    publishOne(seq).then(settle, (error: unknown) => {
+      if (failed++ === 0) onFailure(seq, error)
+      settle()
+    })
+    sent++
+  }
+  while (inFlight > 0) await new Promise<void>((resolve) => (slotFree = resolve))
+  const endNs = nowNs()
+  stopProgress()
+  emit({ event: 'sent', sent, failed, startNs: Number(startNs), endNs: Number(endNs) })
 }

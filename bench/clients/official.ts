@@ -2,16 +2,18 @@
 // examples use it: UniFFI objects from @agntcy/slim-bindings-linux-x64-gnu, whose path
 // the harness passes in SLIM_OFFICIAL_MODULE (scripts/official-binding.mjs installs it).
 import { createRequire } from 'node:module'
-import { createConnection, createServer } from 'node:net'
 import {
+  acceptsConnections,
   type ClientConfig,
   Commands,
   decode,
   emit,
   encode,
   fail,
+  freePort,
   nowNs,
   pace,
+  publishWindowed,
   readConfig,
   reportProgress,
   Tally,
@@ -226,36 +228,13 @@ async function publisher(): Promise<void> {
   const started = await start()
   if (!started) return
   const { client, session } = started
-  const total = config.warmup + config.count
-  let inFlight = 0
-  let failed = 0
-  let sent = 0
-  let slotFree: (() => void) | undefined
-  const settle = (): void => {
-    inFlight--
-    slotFree?.()
-    slotFree = undefined
-  }
-  const stopProgress = reportProgress('sent', () => sent)
-  let startNs = nowNs()
-  const begin = performance.now()
-  for (let seq = 0; seq < total; seq++) {
-    await pace(config.rate, begin, seq)
-    // The ack window: a slot covers publishAsync and the wait on its handle. Leaving the
-    // handles unawaited lets unacknowledged messages pile up, and the binding then stalls.
-    while (inFlight >= config.window) await new Promise<void>((resolve) => (slotFree = resolve))
-    if (seq === config.warmup) startNs = nowNs()
-    inFlight++
-    publish(session, payload(seq)).then(settle, (error: unknown) => {
-      if (failed++ === 0) console.error(`publish ${seq}: ${describe(error)}`)
-      settle()
-    })
-    sent++
-  }
-  while (inFlight > 0) await new Promise<void>((resolve) => (slotFree = resolve))
-  const endNs = nowNs()
-  stopProgress()
-  emit({ event: 'sent', sent, failed, startNs: Number(startNs), endNs: Number(endNs) })
+  // The ack window: a slot covers publishAsync and the wait on its handle. Leaving the
+  // handles unawaited lets unacknowledged messages pile up, and the binding then stalls.
+  await publishWindowed(
+    config,
+    (seq) => publish(session, payload(seq)),
+    (seq, error) => console.error(`publish ${seq}: ${describe(error)}`),
+  )
   await commands.stopped()
   await close(client, session)
 }
@@ -342,34 +321,6 @@ async function responder(): Promise<void> {
   }
   await commands.stopped()
   await close(client, session)
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** runServer returns before the listener is up: wait until a TCP connection succeeds. */
-async function acceptsConnections(host: string, port: number, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host, port }, () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (open) return
-    if (performance.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 async function node(): Promise<void> {

@@ -10,6 +10,7 @@ import {
   fail,
   nowNs,
   pace,
+  publishWindowed,
   readConfig,
   reportProgress,
   Tally,
@@ -57,35 +58,8 @@ async function publisher(): Promise<void> {
   const started = await start()
   if (!started) return
   const { app, session } = started
-  const total = config.warmup + config.count
-  let inFlight = 0
-  let failed = 0
-  let sent = 0
-  let slotFree: (() => void) | undefined
-  const settle = (): void => {
-    inFlight--
-    slotFree?.()
-    slotFree = undefined
-  }
-  const stopProgress = reportProgress('sent', () => sent)
-  let startNs = nowNs()
-  const begin = performance.now()
-  for (let seq = 0; seq < total; seq++) {
-    await pace(config.rate, begin, seq)
-    // The window: a slot frees when a publish resolves (is acknowledged, when reliable).
-    while (inFlight >= config.window) await new Promise<void>((resolve) => (slotFree = resolve))
-    if (seq === config.warmup) startNs = nowNs()
-    inFlight++
-    session.publish(encode(seq, config.payload)).then(settle, () => {
-      failed++
-      settle()
-    })
-    sent++
-  }
-  while (inFlight > 0) await new Promise<void>((resolve) => (slotFree = resolve))
-  const endNs = nowNs()
-  stopProgress()
-  emit({ event: 'sent', sent, failed, startNs: Number(startNs), endNs: Number(endNs) })
+  // The window: a slot frees when a publish resolves (is acknowledged, when reliable).
+  await publishWindowed(config, (seq) => session.publish(encode(seq, config.payload)))
   await commands.stopped()
   await app.close()
 }

@@ -33,8 +33,12 @@ async fn stopped(commands: &mut watch::Receiver<Command>) {
     wait_for(commands, Command::Stop).await;
 }
 
-pub async fn publisher(config: &Config) -> Result<()> {
-    let mut commands = commands();
+/// Connects, creates the session with every member joined, reports `ready` and waits
+/// for `go`; `None` when told to stop instead.
+async fn start(
+    config: &Config,
+    commands: &mut watch::Receiver<Command>,
+) -> Result<Option<(Client, Joined)>> {
     let client = Client::connect(config).await?;
     let started = Instant::now();
     let joined = client.create_session(config).await?;
@@ -44,10 +48,18 @@ pub async fn publisher(config: &Config) -> Result<()> {
         "connectMs": client.connect_ms,
         "sessionMs": started.elapsed().as_secs_f64() * 1000.0,
     }));
-    if wait_for(&mut commands, Command::Go).await == Command::Stop {
+    if wait_for(commands, Command::Go).await == Command::Stop {
         client.close(Some(joined)).await;
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some((client, joined)))
+}
+
+pub async fn publisher(config: &Config) -> Result<()> {
+    let mut commands = commands();
+    let Some((client, joined)) = start(config, &mut commands).await? else {
+        return Ok(());
+    };
     let controller = &joined.controller;
     let destination = controller.dst().clone();
     let mut in_flight = FuturesUnordered::new();
@@ -212,19 +224,9 @@ pub async fn subscriber(config: &Config) -> Result<()> {
 
 pub async fn requester(config: &Config) -> Result<()> {
     let mut commands = commands();
-    let client = Client::connect(config).await?;
-    let started = Instant::now();
-    let mut joined = client.create_session(config).await?;
-    emit(&json!({
-        "event": "ready",
-        "appMs": client.app_ms,
-        "connectMs": client.connect_ms,
-        "sessionMs": started.elapsed().as_secs_f64() * 1000.0,
-    }));
-    if wait_for(&mut commands, Command::Go).await == Command::Stop {
-        client.close(Some(joined)).await;
+    let Some((client, mut joined)) = start(config, &mut commands).await? else {
         return Ok(());
-    }
+    };
     let destination = joined.controller.dst().clone();
     let mut rtt_us = Vec::with_capacity(config.count as usize);
     let begin = Instant::now();
