@@ -135,8 +135,6 @@ export interface Envelope {
   destination: string
   /** The application-defined payload type (`"msg"` unless the sender set one). */
   payloadType: string
-  /** The sender's identity token, as verified by this app. */
-  identity: string
   /** The connection the message arrived on; `publishTo` replies through it. */
   inputConnection: number
 }
@@ -232,6 +230,10 @@ export interface ReceivedBatch {
   payloads: Buffer
   /** Where each message's payload ends in `payloads`. */
   payloadEnds: Uint32Array
+  /** Every message's verified identity token (UTF-8), one after the other. */
+  identities: Buffer
+  /** Where each message's identity token ends in `identities`. */
+  identityEnds: Uint32Array
   /** For each message, the index of its envelope. */
   envelopeOf: Uint32Array
   envelopes: Array<Envelope>

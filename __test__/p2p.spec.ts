@@ -34,12 +34,17 @@ test('point-to-point request/reply over 1000 messages, with payload type and met
     session.publish(`q${i}`, { payloadType: 'request', metadata: { seq: String(i) } }),
   )
   const replies = new Map<string, string>()
+  const identities = new Set<string>()
   while (replies.size < count) {
     const reply = await session.getMessage({ timeout: 10_000 })
     expect(reply.source).toBe('org/p2p/bob')
     expect(reply.payloadType).toBe('reply')
+    // Shared-secret tokens name the signer and carry a fresh nonce per message.
+    expect(reply.identity.startsWith(`org/p2p/bob_`)).toBe(true)
+    identities.add(reply.identity)
     replies.set(reply.metadata.seq ?? '', text(reply))
   }
+  expect(identities.size).toBe(count)
   await Promise.all(sent)
   for (let i = 0; i < count; i++) expect(replies.get(String(i))).toBe(`re:q${i}`)
 

@@ -26,6 +26,50 @@ export interface Message extends Readonly<Envelope> {
   readonly metadata: Readonly<Record<string, string>>
   /** The session the message belongs to. */
   readonly sessionId: number
+  /** The sender's identity token, as verified by this app. */
+  readonly identity: string
+}
+
+/** A received message; the identity token is decoded only if it is read. */
+class ReceivedMessage implements Message {
+  readonly source: string
+  readonly sourceId: string
+  readonly destination: string
+  readonly payloadType: string
+  readonly inputConnection: number
+  readonly payload: Buffer
+  readonly metadata: Readonly<Record<string, string>>
+  readonly sessionId: number
+  /** The batch's identity tokens and where this message's one lies among them. */
+  readonly #tokens: Buffer
+  readonly #tokenStart: number
+  readonly #tokenEnd: number
+
+  constructor(
+    envelope: Envelope,
+    payload: Buffer,
+    metadata: Readonly<Record<string, string>>,
+    sessionId: number,
+    tokens: Buffer,
+    tokenStart: number,
+    tokenEnd: number,
+  ) {
+    this.source = envelope.source
+    this.sourceId = envelope.sourceId
+    this.destination = envelope.destination
+    this.payloadType = envelope.payloadType
+    this.inputConnection = envelope.inputConnection
+    this.payload = payload
+    this.metadata = metadata
+    this.sessionId = sessionId
+    this.#tokens = tokens
+    this.#tokenStart = tokenStart
+    this.#tokenEnd = tokenEnd
+  }
+
+  get identity(): string {
+    return this.#tokens.toString('utf8', this.#tokenStart, this.#tokenEnd)
+  }
 }
 
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({})
@@ -209,19 +253,29 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /** Builds message objects from a native batch, which sends each sender's context once. */
-  #unpack({ payloads, payloadEnds, envelopeOf, envelopes, metadataOf, metadata }: ReceivedBatch): void {
+  #unpack(batch: ReceivedBatch): void {
+    const { payloads, payloadEnds, identities, identityEnds, envelopeOf, envelopes, metadataOf, metadata } = batch
     let withMetadata = 0
     let start = 0
-    payloadEnds.forEach((end, i) => {
+    let tokenStart = 0
+    for (let i = 0; i < payloadEnds.length; i++) {
+      const end = payloadEnds[i] as number
+      const tokenEnd = identityEnds[i] as number
       const hasMetadata = metadataOf[withMetadata] === i
-      this.#buffer.push({
-        ...(envelopes[envelopeOf[i] ?? 0] as Envelope),
-        payload: payloads.subarray(start, end),
-        metadata: hasMetadata ? (metadata[withMetadata++] ?? NO_METADATA) : NO_METADATA,
-        sessionId: this.#id,
-      })
+      this.#buffer.push(
+        new ReceivedMessage(
+          envelopes[envelopeOf[i] as number] as Envelope,
+          payloads.subarray(start, end),
+          hasMetadata ? (metadata[withMetadata++] ?? NO_METADATA) : NO_METADATA,
+          this.#id,
+          identities,
+          tokenStart,
+          tokenEnd,
+        ),
+      )
       start = end
-    })
+      tokenStart = tokenEnd
+    }
   }
 
   #takeBuffered(): Message | undefined {

@@ -1,10 +1,10 @@
 //! Received messages: upstream protobuf messages turned into what JavaScript sees.
 //!
-//! A batch carries each distinct sender context (name, id, identity, connection, …)
-//! once, and per message only where its payload ends and the index of its context: a
-//! burst from one sender costs one set of strings, not one per message. The payloads
-//! share one buffer, so a batch is one allocation with one finalizer rather than one
-//! per message. The facade assembles the message objects.
+//! A batch carries each distinct sender context (name, id, connection, …) once, and
+//! per message only where its payload ends and the index of its context: a burst from
+//! one sender costs one set of strings, not one per message. The payloads share one
+//! buffer, and so do the identity tokens (upstream signs every message with a fresh
+//! nonce, so no two are alike); JavaScript decodes a token only when it is read.
 
 use std::collections::HashMap;
 
@@ -27,8 +27,6 @@ pub struct Envelope {
     pub destination: String,
     /// The application-defined payload type (`"msg"` unless the sender set one).
     pub payload_type: String,
-    /// The sender's identity token, as verified by this app.
-    pub identity: String,
     /// The connection the message arrived on; `publishTo` replies through it.
     pub input_connection: i64,
 }
@@ -40,6 +38,10 @@ pub struct ReceivedBatch {
     pub payloads: Buffer,
     /// Where each message's payload ends in `payloads`.
     pub payload_ends: Uint32Array,
+    /// Every message's verified identity token (UTF-8), one after the other.
+    pub identities: Buffer,
+    /// Where each message's identity token ends in `identities`.
+    pub identity_ends: Uint32Array,
     /// For each message, the index of its envelope.
     pub envelope_of: Uint32Array,
     pub envelopes: Vec<Envelope>,
@@ -55,9 +57,11 @@ pub struct ReceivedBatch {
 pub struct BatchBuilder {
     payloads: Vec<u8>,
     payload_ends: Vec<u32>,
+    identities: Vec<u8>,
+    identity_ends: Vec<u32>,
     envelope_of: Vec<u32>,
     /// The raw fields each envelope was made from, to match later messages against.
-    keys: Vec<(ProtoName, ProtoName, String, u64, String)>,
+    keys: Vec<(ProtoName, ProtoName, u64, String)>,
     envelopes: Vec<Envelope>,
     metadata_of: Vec<u32>,
     metadata: Vec<HashMap<String, String>>,
@@ -103,17 +107,16 @@ impl BatchBuilder {
         } else {
             application.payload_type
         };
-        let key = (source, destination, identity, connection, payload_type);
+        let key = (source, destination, connection, payload_type);
         let envelope = match self.keys.iter().rposition(|known| *known == key) {
             Some(index) => index,
             None => {
-                let (source, destination, identity, connection, payload_type) = &key;
+                let (source, destination, connection, payload_type) = &key;
                 self.envelopes.push(Envelope {
                     source: name::base(source),
                     source_id: name::id(source).unwrap_or_default(),
                     destination: name::base(destination),
                     payload_type: payload_type.clone(),
-                    identity: identity.clone(),
                     input_connection: i64::try_from(*connection).unwrap_or(i64::MAX),
                 });
                 self.keys.push(key);
@@ -125,15 +128,15 @@ impl BatchBuilder {
             self.metadata.push(metadata);
         }
         self.envelope_of.push(envelope as u32);
+        self.identities.extend_from_slice(identity.as_bytes());
+        self.identity_ends.push(offset(self.identities.len())?);
         // The one copy of the bytes on the way to JavaScript; the first payload moves.
         if self.payloads.is_empty() {
             self.payloads = application.blob;
         } else {
             self.payloads.extend_from_slice(&application.blob);
         }
-        let end = u32::try_from(self.payloads.len())
-            .map_err(|_| Error::new(Code::Internal, "a receive batch grew beyond 4 GiB"))?;
-        self.payload_ends.push(end);
+        self.payload_ends.push(offset(self.payloads.len())?);
         Ok(())
     }
 
@@ -141,6 +144,8 @@ impl BatchBuilder {
         ReceivedBatch {
             payloads: self.payloads.into(),
             payload_ends: self.payload_ends.into(),
+            identities: self.identities.into(),
+            identity_ends: self.identity_ends.into(),
             envelope_of: self.envelope_of.into(),
             envelopes: self.envelopes,
             metadata_of: self.metadata_of,
@@ -148,4 +153,8 @@ impl BatchBuilder {
             errors: self.errors,
         }
     }
+}
+
+fn offset(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| Error::new(Code::Internal, "a receive batch grew beyond 4 GiB"))
 }
