@@ -140,11 +140,10 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
       else if (!stopped && !rtt && now - Math.max(lastChange, goAt) > STALL_MS)
         [stopped, result.status] = [true, 'stalled']
       if (stopped) {
-        // Responders have nothing to report; a requester cut short reports nothing either.
-        if (!rtt) {
-          for (const s of subscribers) s.send('stop')
-          await Promise.all(subscribers.map((s) => s.waitFor('result', 10_000)))
-        }
+        // Responders have nothing to report; a requester cut short reports what it measured.
+        const reporters = rtt ? [publisher] : subscribers
+        for (const s of reporters) s.send('stop')
+        await Promise.all(reporters.map((s) => s.waitFor('result', 10_000)))
         break
       }
     }

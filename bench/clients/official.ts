@@ -289,7 +289,8 @@ async function requester(): Promise<void> {
   const { client, session } = started
   const rttUs: number[] = []
   const begin = performance.now()
-  for (let seq = 0; seq < config.warmup + config.count; seq++) {
+  // Stopped at the cap, the round trips measured so far still count.
+  for (let seq = 0; seq < config.warmup + config.count && !commands.stopRequested; seq++) {
     await pace(config.rate, begin, seq)
     const sentNs = nowNs()
     await publish(session, payload(seq))

@@ -382,11 +382,11 @@ async def requester(config: Config, commands: Commands) -> None:
             await handle.wait_async()  # the reply came, so this is done; surfaces a failed send
         return True
 
-    if not await unless_stopped(ask_all(), commands):  # stopped early
-        await client.delete(session)
-        return
+    finished = await unless_stopped(ask_all(), commands)
+    # Stopped at the cap, the round trips measured so far still count.
     emit("result", received=len(rtt_us), rttUs=rtt_us)
-    await commands.stop.wait()
+    if finished:
+        await commands.stop.wait()
     await client.delete(session)
 
 
