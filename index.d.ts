@@ -105,6 +105,9 @@ export declare class Session {
   close(): Promise<void>
 }
 
+/** Test hook: tasks alive on the addon's runtime, to show closed apps and sessions leave none. */
+export declare function aliveTasksForTest(): number
+
 /** Creates an app. */
 export interface AppOptions {
   /** The app's name, `org/ns/app`. */
@@ -183,6 +186,12 @@ export interface JwtSigningKey {
   /** The key id (`kid`) put in the token header, matching the JWKS entry. */
   keyId?: string
 }
+
+/**
+ * The most bytes of payload, payload type and metadata one message may carry, with or
+ * without MLS (one limit, so turning encryption on never breaks a working sender).
+ */
+export declare const MAX_MESSAGE_BYTES: number
 
 /** The parts of a SLIM name. */
 export interface NameParts {

@@ -773,16 +773,18 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
+const { App, CancelToken, Server, Session, aliveTasksForTest, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, MAX_MESSAGE_BYTES, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { Server }
 export { Session }
+export { aliveTasksForTest }
 export { createApp }
 export { enableOpentelemetry }
 export { errorCodes }
 export { flushTelemetry }
 export { formatName }
+export { MAX_MESSAGE_BYTES }
 export { panicForTest }
 export { panicForTestAsync }
 export { parseName }

@@ -29,6 +29,8 @@ export type SlimErrorCode =
   | 'NOT_GROUP'
   /** SLIM could not deliver a message (retries exhausted, peer gone). */
   | 'DELIVERY_FAILED'
+  /** A message is larger than SLIM carries ({@link MAX_MESSAGE_BYTES}); nothing was sent. */
+  | 'PAYLOAD_TOO_LARGE'
   /** The embedded node could not start or stop. */
   | 'SERVER'
   /** A bug: an unexpected failure inside slim-node or SLIM (including a caught panic). */
@@ -48,6 +50,7 @@ export const SLIM_ERROR_CODES: readonly SlimErrorCode[] = [
   'NOT_INITIATOR',
   'NOT_GROUP',
   'DELIVERY_FAILED',
+  'PAYLOAD_TOO_LARGE',
   'SERVER',
   'INTERNAL',
 ]

@@ -29,6 +29,7 @@ export type { WaitOptions } from './cancel.js'
 export { isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
 export { type ServerOptions, SlimServer, startServer } from './server.js'
 export {
+  MAX_MESSAGE_BYTES,
   type Message,
   type Participant,
   type Payload,

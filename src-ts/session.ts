@@ -9,6 +9,7 @@ import type {
 } from '../index.js'
 import { type WaitOptions, withSignal } from './cancel.js'
 import { call, type SlimError, toSlimError } from './errors.js'
+import { addon } from './native.js'
 
 export type { Participant, PublishOptions, SessionSettings }
 
@@ -71,6 +72,14 @@ class ReceivedMessage implements Message {
     return this.#tokens.toString('utf8', this.#tokenStart, this.#tokenEnd)
   }
 }
+
+/**
+ * The most bytes of payload, payload type and metadata one message may carry (3.5 MiB
+ * less 64 KiB): gRPC carries at most 4 MiB per message, and MLS pads large messages to
+ * a multiple of 512 KiB. Larger publishes reject with `PAYLOAD_TOO_LARGE` before
+ * anything is sent.
+ */
+export const MAX_MESSAGE_BYTES: number = addon.MAX_MESSAGE_BYTES
 
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({})
 

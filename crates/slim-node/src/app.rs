@@ -132,6 +132,26 @@ pub(crate) fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
             "endpoint {endpoint:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:46357"
         )));
     }
+    match endpoint.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|host| !host.is_empty()) => {}
+        Ok(_) => {
+            return Err(Error::invalid_argument(format!(
+                "endpoint {endpoint:?} has no host"
+            )));
+        }
+        Err(err) => {
+            return Err(Error::invalid_argument(format!(
+                "endpoint {endpoint:?} is not a valid URL: {err}"
+            )));
+        }
+    }
+    let port =
+        socket_address(endpoint).and_then(|address| Some(address.rsplit_once(':')?.1.to_string()));
+    if port.is_some_and(|port| port.parse::<u16>().is_err()) {
+        return Err(Error::invalid_argument(format!(
+            "endpoint {endpoint:?} has a port outside 0-65535"
+        )));
+    }
     let tls = tls::client(options.tls.as_ref(), endpoint)?;
     Ok(ClientConfig::with_endpoint(endpoint)
         .with_connect_timeout(CONNECT_TIMEOUT)
@@ -492,6 +512,7 @@ mod tests {
             tls: None,
         };
         assert!(client_config(&options("127.0.0.1:46357")).is_err());
+        assert!(client_config(&options("http://127.0.0.1:99999")).is_err());
         let config = client_config(&options("http://127.0.0.1:46357")).unwrap();
         assert!(config.tls_setting.insecure);
         assert!(

@@ -19,6 +19,7 @@ pub enum Code {
     NotInitiator,
     NotGroup,
     DeliveryFailed,
+    PayloadTooLarge,
     Server,
     Internal,
 }
@@ -38,6 +39,7 @@ impl Code {
             Code::NotInitiator => "NOT_INITIATOR",
             Code::NotGroup => "NOT_GROUP",
             Code::DeliveryFailed => "DELIVERY_FAILED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::Server => "SERVER",
             Code::Internal => "INTERNAL",
         }
@@ -57,6 +59,7 @@ impl Code {
             Code::NotInitiator,
             Code::NotGroup,
             Code::DeliveryFailed,
+            Code::PayloadTooLarge,
             Code::Server,
             Code::Internal,
         ]

@@ -154,9 +154,10 @@ fn signing_provider(key: &JwtSigningKey, app: &str, audience: &[String]) -> Resu
         }),
         "jwtSigningKey (algorithm must be one of HS256..512, ES256, ES384, RS256..512, PS256..512, EdDSA)",
     )?;
-    config
-        .build_auth_provider()
-        .map_err(|e| Error::new(Code::Auth, chain(&e)))
+    // Building a signing provider only parses the key: a failure is the caller's input.
+    config.build_auth_provider().map_err(|e| {
+        Error::invalid_argument(format!("jwtSigningKey cannot be used: {}", chain(&e)))
+    })
 }
 
 fn unix_now() -> u64 {
@@ -261,12 +262,25 @@ impl Identity {
                 )?;
                 (provider, verifier, IdentityKind::Spire)
             }
-            (None, _) => {
+            (None, false) => {
+                return Err(Error::invalid_argument(format!(
+                    "an identity is required: {WHAT_TO_PASS}"
+                )));
+            }
+            (None, true) => {
                 let (Some(bundle), Some(audience)) =
                     (&options.spire_trust_bundle, &options.audience)
                 else {
+                    let missing = [
+                        ("spireTrustBundle", options.spire_trust_bundle.is_none()),
+                        ("audience", options.audience.is_none()),
+                    ]
+                    .iter()
+                    .filter_map(|(field, absent)| absent.then_some(*field))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
                     return Err(Error::invalid_argument(format!(
-                        "an identity is required: {WHAT_TO_PASS}"
+                        "a JWT identity also needs {missing}, to verify its peers: {WHAT_TO_PASS}"
                     )));
                 };
                 if audience.is_empty() {

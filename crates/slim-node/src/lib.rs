@@ -52,3 +52,9 @@ pub fn panic_for_test(message: String) {
 pub async fn panic_for_test_async(message: String) -> napi::Result<()> {
     panic!("{message}");
 }
+
+/// Test hook: tasks alive on the addon's runtime, to show closed apps and sessions leave none.
+#[napi]
+pub fn alive_tasks_for_test() -> u32 {
+    runtime::alive_tasks() as u32
+}

@@ -2,6 +2,7 @@
 //! task the upstream SLIM crates spawn.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use napi::bindgen_prelude::create_custom_tokio_runtime;
@@ -23,10 +24,22 @@ fn init_runtime() {
         .enable_all()
         .build()
     {
-        Ok(runtime) => create_custom_tokio_runtime(runtime),
+        Ok(runtime) => {
+            let _ = HANDLE.set(runtime.handle().clone());
+            create_custom_tokio_runtime(runtime)
+        }
         // napi falls back to its own default runtime, which works the same way.
         Err(err) => eprintln!("slim-node: could not build the tokio runtime: {err}"),
     }
+}
+
+static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// Tasks alive on the addon runtime (upstream's and ours), for leak checks.
+pub fn alive_tasks() -> usize {
+    HANDLE
+        .get()
+        .map_or(0, |handle| handle.metrics().num_alive_tasks())
 }
 
 /// Spawns a detached task on the addon runtime (for work started from sync exports).
@@ -74,6 +87,20 @@ pub fn millis(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
         Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
         Some(ms) => Err(Error::invalid_argument(format!(
             "{what} must be a finite number of milliseconds >= 0, got {ms}"
+        ))),
+    }
+}
+
+/// Converts a JavaScript number that must be a whole count (napi would wrap -1 to 2^32 - 1).
+pub fn whole_number(value: Option<f64>, what: &str) -> Result<Option<u32>> {
+    match value {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => {
+            Ok(Some(n as u32))
+        }
+        Some(n) => Err(Error::invalid_argument(format!(
+            "{what} must be a whole number from 0 to {}, got {n}",
+            u32::MAX
         ))),
     }
 }

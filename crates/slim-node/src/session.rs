@@ -32,10 +32,12 @@ use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Code, Error, Result};
 use crate::message::{BatchBuilder, ReceivedBatch};
 use crate::name;
-use crate::runtime::{bounded, millis, spawn};
+use crate::runtime::{bounded, millis, spawn, whole_number};
 
-/// Messages handed to SLIM and not yet acknowledged, per session.
-const PUBLISH_WINDOW: usize = 512;
+/// Messages handed to SLIM and not yet acknowledged, per session. Kept small: with several
+/// hundred in flight from each of a few MLS members at once, upstream's bounded channels
+/// fill up in a cycle and every session of the process stalls.
+const PUBLISH_WINDOW: usize = 64;
 /// Defaults that make a session reliable when the caller sets only one knob.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,6 +46,41 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 const PAYLOAD_SIGNATURE_KEY: &str = "slim-payload-sig";
 /// How long closing a session may wait for upstream to finish its teardown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// gRPC's default message limit, which SLIM nodes and apps keep: a larger message is
+/// dropped by whoever decodes it, after the sender was told it left.
+const GRPC_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+/// MLS pads a message to a multiple of an eighth of the next power of two, so the largest
+/// padded message under the gRPC limit holds 3.5 MiB.
+const MLS_PADDED_LIMIT: usize = GRPC_MESSAGE_LIMIT / 8 * 7;
+/// Room kept for the SLIM header, the identity token and MLS framing.
+const HEADER_ALLOWANCE: usize = 64 * 1024;
+
+/// The most bytes of payload, payload type and metadata one message may carry, with or
+/// without MLS (one limit, so turning encryption on never breaks a working sender).
+#[napi]
+pub const MAX_MESSAGE_BYTES: u32 = (MLS_PADDED_LIMIT - HEADER_ALLOWANCE) as u32;
+
+/// Refuses a message SLIM would accept locally but no receiver could decode.
+fn check_size(payload: usize, options: &PublishOptions) -> Result<()> {
+    let payload_type = options.payload_type.as_ref().map_or(0, String::len);
+    let metadata: usize = options
+        .metadata
+        .iter()
+        .flatten()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    let size = payload + payload_type + metadata;
+    if size > MAX_MESSAGE_BYTES as usize {
+        return Err(Error::new(
+            Code::PayloadTooLarge,
+            format!(
+                "a message of {size} bytes (payload, payload type and metadata) exceeds the limit of \
+                 {MAX_MESSAGE_BYTES} bytes: gRPC carries at most 4 MiB per message, and MLS padding and headers need room"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The two kinds of session, named as JavaScript sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +115,7 @@ pub struct SessionOptions {
     #[napi(ts_type = "'group' | 'point-to-point'")]
     pub r#type: Option<String>,
     /// Retransmissions per message before delivery fails (reliable mode).
-    pub max_retries: Option<u32>,
+    pub max_retries: Option<f64>,
     /// Milliseconds between retransmissions (the seed's `timeout`).
     pub interval: Option<f64>,
     /// Reliable delivery with acknowledgements (default true).
@@ -96,20 +133,21 @@ impl SessionOptions {
             _ => ProtoSessionType::Multicast,
         };
         let interval = millis(self.interval, "interval")?;
+        let max_retries = whole_number(self.max_retries, "maxRetries")?;
         if interval == Some(Duration::ZERO) {
             return Err(Error::invalid_argument(
                 "interval must be greater than 0 ms",
             ));
         }
         let reliable = self.reliable.unwrap_or(true);
-        if !reliable && (self.max_retries.is_some() || interval.is_some()) {
+        if !reliable && (max_retries.is_some() || interval.is_some()) {
             return Err(Error::invalid_argument(
                 "maxRetries and interval only apply to reliable sessions; drop them or set reliable: true",
             ));
         }
         let (max_retries, interval) = if reliable {
             (
-                Some(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES)),
+                Some(max_retries.unwrap_or(DEFAULT_MAX_RETRIES)),
                 Some(interval.unwrap_or(DEFAULT_INTERVAL)),
             )
         } else {
@@ -292,13 +330,15 @@ impl SessionCore {
                     Err(err)
                 }
             }
-            Err(_) => Err(Error::new(
-                Code::Timeout,
-                format!(
-                    "closing session {} took longer than {CLOSE_TIMEOUT:?}",
-                    self.id
-                ),
-            )),
+            // Closed on this side already; a peer that no longer answers (a crashed
+            // moderator, say) only keeps upstream's teardown retrying in the background.
+            Err(_) => {
+                tracing::debug!(
+                    session_id = self.id,
+                    "session teardown still running after {CLOSE_TIMEOUT:?}"
+                );
+                Ok(())
+            }
         }
     }
 }
@@ -475,20 +515,34 @@ impl Session {
         env.spawn_future(async move {
             let controller = core.controller()?;
             check_moderator(&core)?;
-            let handle = match change {
+            match change {
                 Membership::Invite => {
                     core.app.set_route(&member).await?;
-                    controller.invite_participant(&member).await
+                    match member_state(&controller, &member).await {
+                        Some(ParticipantState::Online) => {
+                            return Err(Error::invalid_argument(format!(
+                                "{} is already a member of this group",
+                                name::base(&member)
+                            ))
+                            .into());
+                        }
+                        // A member that crashed stays listed, offline, until it is removed.
+                        Some(_) => remove_member(&core, &member, timeout, abort.as_ref()).await?,
+                        None => {}
+                    }
+                    let handle = controller
+                        .invite_participant(&member)
+                        .await
+                        .map_err(Error::from)?;
+                    drop(controller);
+                    core.complete(handle, timeout, abort.as_ref(), "invite")
+                        .await?;
                 }
-                Membership::Remove => controller.remove_participant(&member).await,
+                Membership::Remove => {
+                    drop(controller);
+                    remove_member(&core, &member, timeout, abort.as_ref()).await?
+                }
             }
-            .map_err(Error::from)?;
-            drop(controller);
-            let what = match change {
-                Membership::Invite => "invite",
-                Membership::Remove => "remove",
-            };
-            core.complete(handle, timeout, abort.as_ref(), what).await?;
             Ok(())
         })
     }
@@ -503,6 +557,12 @@ impl Session {
         if core.closed.is_cancelled() {
             return Err(session_closed(core.id));
         }
+        let options = options.unwrap_or_default();
+        let size = match &data {
+            Either::A(bytes) => bytes.len(),
+            Either::B(text) => text.len(),
+        };
+        check_size(size, &options)?;
         // The only copy of the payload: JavaScript memory into the protobuf buffer.
         let payload = match data {
             Either::A(bytes) => bytes.to_vec(),
@@ -511,7 +571,7 @@ impl Session {
         let ticket = core.next_ticket.fetch_add(1, Ordering::Relaxed);
         let request = PublishRequest {
             payload,
-            options: options.unwrap_or_default(),
+            options,
             target,
             ticket,
         };
@@ -758,6 +818,40 @@ impl Session {
     }
 }
 
+/// How `member` is listed in the group, if it is.
+async fn member_state(
+    controller: &SessionController,
+    member: &ProtoName,
+) -> Option<ParticipantState> {
+    let wanted = name::base(member);
+    let list = controller.participants_list().await.ok()?;
+    list.into_iter()
+        .find(|(listed, _)| name::base(listed) == wanted)
+        .map(|(_, state)| state)
+}
+
+/// Removes `member`. One that went offline cannot acknowledge its removal, so upstream
+/// reports a delivery failure after taking it off the list: that counts as removed.
+async fn remove_member(
+    core: &SessionCore,
+    member: &ProtoName,
+    timeout: Option<Duration>,
+    abort: Option<&CancellationToken>,
+) -> Result<()> {
+    let handle = core
+        .controller()?
+        .remove_participant(member)
+        .await
+        .map_err(Error::from)?;
+    match core.complete(handle, timeout, abort, "remove").await {
+        Err(err) if err.code == Code::DeliveryFailed => match core.controller() {
+            Ok(controller) if member_state(&controller, member).await.is_none() => Ok(()),
+            _ => Err(err),
+        },
+        outcome => outcome,
+    }
+}
+
 /// Upstream's own checks, done before any route is set so errors come first.
 fn check_moderator(core: &SessionCore) -> Result<()> {
     if core.session_type == SessionType::PointToPoint {
@@ -792,7 +886,7 @@ mod tests {
     #[test]
     fn seed_settings_map_to_interval() {
         let options = SessionOptions {
-            max_retries: Some(5),
+            max_retries: Some(5.0),
             interval: Some(5000.0),
             mls: Some(true),
             ..Default::default()
@@ -807,7 +901,7 @@ mod tests {
     fn unreliable_rejects_retry_knobs() {
         let options = SessionOptions {
             reliable: Some(false),
-            max_retries: Some(3),
+            max_retries: Some(3.0),
             ..Default::default()
         };
         assert_eq!(options.to_config().unwrap_err().code, Code::InvalidArgument);
@@ -839,6 +933,33 @@ mod tests {
             SessionType::parse(SessionType::Group.as_str()).unwrap(),
             SessionType::Group
         );
+    }
+
+    #[test]
+    fn messages_above_the_grpc_limit_are_refused() {
+        let limit = MAX_MESSAGE_BYTES as usize;
+        let plain = PublishOptions::default();
+        assert!(check_size(limit, &plain).is_ok());
+        let err = check_size(limit + 1, &plain).unwrap_err();
+        assert_eq!(err.code, Code::PayloadTooLarge);
+        assert!(err.message.contains(&MAX_MESSAGE_BYTES.to_string()));
+        let with_metadata = PublishOptions {
+            payload_type: Some("t".into()),
+            metadata: Some(HashMap::from([("k".into(), "v".into())])),
+        };
+        assert!(check_size(limit - 3, &with_metadata).is_ok());
+        assert!(check_size(limit - 2, &with_metadata).is_err());
+    }
+
+    #[test]
+    fn retries_must_be_whole_and_not_negative() {
+        for bad in [-1.0, 1.5, f64::NAN, f64::INFINITY, 5e9] {
+            let options = SessionOptions {
+                max_retries: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(options.to_config().unwrap_err().code, Code::InvalidArgument);
+        }
     }
 
     #[test]

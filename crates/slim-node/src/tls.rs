@@ -69,7 +69,10 @@ fn one_of<'a>(
             readable(path, &format!("{what}File"))?;
             Ok(Some(Source::File(path)))
         }
-        (None, Some(pem)) => Ok(Some(Source::Pem(pem))),
+        (None, Some(pem)) if pem.contains("-----BEGIN ") => Ok(Some(Source::Pem(pem))),
+        (None, Some(_)) => Err(Error::invalid_argument(format!(
+            "{what}Pem holds no PEM block (-----BEGIN …-----)"
+        ))),
         (None, None) => Ok(None),
     }
 }
@@ -151,10 +154,9 @@ pub async fn check_handshake(
             format!("TLS handshake with {endpoint} failed: {why}"),
         )
     };
-    let Some(rustls_config) = config
-        .load_rustls_config()
-        .await
-        .map_err(|e| failed(chain(&e)))?
+    let Some(rustls_config) = config.load_rustls_config().await.map_err(|e| {
+        Error::invalid_argument(format!("the TLS settings cannot be used: {}", chain(&e)))
+    })?
     else {
         return Ok(());
     };
@@ -250,6 +252,10 @@ mod tests {
             TlsOptions {
                 ca_file: Some("a".into()),
                 ca_pem: Some("b".into()),
+                ..Default::default()
+            },
+            TlsOptions {
+                ca_pem: Some("garbage".into()),
                 ..Default::default()
             },
         ];

@@ -1,0 +1,124 @@
+// Sessions and apps created and closed over and over, and a long stream of messages:
+// tasks, handles and memory must come back to where they were. The soak
+// (`npm run soak`) runs the same tests with larger counts.
+import { createRequire } from 'node:module'
+import { expect, test, vi } from 'vitest'
+import type { App } from '../src-ts/index.js'
+import { closeAll, connectApp, startTestServer, text } from './helpers.js'
+
+const CYCLES = Number(process.env.SLIM_LEAK_CYCLES ?? 1_000)
+const MESSAGES = Number(process.env.SLIM_SOAK_MESSAGES ?? 100_000)
+const WARMUP = 50
+const MiB = 1024 * 1024
+
+// A test-only hook, deliberately not part of the facade.
+const native = createRequire(import.meta.url)('../index.js') as { aliveTasksForTest(): number }
+
+interface Footprint {
+  tasks: number
+  handles: number
+  rssMiB: number
+}
+
+function footprint(): Footprint {
+  // Native memory held by unreachable wrappers goes only when V8 collects them.
+  ;(globalThis as { gc?: () => void }).gc?.()
+  return {
+    tasks: native.aliveTasksForTest(),
+    // Timers come and go with the test's own polling; sockets, pipes and the rest stay.
+    handles: process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout').length,
+    rssMiB: process.memoryUsage().rss / MiB,
+  }
+}
+
+/** Waits until tasks and handles are back to `baseline` (upstream finishes closes in the background). */
+async function settlesTo(baseline: Footprint): Promise<Footprint> {
+  await vi.waitFor(
+    () => {
+      const now = footprint()
+      expect(now.tasks).toBeLessThanOrEqual(baseline.tasks)
+      expect(now.handles).toBeLessThanOrEqual(baseline.handles)
+    },
+    { timeout: 30_000, interval: 100 },
+  )
+  return footprint()
+}
+
+function report(what: string, before: Footprint, after: Footprint): void {
+  console.log(
+    `${what}: tasks ${before.tasks} -> ${after.tasks}, handles ${before.handles} -> ${after.handles}, ` +
+      `RSS ${before.rssMiB.toFixed(1)} -> ${after.rssMiB.toFixed(1)} MiB`,
+  )
+}
+
+/** One session's life: created, (every tenth) joined and used, closed on both sides. */
+async function sessionCycle(moderator: App, member: App, i: number): Promise<void> {
+  const group = await moderator.createGroupSession(`org/leak/group-${i}`)
+  if (i % 10 === 0) {
+    const joined = member.listenForSession({ timeout: 30_000 })
+    await group.invite('org/leak/member')
+    const session = await joined
+    await group.publish(`cycle ${i}`)
+    expect(text(await session.getMessage({ timeout: 10_000 }))).toBe(`cycle ${i}`)
+    await group.close()
+    await expect(session.getMessage({ timeout: 10_000 })).rejects.toMatchObject({ code: 'SESSION_CLOSED' })
+    await session.close()
+  } else {
+    await group.close()
+  }
+}
+
+test(`${CYCLES} session cycles leave no tasks, handles or memory behind`, async () => {
+  const server = await startTestServer()
+  const moderator = await connectApp(server, 'org/leak/moderator')
+  const member = await connectApp(server, 'org/leak/member')
+  for (let i = 0; i < WARMUP; i++) await sessionCycle(moderator, member, i)
+  const baseline = await settlesTo(footprint())
+  for (let i = WARMUP; i < CYCLES; i++) await sessionCycle(moderator, member, i)
+  const after = await settlesTo(baseline)
+  report(`${CYCLES} session cycles`, baseline, after)
+  // Not asserted yet: RSS grows about 75 KiB per session cycle (tasks and handles do not),
+  // with or without garbage collection; the cause is still open in issue 8.
+  await closeAll(moderator, member, server)
+}, 600_000)
+
+test(`${CYCLES} app cycles leave no tasks, handles or memory behind`, async () => {
+  const server = await startTestServer()
+  const cycle = async (i: number): Promise<void> => {
+    const app = await connectApp(server, `org/leak/app-${i % 20}`)
+    await app.close()
+  }
+  for (let i = 0; i < WARMUP; i++) await cycle(i)
+  const baseline = await settlesTo(footprint())
+  for (let i = WARMUP; i < CYCLES; i++) await cycle(i)
+  const after = await settlesTo(baseline)
+  report(`${CYCLES} app cycles`, baseline, after)
+  expect(after.rssMiB - baseline.rssMiB).toBeLessThan(32)
+  await server.stop()
+}, 600_000)
+
+test(`${MESSAGES} messages leave memory flat`, async () => {
+  const server = await startTestServer()
+  const sender = await connectApp(server, 'org/leak/sender')
+  const receiver = await connectApp(server, 'org/leak/receiver')
+  const group = await sender.createGroupSession('org/leak/stream')
+  const joined = receiver.listenForSession({ timeout: 30_000 })
+  await group.invite('org/leak/receiver')
+  const session = await joined
+
+  const payload = Buffer.alloc(64)
+  const window = 1_000
+  let quarter: Footprint | undefined
+  for (let sent = 0; sent < MESSAGES; sent += window) {
+    // Past the first quarter, the heaps have reached their working size.
+    if (!quarter && sent >= MESSAGES / 4) quarter = footprint()
+    const published = Array.from({ length: window }, () => group.publish(payload))
+    for (let i = 0; i < window; i++) await session.getMessage({ timeout: 10_000 })
+    await Promise.all(published)
+  }
+  const last = footprint()
+  if (!quarter) throw new Error('no sample')
+  report(`${MESSAGES} messages (from the first quarter on)`, quarter, last)
+  expect(last.rssMiB - quarter.rssMiB).toBeLessThan(32)
+  await closeAll(group, sender, receiver, server)
+}, 600_000)
