@@ -68,7 +68,7 @@ async function sessionCycle(moderator: App, member: App, i: number): Promise<voi
   }
 }
 
-test(`${CYCLES} session cycles leave no tasks, handles or memory behind`, async () => {
+test(`${CYCLES} session cycles leave no tasks or handles behind`, async () => {
   const server = await startTestServer()
   const moderator = await connectApp(server, 'org/leak/moderator')
   const member = await connectApp(server, 'org/leak/member')
