@@ -15,6 +15,7 @@ import {
   type SlimErrorCode,
   type SlimServer,
   startServer,
+  type WaitOptions,
 } from '../src-ts/index.js'
 import { closeAll, closedPort, connectApp, rejectionOf, SECRET, startTestServer, text } from './helpers.js'
 
@@ -40,6 +41,23 @@ const untyped = <T>(value: unknown): T => value as T
 const identity = { sharedSecret: SECRET }
 /** What a JWT identity needs besides its token or key, so the case fails on the bad part. */
 const jwtTrust = { spireTrustBundle: '{}', audience: ['slim-test'] }
+
+/**
+ * Waits twice on `owner`, the second time while the first wait is pending; closing
+ * `owner` afterwards ends the first wait (with SESSION_CLOSED or CLOSED).
+ */
+async function secondWhilePending(
+  owner: { close(): Promise<void> },
+  wait: (options: WaitOptions) => Promise<unknown>,
+): Promise<unknown> {
+  const first = wait({}).catch((error: unknown) => error)
+  try {
+    return await wait({ timeout: 1_000 })
+  } finally {
+    await owner.close()
+    await first
+  }
+}
 
 const cases: BadInput[] = [
   // Names
@@ -277,14 +295,7 @@ const cases: BadInput[] = [
     code: 'BUSY',
     attempt: async ({ app }) => {
       const session = await app.createGroupSession('org/bad/busy')
-      // The first receive ends with SESSION_CLOSED when the session closes below.
-      const first = session.getMessage().catch((error: unknown) => error)
-      try {
-        return await session.getMessage({ timeout: 1_000 })
-      } finally {
-        await session.close()
-        await first
-      }
+      return secondWhilePending(session, (options) => session.getMessage(options))
     },
   },
   {
@@ -292,14 +303,7 @@ const cases: BadInput[] = [
     code: 'BUSY',
     attempt: async ({ server }) => {
       const app = await connectApp(server, 'org/bad/listener')
-      // The first listen ends with CLOSED when the app closes below.
-      const first = app.listenForSession().catch((error: unknown) => error)
-      try {
-        return await app.listenForSession({ timeout: 1_000 })
-      } finally {
-        await app.close()
-        await first
-      }
+      return secondWhilePending(app, (options) => app.listenForSession(options))
     },
   },
   {

@@ -558,16 +558,12 @@ impl Session {
             return Err(session_closed(core.id));
         }
         let options = options.unwrap_or_default();
-        let size = match &data {
-            Either::A(bytes) => bytes.len(),
-            Either::B(text) => text.len(),
-        };
-        check_size(size, &options)?;
         // The only copy of the payload: JavaScript memory into the protobuf buffer.
         let payload = match data {
             Either::A(bytes) => bytes.to_vec(),
             Either::B(text) => text.into_bytes(),
         };
+        check_size(payload.len(), &options)?;
         let ticket = core.next_ticket.fetch_add(1, Ordering::Relaxed);
         let request = PublishRequest {
             payload,
