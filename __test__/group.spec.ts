@@ -1,6 +1,7 @@
+import { setTimeout } from 'node:timers/promises'
 import { describe, expect, test } from 'vitest'
 import type { Session } from '../src-ts/index.js'
-import { closeAll, connectApp, receive, startTestServer, text } from './helpers.js'
+import { closeAll, connectApp, receive, rejectionOf, startTestServer, text } from './helpers.js'
 
 describe.each([false, true])('group session, mls=%s', (mls) => {
   test('every member receives every other member’s messages with the right source', async () => {
@@ -50,5 +51,40 @@ describe.each([false, true])('group session, mls=%s', (mls) => {
     }
 
     await closeAll(group, moderator, ...members, server)
+  })
+})
+
+describe('a group with no members yet', () => {
+  test('holds a publish until the first member joins, then delivers it', async () => {
+    const server = await startTestServer()
+    const moderator = await connectApp(server, 'org/early/moderator')
+    const member = await connectApp(server, 'org/early/member')
+    const group = await moderator.createGroupSession('org/early/chat')
+
+    let settled = false
+    const early = group.publish('sent before anyone joined').finally(() => {
+      settled = true
+    })
+    // Nobody can acknowledge it yet: still pending a while later (a bounded look for an
+    // event that must not happen).
+    await setTimeout(500)
+    expect(settled).toBe(false)
+    const joined = member.listenForSession({ timeout: 30_000 })
+    await group.invite('org/early/member')
+    const session = await joined
+    expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('sent before anyone joined')
+    await early
+
+    await closeAll(group, moderator, member, server)
+  })
+
+  test('rejects a held publish with SESSION_CLOSED when the group closes first', async () => {
+    const server = await startTestServer()
+    const moderator = await connectApp(server, 'org/early/moderator')
+    const group = await moderator.createGroupSession('org/early/chat')
+    const held = rejectionOf(group.publish('nobody will read this'))
+    await group.close()
+    expect((await held).code).toBe('SESSION_CLOSED')
+    await closeAll(moderator, server)
   })
 })

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module'
 import { expect, test, vi } from 'vitest'
 import type { App } from '../src-ts/index.js'
-import { closeAll, connectApp, startTestServer, text } from './helpers.js'
+import { closeAll, connectApp, rejectionOf, startTestServer, text } from './helpers.js'
 
 const CYCLES = Number(process.env.SLIM_LEAK_CYCLES ?? 1_000)
 const MESSAGES = Number(process.env.SLIM_SOAK_MESSAGES ?? 100_000)
@@ -18,6 +18,7 @@ interface Footprint {
   tasks: number
   handles: number
   rssMiB: number
+  heapMiB: number
 }
 
 function footprint(): Footprint {
@@ -28,6 +29,7 @@ function footprint(): Footprint {
     // Timers come and go with the test's own polling; sockets, pipes and the rest stay.
     handles: process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout').length,
     rssMiB: process.memoryUsage().rss / MiB,
+    heapMiB: process.memoryUsage().heapUsed / MiB,
   }
 }
 
@@ -47,39 +49,55 @@ async function settlesTo(baseline: Footprint): Promise<Footprint> {
 function report(what: string, before: Footprint, after: Footprint): void {
   console.log(
     `${what}: tasks ${before.tasks} -> ${after.tasks}, handles ${before.handles} -> ${after.handles}, ` +
-      `RSS ${before.rssMiB.toFixed(1)} -> ${after.rssMiB.toFixed(1)} MiB`,
+      `RSS ${before.rssMiB.toFixed(1)} -> ${after.rssMiB.toFixed(1)} MiB heap ${before.heapMiB.toFixed(1)} -> ${after.heapMiB.toFixed(1)}`,
   )
 }
 
-/** One session's life: created, (every tenth) joined and used, closed on both sides. */
+/** One session's whole life: created, joined, used, then closed on both sides. */
 async function sessionCycle(moderator: App, member: App, i: number): Promise<void> {
   const group = await moderator.createGroupSession(`org/leak/group-${i}`)
-  if (i % 10 === 0) {
-    const joined = member.listenForSession({ timeout: 30_000 })
-    await group.invite('org/leak/member')
-    const session = await joined
-    await group.publish(`cycle ${i}`)
-    expect(text(await session.getMessage({ timeout: 10_000 }))).toBe(`cycle ${i}`)
-    await group.close()
-    await expect(session.getMessage({ timeout: 10_000 })).rejects.toMatchObject({ code: 'SESSION_CLOSED' })
-    await session.close()
-  } else {
-    await group.close()
-  }
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite('org/leak/member')
+  const session = await joined
+  await group.publish(`cycle ${i}`)
+  expect(text(await session.getMessage({ timeout: 10_000 }))).toBe(`cycle ${i}`)
+  await group.close()
+  // Not `expect(...).rejects`: vitest keeps every such assertion until the test ends.
+  expect((await rejectionOf(session.getMessage({ timeout: 10_000 }))).code).toBe('SESSION_CLOSED')
+  await session.close()
 }
 
-test(`${CYCLES} session cycles leave no tasks or handles behind`, async () => {
+test(`${CYCLES} session cycles leave no tasks, handles or memory behind`, async () => {
   const server = await startTestServer()
   const moderator = await connectApp(server, 'org/leak/moderator')
   const member = await connectApp(server, 'org/leak/member')
-  for (let i = 0; i < WARMUP; i++) await sessionCycle(moderator, member, i)
+  // Past the first quarter, the heaps have reached their working size.
+  const warmup = CYCLES / 4
+  for (let i = 0; i < warmup; i++) await sessionCycle(moderator, member, i)
   const baseline = await settlesTo(footprint())
-  for (let i = WARMUP; i < CYCLES; i++) await sessionCycle(moderator, member, i)
+  for (let i = warmup; i < CYCLES; i++) await sessionCycle(moderator, member, i)
   const after = await settlesTo(baseline)
-  report(`${CYCLES} session cycles`, baseline, after)
-  // Not asserted yet: RSS grows about 75 KiB per session cycle (tasks and handles do not),
-  // with or without garbage collection; the cause is still open in issue 8.
+  report(`${CYCLES} session cycles (from the first quarter on)`, baseline, after)
+  expect(after.rssMiB - baseline.rssMiB).toBeLessThan(16)
   await closeAll(moderator, member, server)
+}, 600_000)
+
+// A group nobody joined lives on upstream after close() (SLIM core 3.4 retransmits its
+// close to nobody until the session's retries run out), each with a 350 KiB send buffer;
+// the allocator keeps some of that memory, so RSS is reported here, not asserted.
+test(`${CYCLES} empty groups leave no tasks or handles behind once upstream lets them go`, async () => {
+  const server = await startTestServer()
+  const moderator = await connectApp(server, 'org/leak/moderator')
+  const cycle = async (i: number): Promise<void> => {
+    const group = await moderator.createGroupSession(`org/leak/empty-${i}`)
+    await group.close()
+  }
+  for (let i = 0; i < WARMUP; i++) await cycle(i)
+  const baseline = await settlesTo(footprint())
+  for (let i = WARMUP; i < CYCLES; i++) await cycle(i)
+  const after = await settlesTo(baseline)
+  report(`${CYCLES} empty groups`, baseline, after)
+  await closeAll(moderator, server)
 }, 600_000)
 
 test(`${CYCLES} app cycles leave no tasks, handles or memory behind`, async () => {

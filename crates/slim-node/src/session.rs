@@ -244,6 +244,8 @@ pub struct SessionCore {
     next_ticket: AtomicU32,
     outcomes: Arc<Mutex<mpsc::UnboundedReceiver<Outcome>>>,
     closed: CancellationToken,
+    /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
+    unanswerable: CancellationToken,
     app: Arc<AppCore>,
 }
 
@@ -314,7 +316,8 @@ impl SessionCore {
         drop(controller);
         if !has_members {
             // Upstream still retransmits the close of an empty group to nobody until its
-            // retries run out; there is nothing to wait for.
+            // retries run out; there is nothing to wait for, nor any ack to come.
+            self.unanswerable.cancel();
             spawn(async move {
                 let _ = handle.await;
             });
@@ -400,6 +403,7 @@ async fn run_publisher(
     mut queue: mpsc::UnboundedReceiver<PublishRequest>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     closed: CancellationToken,
+    unanswerable: CancellationToken,
 ) {
     let mut in_flight = FuturesUnordered::new();
     loop {
@@ -417,9 +421,16 @@ async fn run_publisher(
                     continue;
                 };
                 match publish_one(&live, &destination, request).await {
-                    Ok(handle) => in_flight.push(async move {
-                        (ticket, handle.await.map_err(Error::from))
-                    }),
+                    Ok(handle) => {
+                        let unanswerable = unanswerable.clone();
+                        in_flight.push(async move {
+                            let outcome = tokio::select! {
+                                done = handle => done.map_err(Error::from),
+                                _ = unanswerable.cancelled() => Err(session_closed(session_id)),
+                            };
+                            (ticket, outcome)
+                        })
+                    }
                     Err(err) => {
                         let _ = outcomes.send((ticket, Err(err)));
                     }
@@ -484,6 +495,7 @@ impl Session {
             next_ticket: AtomicU32::new(0),
             outcomes: Arc::new(Mutex::new(outcomes_rx)),
             closed: app.closed.child_token(),
+            unanswerable: CancellationToken::new(),
             app,
         };
         spawn(run_publisher(
@@ -493,6 +505,7 @@ impl Session {
             publish_rx,
             outcomes_tx,
             core.closed.clone(),
+            core.unanswerable.clone(),
         ));
         let core = Arc::new(core);
         core.app.register(&core);
