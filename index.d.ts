@@ -16,6 +16,11 @@ export declare class App {
   /** The app instance's 128-bit id (a UUID), derived from its identity. */
   get id(): string
   get closed(): boolean
+  /**
+   * Resolves with the reason (`[CONNECT] …`) if SLIM gives the app's connection up;
+   * rejects with CLOSED when the app closes first.
+   */
+  connectionLost(): Promise<string>
   /** Connects to a SLIM node and subscribes the app's name there. */
   connect(options: ConnectOptions): Promise<void>
   /** Receives messages sent to `name` as well as to the app's own name. */

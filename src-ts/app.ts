@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import type {
   ConnectOptions,
   IdentityOptions,
@@ -5,7 +6,7 @@ import type {
   SessionOptions as NativeSessionOptions,
 } from '../index.js'
 import { type WaitOptions, withSignal } from './cancel.js'
-import { call, SlimError } from './errors.js'
+import { call, SlimError, toSlimError } from './errors.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
 
@@ -40,12 +41,23 @@ function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptio
   return { ...rest, type, interval: interval ?? timeout }
 }
 
+/** Events an app emits. */
+export interface AppEvents {
+  /**
+   * SLIM gave the connection to the node up (its own reconnecting after a node restart
+   * stopped): the app's sessions have ended and the error (`CONNECT`) says so. Create
+   * the app again to go on.
+   */
+  disconnected: [error: SlimError]
+}
+
 /** A SLIM application: a named endpoint with an identity, connected to one node. */
-export class App {
+export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
 
   /** @internal Use {@link createApp} or {@link createLocalApp}. */
   constructor(native: NativeApp) {
+    super()
     this.#native = native
   }
 
@@ -64,8 +76,13 @@ export class App {
   }
 
   /** Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`. */
-  connect(options: ConnectOptions): Promise<void> {
-    return call(() => this.#native.connect(options))
+  async connect(options: ConnectOptions): Promise<void> {
+    await call(() => this.#native.connect(options))
+    this.#native.connectionLost().then(
+      (reason) => this.emit('disconnected', toSlimError(new Error(reason))),
+      // The app closed first: nothing to report.
+      () => {},
+    )
   }
 
   /** Also receive messages addressed to `name`. */

@@ -19,6 +19,7 @@ import { addon } from './native.js'
 
 export {
   App,
+  type AppEvents,
   type AppOptions,
   type ConnectOptions,
   createApp,

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cancel::{CancelToken, token_of};
+use crate::connection;
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityKind, IdentityOptions};
 use crate::name;
@@ -62,6 +63,9 @@ pub struct AppCore {
     /// Sessions handed to JavaScript, closed with the app.
     sessions: parking_lot::Mutex<Vec<Weak<SessionCore>>>,
     pub closed: CancellationToken,
+    /// Cancelled when upstream gave the connection up; `lost_because` says why.
+    lost: CancellationToken,
+    lost_because: parking_lot::Mutex<Option<Error>>,
 }
 
 fn app_closed() -> Error {
@@ -75,12 +79,56 @@ impl AppCore {
 
     fn connection(&self) -> Result<u64> {
         self.slim()?;
+        if let Some(lost) = self.lost_because.lock().clone() {
+            return Err(lost);
+        }
         self.connection.read().ok_or_else(|| {
             Error::new(
                 Code::Connect,
                 "the app is not connected to a SLIM node; call connect() first",
             )
         })
+    }
+
+    pub fn connection_state(&self, connection: u64) -> connection::State {
+        if self.closed.is_cancelled() || *self.connection.read() != Some(connection) {
+            connection::State::Replaced
+        } else if self
+            .service
+            .message_processor()
+            .connection_table()
+            .get(connection)
+            .is_none()
+        {
+            connection::State::GivenUp
+        } else {
+            connection::State::Up
+        }
+    }
+
+    /// Upstream gave the connection up: sessions end at once (nothing they sent can be
+    /// acknowledged any more) and the app reports it.
+    pub async fn connection_lost(&self, connection: u64) {
+        {
+            let mut current = self.connection.write();
+            if *current != Some(connection) {
+                return;
+            }
+            current.take();
+        }
+        *self.lost_because.lock() = Some(Error::new(
+            Code::Connect,
+            "the connection to the SLIM node was lost and SLIM stopped reconnecting; \
+             create the app again",
+        ));
+        self.lost.cancel();
+        let open: Vec<_> = self
+            .sessions
+            .lock()
+            .drain(..)
+            .filter_map(|s| s.upgrade())
+            .collect();
+        futures::future::join_all(open.iter().map(|session| session.abandon())).await;
     }
 
     pub async fn set_route(&self, target: &ProtoName) -> Result<()> {
@@ -275,6 +323,8 @@ pub async fn create_app(options: AppOptions) -> napi::Result<App> {
         notifications: Arc::new(Mutex::new(notifications)),
         sessions: parking_lot::Mutex::new(Vec::new()),
         closed: CancellationToken::new(),
+        lost: CancellationToken::new(),
+        lost_because: parking_lot::Mutex::new(None),
     };
     Ok(App {
         core: Arc::new(core),
@@ -300,11 +350,29 @@ impl App {
         self.core.closed.is_cancelled()
     }
 
+    /// Resolves with the reason (`[CONNECT] …`) if SLIM gives the app's connection up;
+    /// rejects with CLOSED when the app closes first.
+    #[napi(ts_return_type = "Promise<string>", catch_unwind)]
+    pub fn connection_lost<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, String>> {
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let lost = async {
+                core.lost.cancelled().await;
+                Ok(core.lost_because.lock().clone())
+            };
+            let reason = bounded(lost, None, &core.closed, None, "watching the connection").await?;
+            Ok(reason.map(|err| err.to_reason()).unwrap_or_default())
+        })
+    }
+
     /// Connects to a SLIM node and subscribes the app's name there.
     #[napi(catch_unwind)]
     pub async fn connect(&self, options: ConnectOptions) -> napi::Result<()> {
         let core = &self.core;
         let slim = core.slim()?;
+        if let Some(lost) = core.lost_because.lock().clone() {
+            return Err(lost.into());
+        }
         if core.connection.read().is_some() {
             return Err(Error::new(Code::Connect, "the app is already connected").into());
         }
@@ -334,6 +402,7 @@ impl App {
             _ => e,
         })?;
         *core.connection.write() = Some(connection);
+        connection::watch(Arc::downgrade(core), connection, core.closed.clone());
         if let Some(address) = socket_address(config.endpoint.as_str()) {
             let node = transport::resolve(&address).await;
             transport::keep_nagle_off(Sockets::ConnectedTo(node), core.closed.clone());

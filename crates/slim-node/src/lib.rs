@@ -5,6 +5,7 @@
 
 mod app;
 mod cancel;
+mod connection;
 mod errors;
 mod identity;
 mod message;

@@ -298,6 +298,13 @@ impl SessionCore {
             .unwrap_or(true)
     }
 
+    /// Ends the session because the app's connection is gone: what is in flight can no
+    /// longer be acknowledged, so it settles at once.
+    pub async fn abandon(&self) {
+        self.unanswerable.cancel();
+        let _ = self.close().await;
+    }
+
     pub async fn close(&self) -> Result<()> {
         if self.closed.is_cancelled() {
             return Ok(());
