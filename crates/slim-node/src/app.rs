@@ -128,7 +128,8 @@ impl AppCore {
             .drain(..)
             .filter_map(|s| s.upgrade())
             .collect();
-        futures::future::join_all(open.iter().map(|session| session.abandon())).await;
+        let reason = "the app's connection to the SLIM node was lost";
+        futures::future::join_all(open.iter().map(|session| session.end(reason))).await;
     }
 
     pub async fn set_route(&self, target: &ProtoName) -> Result<()> {
@@ -477,8 +478,11 @@ impl App {
         options: Option<SessionOptions>,
     ) -> napi::Result<Session> {
         let destination = name::parse(&destination)?;
-        let config = options.unwrap_or_default().to_config()?;
+        let mut config = options.unwrap_or_default().to_config()?;
         let core = self.core.clone();
+        if config.session_type == slim_datapath::api::ProtoSessionType::Multicast {
+            crate::moderator::announce(&mut config.metadata, &core.name);
+        }
         check_session_identity(core.identity)?;
         let slim = core.slim()?;
         core.connection()?;

@@ -9,6 +9,7 @@ mod connection;
 mod errors;
 mod identity;
 mod message;
+mod moderator;
 mod name;
 mod runtime;
 mod server;

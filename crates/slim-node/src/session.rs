@@ -246,6 +246,8 @@ pub struct SessionCore {
     closed: CancellationToken,
     /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
     unanswerable: CancellationToken,
+    /// Why the session ended, when something other than a close ended it.
+    ended_because: parking_lot::Mutex<Option<String>>,
     app: Arc<AppCore>,
 }
 
@@ -260,7 +262,7 @@ fn session_closed(id: u32) -> Error {
 }
 
 impl SessionCore {
-    fn controller(&self) -> Result<Arc<SessionController>> {
+    pub fn controller(&self) -> Result<Arc<SessionController>> {
         if self.closed.is_cancelled() {
             return Err(session_closed(self.id));
         }
@@ -298,11 +300,22 @@ impl SessionCore {
             .unwrap_or(true)
     }
 
-    /// Ends the session because the app's connection is gone: what is in flight can no
-    /// longer be acknowledged, so it settles at once.
-    pub async fn abandon(&self) {
+    /// Ends the session because nobody can answer any more (the app's connection or the
+    /// moderator is gone): what is in flight settles at once, receives learn why.
+    pub async fn end(&self, reason: &str) {
+        self.ended_because
+            .lock()
+            .get_or_insert_with(|| format!("session {} ended: {reason}", self.id));
         self.unanswerable.cancel();
         let _ = self.close().await;
+    }
+
+    /// The error for using the session after it ended, saying why when that is known.
+    fn closed_error(&self) -> Error {
+        match self.ended_because.lock().clone() {
+            Some(reason) => Error::new(Code::SessionClosed, reason),
+            None => session_closed(self.id),
+        }
     }
 
     pub async fn close(&self) -> Result<()> {
@@ -503,6 +516,7 @@ impl Session {
             outcomes: Arc::new(Mutex::new(outcomes_rx)),
             closed: app.closed.child_token(),
             unanswerable: CancellationToken::new(),
+            ended_because: parking_lot::Mutex::new(None),
             app,
         };
         spawn(run_publisher(
@@ -516,6 +530,9 @@ impl Session {
         ));
         let core = Arc::new(core);
         core.app.register(&core);
+        if !core.initiator && core.session_type == SessionType::Group {
+            crate::moderator::watch(Arc::downgrade(&core), core.closed.clone());
+        }
         Ok(Self { core })
     }
 
@@ -637,6 +654,7 @@ impl Session {
     pub fn metadata(&self) -> HashMap<String, String> {
         let mut metadata = self.core.config.metadata.clone();
         metadata.remove(PAYLOAD_SIGNATURE_KEY);
+        metadata.remove(crate::moderator::MODERATOR_KEY);
         metadata
     }
 
@@ -766,13 +784,16 @@ impl Session {
                 "receive",
             )
             .await
-            .map_err(|e| closed_as_session(e, core.id))?;
+            .map_err(|e| match e.code {
+                Code::Closed => core.closed_error(),
+                _ => e,
+            })?;
             let _span = tracing::info_span!("slim.receive", session_id = core.id).entered();
             let mut batch = BatchBuilder::default();
             let mut next = first;
             loop {
                 match next {
-                    None if batch.len() == 0 => return Err(session_closed(core.id).into()),
+                    None if batch.len() == 0 => return Err(core.closed_error().into()),
                     None => break,
                     Some(Ok(msg)) => batch.push(msg)?,
                     Some(Err(err)) => batch.push_error(Error::from(err).to_reason()),
@@ -835,7 +856,7 @@ impl Session {
 }
 
 /// How `member` is listed in the group, if it is.
-async fn member_state(
+pub(crate) async fn member_state(
     controller: &SessionController,
     member: &ProtoName,
 ) -> Option<ParticipantState> {
