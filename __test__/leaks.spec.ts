@@ -53,6 +53,20 @@ function report(what: string, before: Footprint, after: Footprint): void {
   )
 }
 
+/** Runs `cycle` CYCLES times; footprints are taken, once settled, after `warmup` and at the end. */
+async function cycles(
+  what: string,
+  warmup: number,
+  cycle: (i: number) => Promise<void>,
+): Promise<{ baseline: Footprint; after: Footprint }> {
+  for (let i = 0; i < warmup; i++) await cycle(i)
+  const baseline = await settlesTo(footprint())
+  for (let i = warmup; i < CYCLES; i++) await cycle(i)
+  const after = await settlesTo(baseline)
+  report(what, baseline, after)
+  return { baseline, after }
+}
+
 /** One session's whole life: created, joined, used, then closed on both sides. */
 async function sessionCycle(moderator: App, member: App, i: number): Promise<void> {
   const group = await moderator.createGroupSession(`org/leak/group-${i}`)
@@ -72,12 +86,9 @@ test(`${CYCLES} session cycles leave no tasks, handles or memory behind`, async 
   const moderator = await connectApp(server, 'org/leak/moderator')
   const member = await connectApp(server, 'org/leak/member')
   // Past the first quarter, the heaps have reached their working size.
-  const warmup = CYCLES / 4
-  for (let i = 0; i < warmup; i++) await sessionCycle(moderator, member, i)
-  const baseline = await settlesTo(footprint())
-  for (let i = warmup; i < CYCLES; i++) await sessionCycle(moderator, member, i)
-  const after = await settlesTo(baseline)
-  report(`${CYCLES} session cycles (from the first quarter on)`, baseline, after)
+  const { baseline, after } = await cycles(`${CYCLES} session cycles (from the first quarter on)`, CYCLES / 4, (i) =>
+    sessionCycle(moderator, member, i),
+  )
   expect(after.rssMiB - baseline.rssMiB).toBeLessThan(16)
   await closeAll(moderator, member, server)
 }, 600_000)
@@ -88,29 +99,19 @@ test(`${CYCLES} session cycles leave no tasks, handles or memory behind`, async 
 test(`${CYCLES} empty groups leave no tasks or handles behind once upstream lets them go`, async () => {
   const server = await startTestServer()
   const moderator = await connectApp(server, 'org/leak/moderator')
-  const cycle = async (i: number): Promise<void> => {
+  await cycles(`${CYCLES} empty groups`, WARMUP, async (i) => {
     const group = await moderator.createGroupSession(`org/leak/empty-${i}`)
     await group.close()
-  }
-  for (let i = 0; i < WARMUP; i++) await cycle(i)
-  const baseline = await settlesTo(footprint())
-  for (let i = WARMUP; i < CYCLES; i++) await cycle(i)
-  const after = await settlesTo(baseline)
-  report(`${CYCLES} empty groups`, baseline, after)
+  })
   await closeAll(moderator, server)
 }, 600_000)
 
 test(`${CYCLES} app cycles leave no tasks, handles or memory behind`, async () => {
   const server = await startTestServer()
-  const cycle = async (i: number): Promise<void> => {
+  const { baseline, after } = await cycles(`${CYCLES} app cycles`, WARMUP, async (i) => {
     const app = await connectApp(server, `org/leak/app-${i % 20}`)
     await app.close()
-  }
-  for (let i = 0; i < WARMUP; i++) await cycle(i)
-  const baseline = await settlesTo(footprint())
-  for (let i = WARMUP; i < CYCLES; i++) await cycle(i)
-  const after = await settlesTo(baseline)
-  report(`${CYCLES} app cycles`, baseline, after)
+  })
   expect(after.rssMiB - baseline.rssMiB).toBeLessThan(32)
   await server.stop()
 }, 600_000)

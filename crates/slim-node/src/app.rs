@@ -122,14 +122,18 @@ impl AppCore {
              create the app again",
         ));
         self.lost.cancel();
-        let open: Vec<_> = self
-            .sessions
+        let open = self.take_sessions();
+        let reason = "the app's connection to the SLIM node was lost";
+        futures::future::join_all(open.iter().map(|session| session.end(reason))).await;
+    }
+
+    /// The sessions still alive, which the app no longer tracks.
+    fn take_sessions(&self) -> Vec<Arc<SessionCore>> {
+        self.sessions
             .lock()
             .drain(..)
             .filter_map(|s| s.upgrade())
-            .collect();
-        let reason = "the app's connection to the SLIM node was lost";
-        futures::future::join_all(open.iter().map(|session| session.end(reason))).await;
+            .collect()
     }
 
     pub async fn set_route(&self, target: &ProtoName) -> Result<()> {
@@ -151,12 +155,7 @@ impl AppCore {
         if self.closed.is_cancelled() {
             return;
         }
-        let open: Vec<_> = self
-            .sessions
-            .lock()
-            .drain(..)
-            .filter_map(|s| s.upgrade())
-            .collect();
+        let open = self.take_sessions();
         futures::future::join_all(open.iter().map(|session| session.close())).await;
         self.closed.cancel();
         let Some(slim) = self.slim.write().take() else {
