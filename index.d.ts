@@ -87,16 +87,21 @@ export declare class Session {
   /** Queues a reply to the sender of a received message; returns its ticket. */
   publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): number
   /**
-   * Waits for at least one publish outcome, then returns every one already known
-   * (up to `max`). Rejects with SESSION_CLOSED once the session ended and nothing
-   * is left to report.
+   * Starts the session's delivery to JavaScript: `onMessages` answers each
+   * `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
    */
-  completions(max: number): Promise<PublishOutcomes>
+  attach(onMessages: (batch: ReceivedBatch) => void, onOutcomes: (outcomes: PublishOutcomes) => void): void
   /**
-   * Receives up to `max` messages: waits for the first, then takes what is
-   * already queued, so a burst costs one wake-up of the JavaScript thread.
+   * Asks for up to `max` messages: waits for the first, then takes what is already
+   * queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
+   * messages, a timeout or abort, or the session's end) comes through `onMessages`;
+   * until then the session keeps Node running.
    */
-  recv(max: number, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<ReceivedBatch>
+  requestMessages(max: number, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): void
+  /** Lets Node exit while nobody waits for a message. */
+  holdMessages(alive: boolean): void
+  /** Keeps Node running while publishes await their outcome, and lets it exit after. */
+  holdOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
   invite(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** Removes a member from a group this app moderates; resolves once it has left. */
@@ -229,13 +234,18 @@ export interface PublishOptions {
   metadata?: Record<string, string>
 }
 
-/** Publish outcomes, as one receive of `completions` returns them. */
+/** Publish outcomes, as one call of the outcome callback brings them. */
 export interface PublishOutcomes {
   /** Tickets of publishes that completed (acknowledged, in a reliable session). */
   done: Array<number>
   /** Tickets of publishes that failed, with `[CODE] message` reasons at the same index. */
   failed: Array<number>
   reasons: Array<string>
+  /**
+   * Set when the publisher stopped without reporting every ticket (it panicked):
+   * every publish still pending failed for this reason.
+   */
+  ended?: string
 }
 
 /** What one receive call returns. */
@@ -256,6 +266,10 @@ export interface ReceivedBatch {
   metadata: Array<Record<string, string>>
   /** Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`. */
   errors: Array<string>
+  /** Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`). */
+  failure?: string
+  /** Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`. */
+  ended?: string
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */

@@ -4,6 +4,7 @@ import type {
   Session as NativeSession,
   Participant,
   PublishOptions,
+  PublishOutcomes,
   ReceivedBatch,
   SessionSettings,
 } from '../index.js'
@@ -86,13 +87,11 @@ const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({})
 /** What can be published: bytes, or a string sent as UTF-8. */
 export type Payload = Uint8Array | string
 
-/** Messages fetched per native call; one JavaScript wake-up serves a whole batch. */
+/** Messages asked for at a time; one JavaScript wake-up serves a whole batch. */
 const RECEIVE_BATCH = 512
-/** Publish outcomes fetched per native call, for the same reason. */
-const COMPLETION_BATCH = 4096
 
-interface PendingPublish {
-  resolve: () => void
+interface Pending<T> {
+  resolve: (value: T) => void
   reject: (error: SlimError) => void
 }
 
@@ -111,15 +110,22 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   readonly #id: number
   readonly #buffer: Message[] = []
   #bufferStart = 0
+  /** The receive waiting for the native answer, if any. */
+  #receiving: Pending<Message> | undefined
+  /** Why the session ended, once its last batch came. */
+  #ended: SlimError | undefined
   /** Publishes awaiting their outcome, by native ticket. */
-  readonly #pending = new Map<number, PendingPublish>()
-  #pumping = false
+  readonly #pending = new Map<number, Pending<void>>()
 
   /** @internal Sessions come from {@link App.createGroupSession}, {@link App.listenForSession}, … */
   constructor(native: NativeSession) {
     super()
     this.#native = native
     this.#id = native.id
+    native.attach(
+      (batch) => this.#onMessages(batch),
+      (outcomes) => this.#onOutcomes(outcomes),
+    )
   }
 
   /** The session id, the same for every participant. */
@@ -185,45 +191,59 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
       return Promise.reject(toSlimError(error))
     }
     const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
-    if (!this.#pumping) void this.#pump()
+    // Like any pending promise of I/O, awaited publishes keep Node running.
+    if (this.#pending.size === 1) this.#native.holdOutcomes(true)
     return settled
   }
 
-  /** Settles pending publishes from native outcome batches while any are pending. */
-  async #pump(): Promise<void> {
-    this.#pumping = true
-    try {
-      while (this.#pending.size > 0) {
-        const outcomes = await this.#native.completions(COMPLETION_BATCH)
-        for (const ticket of outcomes.done) {
-          this.#pending.get(ticket)?.resolve()
-          this.#pending.delete(ticket)
-        }
-        outcomes.failed.forEach((ticket, i) => {
-          this.#pending.get(ticket)?.reject(toSlimError(new Error(outcomes.reasons[i])))
-          this.#pending.delete(ticket)
-        })
-      }
-    } catch (error) {
-      // The session ended with nothing left to report: what is still pending never left.
-      const reason = toSlimError(error)
+  #onOutcomes(outcomes: PublishOutcomes): void {
+    for (const ticket of outcomes.done) {
+      this.#pending.get(ticket)?.resolve()
+      this.#pending.delete(ticket)
+    }
+    outcomes.failed.forEach((ticket, i) => {
+      this.#pending.get(ticket)?.reject(toSlimError(new Error(outcomes.reasons[i])))
+      this.#pending.delete(ticket)
+    })
+    if (outcomes.ended != null) {
+      const reason = toSlimError(new Error(outcomes.ended))
       for (const pending of this.#pending.values()) pending.reject(reason)
       this.#pending.clear()
-    } finally {
-      this.#pumping = false
     }
+    if (this.#pending.size === 0) this.#native.holdOutcomes(false)
   }
 
   /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
-  async getMessage(options: WaitOptions = {}): Promise<Message> {
+  getMessage(options: WaitOptions = {}): Promise<Message> {
     const buffered = this.#takeBuffered()
-    if (buffered) return buffered
-    const batch = await withSignal(options.signal, 'getMessage', (token) =>
-      this.#native.recv(RECEIVE_BATCH, options.timeout, token),
+    if (buffered) return Promise.resolve(buffered)
+    if (this.#ended) return Promise.reject(this.#ended)
+    return withSignal(
+      options.signal,
+      'getMessage',
+      (token) =>
+        new Promise<Message>((resolve, reject) => {
+          // Throws BUSY when another receive waits, or the reason the session ended.
+          this.#native.requestMessages(RECEIVE_BATCH, options.timeout, token)
+          this.#receiving = { resolve, reject }
+        }),
     )
+  }
+
+  /** Each answer to `requestMessages`, and the warnings that come while one waits. */
+  #onMessages(batch: ReceivedBatch): void {
     for (const reason of batch.errors) this.emit('warning', toSlimError(new Error(reason)))
     this.#unpack(batch)
-    return this.#takeBuffered() ?? this.getMessage(options)
+    if (batch.ended != null) this.#ended = toSlimError(new Error(batch.ended))
+    const receiving = this.#receiving
+    if (!receiving) return
+    const message = this.#takeBuffered()
+    const failure = batch.failure != null ? toSlimError(new Error(batch.failure)) : this.#ended
+    if (!message && !failure) return // warnings only: the receive goes on waiting
+    this.#receiving = undefined
+    this.#native.holdMessages(false)
+    if (message) receiving.resolve(message)
+    else if (failure) receiving.reject(failure)
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {

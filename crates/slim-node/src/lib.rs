@@ -6,11 +6,13 @@
 mod app;
 mod cancel;
 mod connection;
+mod delivery;
 mod errors;
 mod identity;
 mod message;
 mod moderator;
 mod name;
+mod receiver;
 mod runtime;
 mod server;
 mod session;

@@ -50,6 +50,21 @@ pub struct ReceivedBatch {
     pub metadata: Vec<HashMap<String, String>>,
     /// Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`.
     pub errors: Vec<String>,
+    /// Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`).
+    pub failure: Option<String>,
+    /// Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`.
+    pub ended: Option<String>,
+}
+
+impl ReceivedBatch {
+    /// A batch without messages that answers a receive with `failure` or ends the stream.
+    pub fn empty(failure: Option<String>, ended: Option<String>) -> Self {
+        Self {
+            failure,
+            ended,
+            ..BatchBuilder::default().finish()
+        }
+    }
 }
 
 /// Collects messages into a [`ReceivedBatch`].
@@ -69,6 +84,11 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// Messages in the batch, errors not counted.
+    pub fn messages(&self) -> usize {
+        self.payload_ends.len()
+    }
+
     pub fn len(&self) -> usize {
         self.payload_ends.len() + self.errors.len()
     }
@@ -151,6 +171,8 @@ impl BatchBuilder {
             metadata_of: self.metadata_of,
             metadata: self.metadata,
             errors: self.errors,
+            failure: None,
+            ended: None,
         }
     }
 }

@@ -3,17 +3,18 @@
 //! Publishing goes through one ordered queue per session, drained by a task that
 //! keeps at most `PUBLISH_WINDOW` messages in flight inside SLIM: callers awaiting
 //! their publish promises are paced by acknowledgements instead of buffering freely.
-//! A publish returns a ticket at once; outcomes come back in batches through
-//! `completions`, so a burst of acknowledgements costs one JavaScript wake-up rather
-//! than one promise (and one thread-safe function) per message.
+//! A publish returns a ticket at once; outcomes come back in batches through the
+//! session's outcome callback, so a burst of acknowledgements costs one JavaScript
+//! wake-up rather than one promise (and one thread-safe function) per message.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use napi::Env;
 use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
 use napi_derive::napi;
@@ -23,15 +24,17 @@ use slim_session::context::SessionContext;
 use slim_session::session_config::MlsSettings;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::AppCore;
 use crate::cancel::{CancelToken, token_of};
+use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, Result};
-use crate::message::{BatchBuilder, ReceivedBatch};
+use crate::message::ReceivedBatch;
 use crate::name;
+use crate::receiver::{self, Inbox, Request};
 use crate::runtime::{bounded, millis, spawn, whole_number};
 
 /// Messages handed to SLIM and not yet acknowledged, per session. Kept small: with several
@@ -221,14 +224,43 @@ struct PublishRequest {
 /// How each publish ended, by ticket.
 type Outcome = (u32, Result<()>);
 
-/// Publish outcomes, as one receive of `completions` returns them.
+/// Publish outcomes, as one call of the outcome callback brings them.
 #[napi(object)]
+#[derive(Default)]
 pub struct PublishOutcomes {
     /// Tickets of publishes that completed (acknowledged, in a reliable session).
     pub done: Vec<u32>,
     /// Tickets of publishes that failed, with `[CODE] message` reasons at the same index.
     pub failed: Vec<u32>,
     pub reasons: Vec<String>,
+    /// Set when the publisher stopped without reporting every ticket (it panicked):
+    /// every publish still pending failed for this reason.
+    pub ended: Option<String>,
+}
+
+impl PublishOutcomes {
+    fn push(&mut self, (ticket, outcome): Outcome) {
+        match outcome {
+            Ok(()) => self.done.push(ticket),
+            Err(err) => {
+                self.failed.push(ticket);
+                self.reasons.push(err.to_reason());
+            }
+        }
+    }
+}
+
+/// What a session needs once JavaScript attached its callbacks.
+struct Unstarted {
+    messages: AppChannelReceiver,
+    publishes: mpsc::UnboundedReceiver<PublishRequest>,
+}
+
+/// The callbacks, held weakly: the tasks own them, so they are released when the
+/// tasks end and never keep a closed session (and its JavaScript object) alive.
+struct Callbacks {
+    messages: Weak<Delivery<ReceivedBatch>>,
+    outcomes: Weak<Delivery<PublishOutcomes>>,
 }
 
 pub struct SessionCore {
@@ -239,10 +271,11 @@ pub struct SessionCore {
     initiator: bool,
     config: SessionConfig,
     controller: Weak<SessionController>,
-    rx: Arc<Mutex<AppChannelReceiver>>,
+    unstarted: parking_lot::Mutex<Option<Unstarted>>,
+    callbacks: parking_lot::Mutex<Option<Callbacks>>,
+    inbox: Arc<Inbox>,
     publish_tx: mpsc::UnboundedSender<PublishRequest>,
     next_ticket: AtomicU32,
-    outcomes: Arc<Mutex<mpsc::UnboundedReceiver<Outcome>>>,
     closed: CancellationToken,
     /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
     unanswerable: CancellationToken,
@@ -310,8 +343,25 @@ impl SessionCore {
         let _ = self.close().await;
     }
 
+    /// One of the callbacks, while the task that feeds it runs.
+    fn callback<T: napi::bindgen_prelude::ToNapiValue>(
+        &self,
+        which: impl FnOnce(&Callbacks) -> &Weak<Delivery<T>>,
+    ) -> Result<Arc<Delivery<T>>> {
+        let callbacks = self.callbacks.lock();
+        let Some(callbacks) = callbacks.as_ref() else {
+            return Err(Error::new(
+                Code::Internal,
+                "the session's callbacks are not attached",
+            ));
+        };
+        which(callbacks)
+            .upgrade()
+            .ok_or_else(|| self.closed_error())
+    }
+
     /// The error for using the session after it ended, saying why when that is known.
-    fn closed_error(&self) -> Error {
+    pub fn closed_error(&self) -> Error {
         match self.ended_because.lock().clone() {
             Some(reason) => Error::new(Code::SessionClosed, reason),
             None => session_closed(self.id),
@@ -421,23 +471,28 @@ async fn run_publisher(
     destination: ProtoName,
     session_id: u32,
     mut queue: mpsc::UnboundedReceiver<PublishRequest>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
+    outcomes: Arc<Delivery<PublishOutcomes>>,
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
+    let report = |outcome: Outcome| {
+        let mut batch = PublishOutcomes::default();
+        batch.push(outcome);
+        outcomes.send(batch);
+    };
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
             biased;
             _ = closed.cancelled() => break,
             Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                let _ = outcomes.send(outcome);
+                outcomes.send(with_settled(outcome, &mut in_flight));
             }
             request = queue.recv(), if in_flight.len() < PUBLISH_WINDOW => {
                 let Some(request) = request else { break };
                 let ticket = request.ticket;
                 let Some(live) = controller.upgrade() else {
-                    let _ = outcomes.send((ticket, Err(session_closed(session_id))));
+                    report((ticket, Err(session_closed(session_id))));
                     continue;
                 };
                 match publish_one(&live, &destination, request).await {
@@ -451,21 +506,36 @@ async fn run_publisher(
                             (ticket, outcome)
                         })
                     }
-                    Err(err) => {
-                        let _ = outcomes.send((ticket, Err(err)));
-                    }
+                    Err(err) => report((ticket, Err(err))),
                 }
             }
         }
     }
     // What never left the queue ends with SESSION_CLOSED; what is in flight, as SLIM says.
     queue.close();
+    let mut never_sent = PublishOutcomes::default();
     while let Some(request) = queue.recv().await {
-        let _ = outcomes.send((request.ticket, Err(session_closed(session_id))));
+        never_sent.push((request.ticket, Err(session_closed(session_id))));
+    }
+    if !never_sent.done.is_empty() || !never_sent.failed.is_empty() {
+        outcomes.send(never_sent);
     }
     while let Some(outcome) = in_flight.next().await {
-        let _ = outcomes.send(outcome);
+        outcomes.send(with_settled(outcome, &mut in_flight));
     }
+}
+
+/// `first` and every other publish already settled, for one call of the callback.
+fn with_settled<F: Future<Output = Outcome>>(
+    first: Outcome,
+    in_flight: &mut FuturesUnordered<F>,
+) -> PublishOutcomes {
+    let mut batch = PublishOutcomes::default();
+    batch.push(first);
+    while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+        batch.push(outcome);
+    }
+    batch
 }
 
 fn participant_of(name: ProtoName, state: ParticipantState) -> Participant {
@@ -501,7 +571,6 @@ impl Session {
             SessionType::Group
         };
         let (publish_tx, publish_rx) = mpsc::unbounded_channel();
-        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let core = SessionCore {
             id: live.id(),
             session_type,
@@ -510,24 +579,19 @@ impl Session {
             initiator: live.is_initiator(),
             config,
             controller: controller.clone(),
-            rx: Arc::new(Mutex::new(rx)),
+            unstarted: parking_lot::Mutex::new(Some(Unstarted {
+                messages: rx,
+                publishes: publish_rx,
+            })),
+            callbacks: parking_lot::Mutex::new(None),
+            inbox: Arc::default(),
             publish_tx,
             next_ticket: AtomicU32::new(0),
-            outcomes: Arc::new(Mutex::new(outcomes_rx)),
             closed: app.closed.child_token(),
             unanswerable: CancellationToken::new(),
             ended_because: parking_lot::Mutex::new(None),
             app,
         };
-        spawn(run_publisher(
-            controller,
-            core.destination.clone(),
-            core.id,
-            publish_rx,
-            outcomes_tx,
-            core.closed.clone(),
-            core.unanswerable.clone(),
-        ));
         let core = Arc::new(core);
         core.app.register(&core);
         if !core.initiator && core.session_type == SessionType::Group {
@@ -706,110 +770,101 @@ impl Session {
         Ok(self.enqueue(data, options, Target::Reply { name, connection })?)
     }
 
-    /// Waits for at least one publish outcome, then returns every one already known
-    /// (up to `max`). Rejects with SESSION_CLOSED once the session ended and nothing
-    /// is left to report.
-    #[napi(ts_return_type = "Promise<PublishOutcomes>", catch_unwind)]
-    pub fn completions<'env>(
+    /// Starts the session's delivery to JavaScript: `onMessages` answers each
+    /// `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "onMessages: (batch: ReceivedBatch) => void, onOutcomes: (outcomes: PublishOutcomes) => void"
+    )]
+    pub fn attach(
         &self,
-        env: &'env Env,
-        max: u32,
-    ) -> napi::Result<PromiseRaw<'env, PublishOutcomes>> {
-        let core = self.core.clone();
-        let max = max.max(1) as usize;
-        let mut outcomes = core.outcomes.clone().try_lock_owned().map_err(|_| {
-            Error::new(
-                Code::Busy,
-                format!("session {} already has a pending completions call", core.id),
-            )
-        })?;
-        env.spawn_future(async move {
-            let mut batch = PublishOutcomes {
-                done: Vec::new(),
-                failed: Vec::new(),
-                reasons: Vec::new(),
-            };
-            // The publisher task holds the sender until every queued publish is reported.
-            let mut next = outcomes.recv().await;
-            while let Some((ticket, outcome)) = next {
-                match outcome {
-                    Ok(()) => batch.done.push(ticket),
-                    Err(err) => {
-                        batch.failed.push(ticket);
-                        batch.reasons.push(err.to_reason());
-                    }
-                }
-                if batch.done.len() + batch.failed.len() >= max {
-                    break;
-                }
-                next = outcomes.try_recv().ok();
+        on_messages: Callback<ReceivedBatch>,
+        on_outcomes: Callback<PublishOutcomes>,
+    ) -> napi::Result<()> {
+        let core = &self.core;
+        let Some(unstarted) = core.unstarted.lock().take() else {
+            return Err(
+                Error::new(Code::Busy, "the session's callbacks are already attached").into(),
+            );
+        };
+        let messages = Arc::new(Delivery::new(on_messages));
+        let outcomes = Arc::new(Delivery::new(on_outcomes));
+        *core.callbacks.lock() = Some(Callbacks {
+            messages: Arc::downgrade(&messages),
+            outcomes: Arc::downgrade(&outcomes),
+        });
+        spawn(receiver::run(
+            unstarted.messages,
+            core.inbox.clone(),
+            messages,
+            core.closed.clone(),
+            Arc::downgrade(core),
+            core.id,
+        ));
+        let publisher = run_publisher(
+            core.controller.clone(),
+            core.destination.clone(),
+            core.id,
+            unstarted.publishes,
+            outcomes.clone(),
+            core.closed.clone(),
+            core.unanswerable.clone(),
+        );
+        spawn(async move {
+            if std::panic::AssertUnwindSafe(publisher)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
+                outcomes.send(PublishOutcomes {
+                    ended: Some(ended.to_reason()),
+                    ..Default::default()
+                });
             }
-            if batch.done.is_empty() && batch.failed.is_empty() {
-                return Err(session_closed(core.id).into());
-            }
-            Ok(batch)
-        })
+        });
+        Ok(())
     }
 
-    /// Receives up to `max` messages: waits for the first, then takes what is
-    /// already queued, so a burst costs one wake-up of the JavaScript thread.
-    #[napi(ts_return_type = "Promise<ReceivedBatch>", catch_unwind)]
-    pub fn recv<'env>(
+    /// Asks for up to `max` messages: waits for the first, then takes what is already
+    /// queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
+    /// messages, a timeout or abort, or the session's end) comes through `onMessages`;
+    /// until then the session keeps Node running.
+    #[napi(catch_unwind)]
+    pub fn request_messages(
         &self,
-        env: &'env Env,
+        env: &Env,
         max: u32,
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
-    ) -> napi::Result<PromiseRaw<'env, ReceivedBatch>> {
-        let timeout = millis(timeout, "timeout")?;
-        let abort = token_of(cancel);
-        let core = self.core.clone();
-        let max = max.max(1) as usize;
-        // Claimed before the future starts, so concurrent calls fail in call order.
-        let mut rx = core.rx.clone().try_lock_owned().map_err(|_| {
-            Error::new(
-                Code::Busy,
-                format!(
-                    "session {} already has a pending receive; receive from one place at a time",
-                    core.id
-                ),
-            )
-        })?;
-        env.spawn_future(async move {
-            let first = bounded(
-                async { Ok(rx.recv().await) },
-                timeout,
-                &core.closed,
-                abort.as_ref(),
-                "receive",
-            )
-            .await
-            .map_err(|e| match e.code {
-                Code::Closed => core.closed_error(),
-                _ => e,
-            })?;
-            let _span = tracing::info_span!("slim.receive", session_id = core.id).entered();
-            let mut batch = BatchBuilder::default();
-            let mut next = first;
-            loop {
-                match next {
-                    None if batch.len() == 0 => return Err(core.closed_error().into()),
-                    None => break,
-                    Some(Ok(msg)) => batch.push(msg)?,
-                    Some(Err(err)) => batch.push_error(Error::from(err).to_reason()),
-                }
-                if batch.len() >= max {
-                    break;
-                }
-                next = match rx.try_recv() {
-                    Ok(item) => Some(item),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
-                };
-            }
-            let batch = batch.finish();
-            Ok(batch)
-        })
+    ) -> napi::Result<()> {
+        let core = &self.core;
+        let request = Request {
+            max: max.max(1) as usize,
+            timeout: millis(timeout, "timeout")?,
+            abort: token_of(cancel),
+        };
+        let messages = core.callback(|callbacks| &callbacks.messages)?;
+        core.inbox.ask(request, core.id)?;
+        messages.hold(env, true)
+    }
+
+    /// Lets Node exit while nobody waits for a message.
+    #[napi(catch_unwind)]
+    pub fn hold_messages(&self, env: &Env, alive: bool) -> napi::Result<()> {
+        match self.core.callback(|callbacks| &callbacks.messages) {
+            Ok(messages) => messages.hold(env, alive),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Keeps Node running while publishes await their outcome, and lets it exit after.
+    #[napi(catch_unwind)]
+    pub fn hold_outcomes(&self, env: &Env, alive: bool) -> napi::Result<()> {
+        match self.core.callback(|callbacks| &callbacks.outcomes) {
+            Ok(outcomes) => outcomes.hold(env, alive),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Invites a member to a group this app moderates; resolves once it has joined.
