@@ -8,7 +8,7 @@ import {
   SlimError,
   type SlimServer,
 } from '../src-ts/index.js'
-import { closeAll, closedPort, connectApp, rejectionOf, SECRET, startTestServer } from './helpers.js'
+import { closeAll, closedPort, connectApp, receive, rejectionOf, SECRET, startTestServer, text } from './helpers.js'
 
 describe('typed errors', () => {
   let server: SlimServer
@@ -104,5 +104,33 @@ describe('typed errors', () => {
       code: 'INVALID_ARGUMENT',
     })
     await app.close()
+  })
+})
+
+describe('receives that give up', () => {
+  test('lose nothing: what arrives after a timeout or an abort goes to the next receive, in order', async () => {
+    const server = await startTestServer()
+    const moderator = await connectApp(server, 'org/giveup/moderator')
+    const member = await connectApp(server, 'org/giveup/member')
+    const group = await moderator.createGroupSession('org/giveup/chat')
+    const joined = member.listenForSession({ timeout: 10_000 })
+    await group.invite('org/giveup/member')
+    const session = await joined
+
+    await expect(session.getMessage({ timeout: 20 })).rejects.toMatchObject({ code: 'TIMEOUT' })
+    await group.publish('first')
+    const controller = new AbortController()
+    const aborted = session.getMessage({ signal: controller.signal })
+    controller.abort()
+    // Aborted or answered: either way the message is not lost.
+    const outcome = await aborted.then(
+      (message) => text(message),
+      (error: SlimError) => error.code,
+    )
+    await group.publish('second')
+    const rest = await receive(session, outcome === 'first' ? 1 : 2)
+    expect([...(outcome === 'first' ? ['first'] : []), ...rest.map(text)]).toEqual(['first', 'second'])
+    if (outcome !== 'first') expect(outcome).toBe('ABORTED')
+    await closeAll(group, member, moderator, server)
   })
 })
