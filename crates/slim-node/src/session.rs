@@ -1,14 +1,16 @@
 //! Sessions: group (multicast) and point-to-point conversations of an app.
 //!
 //! Publishing goes through one ordered queue per session, drained by a task that
-//! keeps at most `PUBLISH_WINDOW` messages in flight inside SLIM: callers awaiting
-//! their publish promises are paced by acknowledgements instead of buffering freely.
+//! takes a slot of the process's `IN_FLIGHT` budget for each message it hands to SLIM
+//! until SLIM acknowledges it: callers awaiting their publish promises are paced by
+//! acknowledgements instead of buffering freely.
 //! A publish returns a ticket at once; outcomes come back in batches through the
 //! session's outcome callback, so a burst of acknowledgements costs one JavaScript
 //! wake-up rather than one promise (and one thread-safe function) per message.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,7 +26,7 @@ use slim_session::context::SessionContext;
 use slim_session::session_config::MlsSettings;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,10 +39,13 @@ use crate::name;
 use crate::receiver::{self, Inbox, Request};
 use crate::runtime::{bounded, millis, spawn, whole_number};
 
-/// Messages handed to SLIM and not yet acknowledged, per session. Kept small: with several
-/// hundred in flight from each of a few MLS members at once, upstream's bounded channels
-/// fill up in a cycle and every session of the process stalls.
-const PUBLISH_WINDOW: usize = 64;
+/// Messages handed to SLIM and not yet acknowledged, for the whole process: one session
+/// may use all of it, several share it in turn (the semaphore is fair). Per process, not
+/// per session: with 512 in flight from each of five MLS members of one process,
+/// upstream's bounded channels fill up in a cycle and every session of the process
+/// stalls; a small window per session instead starves a single publisher.
+const IN_FLIGHT_SLOTS: usize = 512;
+static IN_FLIGHT: Semaphore = Semaphore::const_new(IN_FLIGHT_SLOTS);
 /// Defaults that make a session reliable when the caller sets only one knob.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -465,7 +470,14 @@ async fn publish_one(
     sent.map_err(Error::from)
 }
 
-/// Drains the session's publish queue in order, with at most `PUBLISH_WINDOW` in flight.
+/// A publish taken from the queue, waiting for a slot of the in-flight budget.
+type Waiting = (
+    PublishRequest,
+    Pin<Box<dyn Future<Output = Option<SemaphorePermit<'static>>> + Send>>,
+);
+
+/// Drains the session's publish queue in order, each message holding an in-flight slot
+/// until SLIM settles it.
 async fn run_publisher(
     controller: Weak<SessionController>,
     destination: ProtoName,
@@ -481,6 +493,7 @@ async fn run_publisher(
         outcomes.send(batch);
     };
     let mut in_flight = FuturesUnordered::new();
+    let mut waiting: Option<Waiting> = None;
     loop {
         tokio::select! {
             biased;
@@ -488,8 +501,13 @@ async fn run_publisher(
             Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
                 outcomes.send(with_settled(outcome, &mut in_flight));
             }
-            request = queue.recv(), if in_flight.len() < PUBLISH_WINDOW => {
-                let Some(request) = request else { break };
+            slot = async {
+                match waiting.as_mut() {
+                    Some((_, slot)) => slot.await,
+                    None => std::future::pending().await,
+                }
+            }, if waiting.is_some() => {
+                let Some((request, _)) = waiting.take() else { continue };
                 let ticket = request.ticket;
                 let Some(live) = controller.upgrade() else {
                     report((ticket, Err(session_closed(session_id))));
@@ -503,17 +521,25 @@ async fn run_publisher(
                                 done = handle => done.map_err(Error::from),
                                 _ = unanswerable.cancelled() => Err(session_closed(session_id)),
                             };
+                            drop(slot);
                             (ticket, outcome)
                         })
                     }
                     Err(err) => report((ticket, Err(err))),
                 }
             }
+            request = queue.recv(), if waiting.is_none() => {
+                let Some(request) = request else { break };
+                waiting = Some((request, Box::pin(async { IN_FLIGHT.acquire().await.ok() })));
+            }
         }
     }
     // What never left the queue ends with SESSION_CLOSED; what is in flight, as SLIM says.
     queue.close();
     let mut never_sent = PublishOutcomes::default();
+    if let Some((request, _)) = waiting.take() {
+        never_sent.push((request.ticket, Err(session_closed(session_id))));
+    }
     while let Some(request) = queue.recv().await {
         never_sent.push((request.ticket, Err(session_closed(session_id))));
     }
