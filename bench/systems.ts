@@ -38,13 +38,16 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void
 }
 
 /**
- * Builds what the run needs. `release` (benchmarks) builds the addon and the Rust client
- * with the release profile into their own cache; `dev` (the harness's own test) uses
- * the repository's dev builds.
+ * Builds what the run needs. `release` (benchmarks) builds the package's JavaScript, and
+ * the addon and the Rust client with the release profile into their own cache; `dev`
+ * (the harness's own test) uses the repository's dev builds.
  */
 export async function prepare(profile: Toolchain['profile'], systems: readonly SystemId[]): Promise<Toolchain> {
   const targetDir = join(cache, profile === 'release' ? 'target-release' : 'target')
   const env = { CARGO_TARGET_DIR: targetDir }
+  // The slim-node client imports the package, so its JavaScript must match the addon
+  // (`npm test` builds it before the harness's own test runs).
+  if (profile === 'release' && systems.includes('slim-node')) run('npx', ['tsc', '-p', 'tsconfig.build.json'], {})
   let addon = join(root, 'slim-node.linux-x64-gnu.node')
   if (profile === 'release') {
     const out = join(cache, 'bench-native')
