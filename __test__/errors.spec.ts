@@ -8,7 +8,17 @@ import {
   SlimError,
   type SlimServer,
 } from '../src-ts/index.js'
-import { closeAll, closedPort, connectApp, receive, rejectionOf, SECRET, startTestServer, text } from './helpers.js'
+import {
+  closeAll,
+  closedPort,
+  connectApp,
+  joinedPair,
+  receive,
+  rejectionOf,
+  SECRET,
+  startTestServer,
+  text,
+} from './helpers.js'
 
 describe('typed errors', () => {
   let server: SlimServer
@@ -110,12 +120,7 @@ describe('typed errors', () => {
 describe('receives that give up', () => {
   test('lose nothing: what arrives after a timeout or an abort goes to the next receive, in order', async () => {
     const server = await startTestServer()
-    const moderator = await connectApp(server, 'org/giveup/moderator')
-    const member = await connectApp(server, 'org/giveup/member')
-    const group = await moderator.createGroupSession('org/giveup/chat')
-    const joined = member.listenForSession({ timeout: 10_000 })
-    await group.invite('org/giveup/member')
-    const session = await joined
+    const { moderator, member, group, session } = await joinedPair(server, 'giveup')
 
     await expect(session.getMessage({ timeout: 20 })).rejects.toMatchObject({ code: 'TIMEOUT' })
     await group.publish('first')

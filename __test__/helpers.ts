@@ -20,6 +20,19 @@ export function connectApp(server: SlimServer, name: string): Promise<App> {
   return createLocalApp({ local: name, slim: { endpoint: server.url, tls: { insecure: true } }, sharedSecret: SECRET })
 }
 
+/** A group `org/<ns>/chat` moderated by `org/<ns>/moderator`, with `org/<ns>/member` joined. */
+export async function joinedPair(
+  server: SlimServer,
+  ns: string,
+): Promise<{ moderator: App; member: App; group: Session; session: Session }> {
+  const moderator = await connectApp(server, `org/${ns}/moderator`)
+  const member = await connectApp(server, `org/${ns}/member`)
+  const group = await moderator.createGroupSession(`org/${ns}/chat`)
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite(`org/${ns}/member`)
+  return { moderator, member, group, session: await joined }
+}
+
 /** Receives exactly `count` messages, failing if they do not arrive within `timeout` ms each. */
 export async function receive(session: Session, count: number, timeout = 10_000): Promise<Message[]> {
   const messages: Message[] = []

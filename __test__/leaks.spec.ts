@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module'
 import { expect, test, vi } from 'vitest'
 import type { App } from '../src-ts/index.js'
-import { closeAll, connectApp, rejectionOf, startTestServer, text } from './helpers.js'
+import { closeAll, connectApp, joinedPair, rejectionOf, startTestServer, text } from './helpers.js'
 
 const CYCLES = Number(process.env.SLIM_LEAK_CYCLES ?? 1_000)
 const MESSAGES = Number(process.env.SLIM_SOAK_MESSAGES ?? 100_000)
@@ -118,12 +118,7 @@ test(`${CYCLES} app cycles leave no tasks, handles or memory behind`, async () =
 
 test(`${MESSAGES} messages leave memory flat`, async () => {
   const server = await startTestServer()
-  const sender = await connectApp(server, 'org/leak/sender')
-  const receiver = await connectApp(server, 'org/leak/receiver')
-  const group = await sender.createGroupSession('org/leak/stream')
-  const joined = receiver.listenForSession({ timeout: 30_000 })
-  await group.invite('org/leak/receiver')
-  const session = await joined
+  const { moderator: sender, member: receiver, group, session } = await joinedPair(server, 'leak-stream')
 
   const payload = Buffer.alloc(64)
   const window = 1_000
