@@ -56,6 +56,7 @@ async function nodeModeratedGroup(url: string, mls: boolean, tag: string) {
   const joined = js.listenForSession({ timeout: 30_000 })
   await group.invite(jsName)
   const session = await joined
+  await py.waitFor('connected') // a slow start would otherwise outlast the invite's retries
   await group.invite(pyName) // the Python member publishes as soon as it has joined
   await py.waitFor('joined')
   await Promise.all([publishAll(group, moderatorName, 2), publishAll(session, jsName, 2)])
@@ -128,6 +129,7 @@ describe.each([false, true])('with Python slim-bindings 3.3.8, mls=%s', (mls) =>
     // slim-node asks, Python answers.
     const responder = python('responder', ['--slim', node.url, '--local', `org/${tag}/py`, '--count', '3'])
     const asker = await app(node.url, `org/${tag}/js-asker`)
+    await responder.waitFor('connected')
     const session = await asker.createPointToPointSession(`org/${tag}/py`, { mls, maxRetries: 5, interval: 500 })
     for (let i = 1; i <= 3; i++) {
       await session.publish(`request #${i}`, { payloadType: TYPE, metadata: { sender: asker.name } })

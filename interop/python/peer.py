@@ -136,6 +136,7 @@ async def run_moderator(args) -> None:
 
 async def run_participant(args) -> None:
     app, _ = await connect(args)
+    emit("connected")  # invitable from now on
     session = await app.listen_for_session_async(WAIT)
     emit("joined", channel=plain(session.destination()))
     await asyncio.gather(publish_all(session, args.local, args.count), receive(session, args.expect))
@@ -145,6 +146,7 @@ async def run_participant(args) -> None:
 
 async def run_responder(args) -> None:
     app, _ = await connect(args)
+    emit("connected")  # invitable from now on
     session = await app.listen_for_session_async(WAIT)
     for _ in range(args.count):
         received = await session.get_message_async(WAIT)
