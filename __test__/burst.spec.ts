@@ -6,7 +6,7 @@ import type { Session } from '../src-ts/index.js'
 import { closeAll, connectApp, startTestServer } from './helpers.js'
 
 const COUNT = Number(process.env.SLIM_BURST_COUNT ?? 2_000)
-const MEMBERS = 5
+const MEMBERS = Number(process.env.SLIM_BURST_MEMBERS ?? 5)
 /** Generous per-message bound: a stall fails the test instead of hanging it. */
 const RECEIVE_TIMEOUT_MS = 30_000
 

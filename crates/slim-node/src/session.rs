@@ -1,8 +1,8 @@
 //! Sessions: group (multicast) and point-to-point conversations of an app.
 //!
 //! Publishing goes through one ordered queue per session, drained by a task that
-//! takes a slot of the process's `IN_FLIGHT` budget for each message it hands to SLIM
-//! until SLIM acknowledges it: callers awaiting their publish promises are paced by
+//! takes a slot of the process's `IN_FLIGHT` budget (at most `SESSION_SLOTS` of them)
+//! for each message it hands to SLIM until SLIM acknowledges it: callers awaiting their publish promises are paced by
 //! acknowledgements instead of buffering freely.
 //! A publish returns a ticket at once; outcomes come back in batches through the
 //! session's outcome callback, so a burst of acknowledgements costs one JavaScript
@@ -39,13 +39,16 @@ use crate::name;
 use crate::receiver::{self, Inbox, Request};
 use crate::runtime::{bounded, millis, spawn, whole_number};
 
-/// Messages handed to SLIM and not yet acknowledged, for the whole process: one session
-/// may use all of it, several share it in turn (the semaphore is fair). Per process, not
-/// per session: with 512 in flight from each of five MLS members of one process,
-/// upstream's bounded channels fill up in a cycle and every session of the process
-/// stalls; a small window per session instead starves a single publisher.
-const IN_FLIGHT_SLOTS: usize = 512;
-static IN_FLIGHT: Semaphore = Semaphore::const_new(IN_FLIGHT_SLOTS);
+/// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
+/// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
+/// members of one process, upstream's bounded channels fill up in a cycle and every
+/// session of the process stalls, while a small window per session starves a single
+/// publisher.
+const PROCESS_SLOTS: usize = 1024;
+static IN_FLIGHT: Semaphore = Semaphore::const_new(PROCESS_SLOTS);
+/// What one session may hold of them, so that a session whose members stopped answering
+/// (each publish then waits out its retries) leaves room for the others.
+const SESSION_SLOTS: usize = 512;
 /// Defaults that make a session reliable when the caller sets only one knob.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -528,7 +531,7 @@ async fn run_publisher(
                     Err(err) => report((ticket, Err(err))),
                 }
             }
-            request = queue.recv(), if waiting.is_none() => {
+            request = queue.recv(), if waiting.is_none() && in_flight.len() < SESSION_SLOTS => {
                 let Some(request) = request else { break };
                 waiting = Some((request, Box::pin(async { IN_FLIGHT.acquire().await.ok() })));
             }
