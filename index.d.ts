@@ -248,7 +248,7 @@ export interface PublishOutcomes {
   ended?: string
 }
 
-/** What one receive call returns. */
+/** What one answer to `requestMessages` carries. */
 export interface ReceivedBatch {
   /** Every message's payload, one after the other. */
   payloads: Buffer

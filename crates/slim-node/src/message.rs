@@ -31,7 +31,7 @@ pub struct Envelope {
     pub input_connection: i64,
 }
 
-/// What one receive call returns.
+/// What one answer to `requestMessages` carries.
 #[napi(object)]
 pub struct ReceivedBatch {
     /// Every message's payload, one after the other.
