@@ -57,11 +57,10 @@ pub struct ReceivedBatch {
 }
 
 impl ReceivedBatch {
-    /// A batch without messages that answers a receive with `failure` or ends the stream.
-    pub fn empty(failure: Option<String>, ended: Option<String>) -> Self {
+    /// The session's last batch: no messages, and why it ended.
+    pub fn end(reason: String) -> Self {
         Self {
-            failure,
-            ended,
+            ended: Some(reason),
             ..BatchBuilder::default().finish()
         }
     }

@@ -97,7 +97,7 @@ pub async fn run(
         ),
     };
     inbox.answered();
-    deliver.send(ReceivedBatch::empty(None, Some(ended.to_reason())));
+    deliver.send(ReceivedBatch::end(ended.to_reason()));
 }
 
 async fn serve(
