@@ -90,16 +90,17 @@ export declare class Session {
    * Starts the session's delivery to JavaScript: `onMessages` answers each
    * `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
    */
-  attach(onMessages: (batch: ReceivedBatch) => void, onOutcomes: (outcomes: PublishOutcomes) => void): void
+  attach(onMessages: (batch: Buffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void): void
   /**
    * Asks for up to `max` messages: waits for the first, then takes what is already
    * queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
    * messages, a timeout or abort, or the session's end) comes through `onMessages`;
-   * until then the session keeps Node running.
+   * until then the session keeps Node running. An `abortable` request ends early
+   * with ABORTED on `abortReceive`.
    */
-  requestMessages(max: number, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): void
-  /** Lets Node exit while nobody waits for a message. */
-  holdMessages(alive: boolean): void
+  requestMessages(max: number, timeout: number | undefined | null, abortable: boolean): void
+  /** Ends the pending abortable request with ABORTED; a no-op once it is answered. */
+  abortReceive(): void
   /** Keeps Node running while publishes await their outcome, and lets it exit after. */
   holdOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
@@ -123,6 +124,23 @@ export interface AppOptions {
   /** The app's name, `org/ns/app`. */
   name: string
   identity: IdentityOptions
+}
+
+/** The rare parts of a batch; absent fields mean none. */
+export interface BatchExtras {
+  /** Envelopes first needed by this batch, numbered on from those sent before. */
+  envelopes?: Array<Envelope>
+  /** Set when the session's envelope numbering started again at 0 with this batch. */
+  envelopesReset?: boolean
+  /** Messages that carry metadata: their indexes, and the metadata at the same position. */
+  metadataOf?: Array<number>
+  metadata?: Array<Record<string, string>>
+  /** Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`. */
+  errors?: Array<string>
+  /** Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`). */
+  failure?: string
+  /** Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`. */
+  ended?: string
 }
 
 /** Where and how to reach a SLIM node. */
@@ -228,18 +246,10 @@ export interface Participant {
   online: boolean
 }
 
-/** Publish options. */
-export interface PublishOptions {
-  payloadType?: string
-  metadata?: Record<string, string>
-}
-
-/** Publish outcomes, as one call of the outcome callback brings them. */
-export interface PublishOutcomes {
-  /** Tickets of publishes that completed (acknowledged, in a reliable session). */
-  done: Array<number>
+/** Publishes that did not complete, in one call of the outcome callback. */
+export interface PublishFailures {
   /** Tickets of publishes that failed, with `[CODE] message` reasons at the same index. */
-  failed: Array<number>
+  tickets: Array<number>
   reasons: Array<string>
   /**
    * Set when the publisher stopped without reporting every ticket (it panicked):
@@ -248,28 +258,10 @@ export interface PublishOutcomes {
   ended?: string
 }
 
-/** What one answer to `requestMessages` carries. */
-export interface ReceivedBatch {
-  /** Every message's payload, one after the other. */
-  payloads: Buffer
-  /** Where each message's payload ends in `payloads`. */
-  payloadEnds: Uint32Array
-  /** Every message's verified identity token (UTF-8), one after the other. */
-  identities: Buffer
-  /** Where each message's identity token ends in `identities`. */
-  identityEnds: Uint32Array
-  /** For each message, the index of its envelope. */
-  envelopeOf: Uint32Array
-  envelopes: Array<Envelope>
-  /** Messages that carry metadata: their indexes, and the metadata at the same position. */
-  metadataOf: Array<number>
-  metadata: Array<Record<string, string>>
-  /** Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`. */
-  errors: Array<string>
-  /** Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`). */
-  failure?: string
-  /** Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`. */
-  ended?: string
+/** Publish options. */
+export interface PublishOptions {
+  payloadType?: string
+  metadata?: Record<string, string>
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   createApp,
@@ -137,5 +138,33 @@ describe('receives that give up', () => {
     expect([...(outcome === 'first' ? ['first'] : []), ...rest.map(text)]).toEqual(['first', 'second'])
     if (outcome !== 'first') expect(outcome).toBe('ABORTED')
     await closeAll(group, member, moderator, server)
+  })
+
+  test('one signal for every receive of a loop: one listener, which goes when the session ends', async () => {
+    const server = await startTestServer()
+    const { moderator, member, group, session } = await joinedPair(server, 'onesignal')
+    const controller = new AbortController()
+    const { signal } = controller
+    for (const word of ['a', 'b', 'c']) {
+      const next = session.getMessage({ signal })
+      await group.publish(word)
+      expect(text(await next)).toBe(word)
+    }
+    expect(getEventListeners(signal, 'abort')).toHaveLength(1)
+    // A receive with no signal leaves the old one alone.
+    const plain = session.getMessage({ timeout: 10_000 })
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0)
+    await group.publish('d')
+    expect(text(await plain)).toBe('d')
+    const pending = session.getMessage({ signal })
+    controller.abort(new Error('enough'))
+    await expect(pending).rejects.toMatchObject({ code: 'ABORTED', cause: new Error('enough') })
+    await expect(session.getMessage({ signal })).rejects.toMatchObject({ code: 'ABORTED' })
+    const other = new AbortController()
+    const last = rejectionOf(session.getMessage({ signal: other.signal }))
+    await group.close()
+    expect((await last).code).toBe('SESSION_CLOSED')
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(0)
+    await closeAll(member, moderator, server)
   })
 })

@@ -10,7 +10,7 @@ export interface WaitOptions {
   signal?: AbortSignal
 }
 
-function abortError(signal: AbortSignal, what: string): SlimError {
+export function abortError(signal: AbortSignal, what: string): SlimError {
   return new SlimError('ABORTED', `${what} was aborted`, { cause: signal.reason })
 }
 

@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events'
 import type {
+  BatchExtras,
   Envelope,
   Session as NativeSession,
   Participant,
+  PublishFailures,
   PublishOptions,
-  PublishOutcomes,
-  ReceivedBatch,
   SessionSettings,
 } from '../index.js'
-import { type WaitOptions, withSignal } from './cancel.js'
+import { abortError, type WaitOptions, withSignal } from './cancel.js'
 import { call, type SlimError, toSlimError } from './errors.js'
 import { addon } from './native.js'
 
@@ -95,6 +95,11 @@ interface Pending<T> {
   reject: (error: SlimError) => void
 }
 
+/** A receive waiting for the native answer. */
+interface Receiving extends Pending<Message> {
+  signal: AbortSignal | undefined
+}
+
 /** Events a session emits besides messages. */
 export interface SessionEvents {
   /** SLIM reported a delivery problem on this session (for example a detected loss). */
@@ -111,7 +116,17 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   readonly #buffer: Message[] = []
   #bufferStart = 0
   /** The receive waiting for the native answer, if any. */
-  #receiving: Pending<Message> | undefined
+  #receiving: Receiving | undefined
+  /** Every sender context the native side numbered for this session, by number. */
+  readonly #envelopes: Envelope[] = []
+  /**
+   * The signal the abort listener is on: a loop that passes one signal to every
+   * receive registers it once, not once per receive.
+   */
+  #watched: AbortSignal | undefined
+  readonly #onAbort = (): void => {
+    if (this.#receiving) this.#native.abortReceive()
+  }
   /** Why the session ended, once its last batch came. */
   #ended: SlimError | undefined
   /** Publishes awaiting their outcome, by native ticket. */
@@ -123,8 +138,8 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     this.#native = native
     this.#id = native.id
     native.attach(
-      (batch) => this.#onMessages(batch),
-      (outcomes) => this.#onOutcomes(outcomes),
+      (batch, extras) => this.#onMessages(batch, extras),
+      (done, failures) => this.#onOutcomes(done, failures),
     )
   }
 
@@ -196,21 +211,25 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     return settled
   }
 
-  #onOutcomes(outcomes: PublishOutcomes): void {
-    for (const ticket of outcomes.done) {
+  #onOutcomes(done: Uint32Array, failures: PublishFailures | null): void {
+    for (const ticket of done) {
       this.#pending.get(ticket)?.resolve()
       this.#pending.delete(ticket)
     }
-    outcomes.failed.forEach((ticket, i) => {
-      this.#pending.get(ticket)?.reject(toSlimError(new Error(outcomes.reasons[i])))
+    if (failures) this.#onFailures(failures)
+    if (this.#pending.size === 0) this.#native.holdOutcomes(false)
+  }
+
+  #onFailures(failures: PublishFailures): void {
+    failures.tickets.forEach((ticket, i) => {
+      this.#pending.get(ticket)?.reject(toSlimError(new Error(failures.reasons[i])))
       this.#pending.delete(ticket)
     })
-    if (outcomes.ended != null) {
-      const reason = toSlimError(new Error(outcomes.ended))
+    if (failures.ended != null) {
+      const reason = toSlimError(new Error(failures.ended))
       for (const pending of this.#pending.values()) pending.reject(reason)
       this.#pending.clear()
     }
-    if (this.#pending.size === 0) this.#native.holdOutcomes(false)
   }
 
   /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
@@ -218,32 +237,54 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     const buffered = this.#takeBuffered()
     if (buffered) return Promise.resolve(buffered)
     if (this.#ended) return Promise.reject(this.#ended)
-    return withSignal(
-      options.signal,
-      'getMessage',
-      (token) =>
-        new Promise<Message>((resolve, reject) => {
-          // Throws BUSY when another receive waits, or the reason the session ended.
-          this.#native.requestMessages(RECEIVE_BATCH, options.timeout, token)
-          this.#receiving = { resolve, reject }
-        }),
-    )
+    const { signal, timeout } = options
+    if (signal?.aborted) return Promise.reject(abortError(signal, 'getMessage'))
+    try {
+      // Throws BUSY when another receive waits.
+      this.#native.requestMessages(RECEIVE_BATCH, timeout, signal !== undefined)
+    } catch (error) {
+      return Promise.reject(toSlimError(error))
+    }
+    this.#watch(signal)
+    return new Promise<Message>((resolve, reject) => {
+      this.#receiving = { resolve, reject, signal }
+    })
   }
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
-  #onMessages(batch: ReceivedBatch): void {
-    for (const reason of batch.errors) this.emit('warning', toSlimError(new Error(reason)))
-    this.#unpack(batch)
-    if (batch.ended != null) this.#ended = toSlimError(new Error(batch.ended))
+  #onMessages(batch: Buffer, extras: BatchExtras | null): void {
+    if (extras) this.#takeExtras(extras)
+    this.#unpack(batch, extras)
     const receiving = this.#receiving
     if (!receiving) return
     const message = this.#takeBuffered()
-    const failure = batch.failure != null ? toSlimError(new Error(batch.failure)) : this.#ended
+    const failure = extras?.failure != null ? this.#failure(extras.failure, receiving) : this.#ended
     if (!message && !failure) return // warnings only: the receive goes on waiting
     this.#receiving = undefined
-    this.#native.holdMessages(false)
     if (message) receiving.resolve(message)
     else if (failure) receiving.reject(failure)
+  }
+
+  #takeExtras(extras: BatchExtras): void {
+    if (extras.envelopesReset) this.#envelopes.length = 0
+    if (extras.envelopes) this.#envelopes.push(...extras.envelopes)
+    for (const reason of extras.errors ?? []) this.emit('warning', toSlimError(new Error(reason)))
+    if (extras.ended != null) {
+      this.#ended = toSlimError(new Error(extras.ended))
+      this.#watch(undefined)
+    }
+  }
+
+  #failure(reason: string, receiving: Receiving): SlimError {
+    const failure = toSlimError(new Error(reason))
+    return failure.code === 'ABORTED' && receiving.signal ? abortError(receiving.signal, 'getMessage') : failure
+  }
+
+  #watch(signal: AbortSignal | undefined): void {
+    if (signal === this.#watched) return
+    this.#watched?.removeEventListener('abort', this.#onAbort)
+    this.#watched = signal
+    signal?.addEventListener('abort', this.#onAbort)
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
@@ -281,23 +322,29 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     await this.close()
   }
 
-  /** Builds message objects from a native batch, which sends each sender's context once. */
-  #unpack(batch: ReceivedBatch): void {
-    const { payloads, payloadEnds, identities, identityEnds, envelopeOf, envelopes, metadataOf, metadata } = batch
+  /** Builds message objects from a native batch (its layout: crates/slim-node/src/message.rs). */
+  #unpack(batch: Buffer, extras: BatchExtras | null): void {
+    const table = new Uint32Array(batch.buffer, batch.byteOffset, batch.length >>> 2)
+    const count = table[0] as number
+    if (count === 0) return
+    const payloadsAt = 4 * (1 + 3 * count)
+    const identitiesAt = payloadsAt + (table[count] as number)
+    const metadataOf = extras?.metadataOf
+    const metadata = extras?.metadata
     let withMetadata = 0
-    let start = 0
-    let tokenStart = 0
-    for (let i = 0; i < payloadEnds.length; i++) {
-      const end = payloadEnds[i] as number
-      const tokenEnd = identityEnds[i] as number
-      const hasMetadata = metadataOf[withMetadata] === i
+    let start = payloadsAt
+    let tokenStart = identitiesAt
+    for (let i = 1; i <= count; i++) {
+      const end = payloadsAt + (table[i] as number)
+      const tokenEnd = identitiesAt + (table[count + i] as number)
+      const hasMetadata = metadataOf !== undefined && metadataOf[withMetadata] === i - 1
       this.#buffer.push(
         new ReceivedMessage(
-          envelopes[envelopeOf[i] as number] as Envelope,
-          payloads.subarray(start, end),
-          hasMetadata ? (metadata[withMetadata++] ?? NO_METADATA) : NO_METADATA,
+          this.#envelopes[table[2 * count + i] as number] as Envelope,
+          batch.subarray(start, end),
+          hasMetadata ? (metadata?.[withMetadata++] ?? NO_METADATA) : NO_METADATA,
           this.#id,
-          identities,
+          batch,
           tokenStart,
           tokenEnd,
         ),

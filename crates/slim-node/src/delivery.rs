@@ -6,7 +6,7 @@
 //! The function is weak, so an idle session does not keep Node running; JavaScript
 //! holds it while it is waiting for something, as a pending promise would.
 
-use napi::bindgen_prelude::ToNapiValue;
+use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, sys};
 
@@ -15,11 +15,11 @@ use napi::{Env, Status, sys};
 pub type Callback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
 /// A JavaScript callback that tokio tasks hand values to.
-pub struct Delivery<T: ToNapiValue + 'static> {
+pub struct Delivery<T: JsValuesTupleIntoVec + 'static> {
     callback: Callback<T>,
 }
 
-impl<T: ToNapiValue + 'static> Delivery<T> {
+impl<T: JsValuesTupleIntoVec + 'static> Delivery<T> {
     pub fn new(callback: Callback<T>) -> Self {
         Self { callback }
     }
@@ -34,14 +34,37 @@ impl<T: ToNapiValue + 'static> Delivery<T> {
     /// Whether the callback keeps Node's event loop alive. Called on the JavaScript
     /// thread, as Node requires.
     pub fn hold(&self, env: &Env, alive: bool) -> napi::Result<()> {
-        let raw = self.callback.raw();
-        // SAFETY: `env` is the current environment of the JavaScript thread calling us,
-        // and `raw` stays valid while `self.callback` is alive (it is released on drop).
+        // SAFETY: `env` is the current environment of the JavaScript thread calling us.
+        unsafe { self.hold_handle().set(env.raw(), alive) }
+    }
+
+    /// A handle that releases the hold from inside a call of the callback.
+    pub fn hold_handle(&self) -> Hold {
+        Hold(self.callback.raw())
+    }
+}
+
+/// Whether a delivery keeps Node running, settable where only a raw env is at hand:
+/// an answer releases its request's hold while napi converts it, on the JavaScript
+/// thread, without a second call from JavaScript.
+#[derive(Clone, Copy)]
+pub struct Hold(sys::napi_threadsafe_function);
+
+// SAFETY: the handle is only used on the JavaScript thread (see `set`); moving the
+// pointer between threads is what napi's thread-safe functions are for.
+unsafe impl Send for Hold {}
+
+impl Hold {
+    /// # Safety
+    /// `env` must be the current environment of the JavaScript thread, and the
+    /// delivery this came from must be alive (it is while its callback is being called).
+    pub unsafe fn set(self, env: sys::napi_env, alive: bool) -> napi::Result<()> {
+        // SAFETY: the caller's contract.
         let status = unsafe {
             if alive {
-                sys::napi_ref_threadsafe_function(env.raw(), raw)
+                sys::napi_ref_threadsafe_function(env, self.0)
             } else {
-                sys::napi_unref_threadsafe_function(env.raw(), raw)
+                sys::napi_unref_threadsafe_function(env, self.0)
             }
         };
         match status {
@@ -51,5 +74,12 @@ impl<T: ToNapiValue + 'static> Delivery<T> {
                 "could not change whether a session keeps Node running",
             )),
         }
+    }
+
+    /// # Safety
+    /// As for [`Hold::set`].
+    pub unsafe fn release(self, env: sys::napi_env) -> napi::Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe { self.set(env, false) }
     }
 }

@@ -12,6 +12,7 @@ mod identity;
 mod message;
 mod moderator;
 mod name;
+mod publisher;
 mod receiver;
 mod runtime;
 mod server;

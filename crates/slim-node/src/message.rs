@@ -1,18 +1,27 @@
 //! Received messages: upstream protobuf messages turned into what JavaScript sees.
 //!
-//! A batch carries each distinct sender context (name, id, connection, …) once, and
-//! per message only where its payload ends and the index of its context: a burst from
-//! one sender costs one set of strings, not one per message. The payloads share one
-//! buffer, and so do the identity tokens (upstream signs every message with a fresh
-//! nonce, so no two are alike); JavaScript decodes a token only when it is read.
+//! A batch reaches JavaScript as one `Buffer` laid out on the JavaScript thread, where
+//! the payloads and identity tokens are copied in once, behind a table of `u32`s:
+//!
+//! ```text
+//! [n] [payload end × n] [identity end × n] [envelope index × n] payloads… identities…
+//! ```
+//!
+//! Ends are relative to the start of their area. Envelopes (a sender's name, id,
+//! connection, payload type) are numbered per session and sent once, the first time a
+//! message needs them; everything rare (new envelopes, metadata, errors, why a receive
+//! failed or the session ended) travels beside the buffer as [`BatchExtras`], which is
+//! `null` for a plain batch. So a batch costs JavaScript one buffer, whatever it holds.
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::{Buffer, Uint32Array};
+use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
+use napi::{Status, sys};
 use napi_derive::napi;
 use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
 
+use crate::delivery::Hold;
 use crate::errors::{Code, Error, Result};
 use crate::name;
 
@@ -31,151 +40,315 @@ pub struct Envelope {
     pub input_connection: i64,
 }
 
-/// What one answer to `requestMessages` carries.
+/// The rare parts of a batch; absent fields mean none.
 #[napi(object)]
-pub struct ReceivedBatch {
-    /// Every message's payload, one after the other.
-    pub payloads: Buffer,
-    /// Where each message's payload ends in `payloads`.
-    pub payload_ends: Uint32Array,
-    /// Every message's verified identity token (UTF-8), one after the other.
-    pub identities: Buffer,
-    /// Where each message's identity token ends in `identities`.
-    pub identity_ends: Uint32Array,
-    /// For each message, the index of its envelope.
-    pub envelope_of: Uint32Array,
-    pub envelopes: Vec<Envelope>,
+#[derive(Default)]
+pub struct BatchExtras {
+    /// Envelopes first needed by this batch, numbered on from those sent before.
+    pub envelopes: Option<Vec<Envelope>>,
+    /// Set when the session's envelope numbering started again at 0 with this batch.
+    pub envelopes_reset: Option<bool>,
     /// Messages that carry metadata: their indexes, and the metadata at the same position.
-    pub metadata_of: Vec<u32>,
-    pub metadata: Vec<HashMap<String, String>>,
+    pub metadata_of: Option<Vec<u32>>,
+    pub metadata: Option<Vec<HashMap<String, String>>>,
     /// Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`.
-    pub errors: Vec<String>,
+    pub errors: Option<Vec<String>>,
     /// Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`).
     pub failure: Option<String>,
     /// Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`.
     pub ended: Option<String>,
 }
 
-impl ReceivedBatch {
-    /// The session's last batch: no messages, and why it ended.
-    pub fn end(reason: String) -> Self {
-        Self {
-            ended: Some(reason),
-            ..BatchBuilder::default().finish()
-        }
+impl BatchExtras {
+    fn is_empty(&self) -> bool {
+        self.envelopes.is_none()
+            && self.envelopes_reset.is_none()
+            && self.metadata_of.is_none()
+            && self.errors.is_none()
+            && self.failure.is_none()
+            && self.ended.is_none()
     }
 }
 
-/// Collects messages into a [`ReceivedBatch`].
+/// One call of a session's message callback: `(batch: Buffer, extras: BatchExtras | null)`.
 #[derive(Default)]
-pub struct BatchBuilder {
-    payloads: Vec<u8>,
-    payload_ends: Vec<u32>,
-    identities: Vec<u8>,
-    identity_ends: Vec<u32>,
+pub struct ReceivedBatch {
+    payloads: Vec<Vec<u8>>,
+    identities: Vec<String>,
     envelope_of: Vec<u32>,
-    /// The raw fields each envelope was made from, to match later messages against.
-    keys: Vec<(ProtoName, ProtoName, u64, String)>,
-    envelopes: Vec<Envelope>,
-    metadata_of: Vec<u32>,
-    metadata: Vec<HashMap<String, String>>,
-    errors: Vec<String>,
+    pub extras: BatchExtras,
+    /// Set on the answer to a request: releases the hold the request took on Node.
+    pub release: Option<Hold>,
 }
 
-impl BatchBuilder {
+impl ReceivedBatch {
+    /// An empty batch, to fill with messages numbered by `envelopes`.
+    pub fn begin(envelopes: &mut Envelopes) -> Self {
+        let mut batch = Self::default();
+        envelopes.trim(&mut batch.extras);
+        batch
+    }
+
+    /// The session's last batch: no messages, and why it ended.
+    pub fn end(reason: String) -> Self {
+        let mut batch = Self::default();
+        batch.extras.ended = Some(reason);
+        batch
+    }
+
     /// Messages in the batch, errors not counted.
     pub fn messages(&self) -> usize {
-        self.payload_ends.len()
+        self.payloads.len()
     }
 
     pub fn len(&self) -> usize {
-        self.payload_ends.len() + self.errors.len()
+        self.payloads.len() + self.extras.errors.as_ref().map_or(0, Vec::len)
     }
 
     pub fn push_error(&mut self, reason: String) {
-        self.errors.push(reason);
+        self.extras.errors.get_or_insert_default().push(reason);
     }
 
-    /// Moves the payload out of the protobuf message rather than cloning it.
-    pub fn push(&mut self, mut msg: ProtoMessage) -> Result<()> {
-        let header = msg.try_get_slim_header().ok_or_else(|| {
+    /// Takes the payload and header out of the protobuf message rather than cloning them.
+    pub fn push(&mut self, mut msg: ProtoMessage, envelopes: &mut Envelopes) -> Result<()> {
+        let Some(ProtoPublishType(mut publish)) = msg.message_type.take() else {
+            return Err(Error::new(
+                Code::Internal,
+                "received a message that is not a publication",
+            ));
+        };
+        let header = publish.header.take().ok_or_else(|| {
             Error::new(Code::Internal, "received a message without a SLIM header")
         })?;
-        let source: ProtoName = header.get_source();
-        let destination: ProtoName = header.get_dst();
-        let identity = header.get_identity();
-        let connection = header.get_incoming_conn().unwrap_or_default();
-        let metadata = std::mem::take(&mut msg.metadata);
-        let application = match msg.message_type.take() {
-            Some(ProtoPublishType(publish)) => {
-                publish.msg.and_then(|content| match content.content_type {
-                    Some(ContentType::AppPayload(payload)) => Some(payload),
-                    _ => None,
-                })
-            }
-            _ => None,
-        }
-        .ok_or_else(|| {
-            Error::new(
-                Code::Internal,
-                "received a message without an application payload",
-            )
-        })?;
-        let payload_type = if application.payload_type.is_empty() {
-            "msg".to_string()
-        } else {
-            application.payload_type
+        let application = publish
+            .msg
+            .and_then(|content| match content.content_type {
+                Some(ContentType::AppPayload(payload)) => Some(payload),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    Code::Internal,
+                    "received a message without an application payload",
+                )
+            })?;
+        let key = EnvelopeKey {
+            source: header.source.unwrap_or_default(),
+            destination: header.destination.unwrap_or_default(),
+            connection: header.incoming_conn.unwrap_or_default(),
+            payload_type: application.payload_type,
         };
-        let key = (source, destination, connection, payload_type);
-        let envelope = match self.keys.iter().rposition(|known| *known == key) {
-            Some(index) => index,
-            None => {
-                let (source, destination, connection, payload_type) = &key;
-                self.envelopes.push(Envelope {
-                    source: name::base(source),
-                    source_id: name::id(source).unwrap_or_default(),
-                    destination: name::base(destination),
-                    payload_type: payload_type.clone(),
-                    input_connection: i64::try_from(*connection).unwrap_or(i64::MAX),
-                });
-                self.keys.push(key);
-                self.keys.len() - 1
-            }
-        };
-        if !metadata.is_empty() {
-            self.metadata_of.push(self.payload_ends.len() as u32);
-            self.metadata.push(metadata);
+        let envelope = envelopes.index(key, &mut self.extras);
+        if !msg.metadata.is_empty() {
+            let index = self.payloads.len() as u32;
+            self.extras.metadata_of.get_or_insert_default().push(index);
+            self.extras
+                .metadata
+                .get_or_insert_default()
+                .push(std::mem::take(&mut msg.metadata));
         }
-        self.envelope_of.push(envelope as u32);
-        self.identities.extend_from_slice(identity.as_bytes());
-        self.identity_ends.push(offset(self.identities.len())?);
-        // The one copy of the bytes on the way to JavaScript; the first payload moves.
-        if self.payloads.is_empty() {
-            self.payloads = application.blob;
-        } else {
-            self.payloads.extend_from_slice(&application.blob);
-        }
-        self.payload_ends.push(offset(self.payloads.len())?);
+        self.envelope_of.push(envelope);
+        self.identities.push(header.identity);
+        self.payloads.push(application.blob);
         Ok(())
     }
 
-    pub fn finish(self) -> ReceivedBatch {
-        ReceivedBatch {
-            payloads: self.payloads.into(),
-            payload_ends: self.payload_ends.into(),
-            identities: self.identities.into(),
-            identity_ends: self.identity_ends.into(),
-            envelope_of: self.envelope_of.into(),
-            envelopes: self.envelopes,
-            metadata_of: self.metadata_of,
-            metadata: self.metadata,
-            errors: self.errors,
-            failure: None,
-            ended: None,
+    /// The buffer JavaScript reads, written where V8 allocated it.
+    ///
+    /// # Safety
+    /// `env` must be the environment of the JavaScript thread this runs on.
+    unsafe fn to_buffer(&self, env: sys::napi_env) -> napi::Result<sys::napi_value> {
+        let count = self.payloads.len();
+        let table = (1 + 3 * count) * 4;
+        let payload_bytes: usize = self.payloads.iter().map(Vec::len).sum();
+        let identity_bytes: usize = self.identities.iter().map(String::len).sum();
+        if payload_bytes + identity_bytes + table > u32::MAX as usize {
+            return Err(Error::new(Code::Internal, "a receive batch grew beyond 4 GiB").into());
+        }
+        let total = table + payload_bytes + identity_bytes;
+        let mut data = std::ptr::null_mut();
+        let mut buffer = std::ptr::null_mut();
+        // SAFETY: `env` is current (the caller's contract); napi gives `total` writable bytes.
+        let status = unsafe { sys::napi_create_buffer(env, total, &mut data, &mut buffer) };
+        if status != sys::Status::napi_ok {
+            return Err(napi::Error::new(
+                Status::from(status),
+                "could not allocate a receive batch",
+            ));
+        }
+        // SAFETY: `data` points at `total` bytes that nothing else references yet.
+        let out = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), total) };
+        let (words, bytes) = out.split_at_mut(table);
+        let mut words = words.chunks_exact_mut(4);
+        let mut put = |value: usize| {
+            if let Some(word) = words.next() {
+                word.copy_from_slice(&(value as u32).to_ne_bytes());
+            }
+        };
+        put(count);
+        let mut end = 0;
+        for payload in &self.payloads {
+            end += payload.len();
+            put(end);
+        }
+        end = 0;
+        for identity in &self.identities {
+            end += identity.len();
+            put(end);
+        }
+        for &envelope in &self.envelope_of {
+            put(envelope as usize);
+        }
+        let mut at = 0;
+        let parts = self.payloads.iter().map(Vec::as_slice);
+        for part in parts.chain(self.identities.iter().map(String::as_bytes)) {
+            bytes[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Ok(buffer)
+    }
+}
+
+impl JsValuesTupleIntoVec for ReceivedBatch {
+    fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
+        if let Some(hold) = self.release {
+            // SAFETY: napi converts callback values on the JavaScript thread, with its env.
+            unsafe { hold.release(env)? };
+        }
+        // SAFETY: as above.
+        let buffer = unsafe { self.to_buffer(env)? };
+        let extras = if self.extras.is_empty() {
+            None
+        } else {
+            Some(self.extras)
+        };
+        // SAFETY: as above.
+        Ok(vec![buffer, unsafe {
+            ToNapiValue::to_napi_value(env, extras)?
+        }])
+    }
+}
+
+/// What makes two messages share an envelope.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct EnvelopeKey {
+    source: ProtoName,
+    destination: ProtoName,
+    connection: u64,
+    payload_type: String,
+}
+
+/// A session's envelopes, numbered as JavaScript knows them.
+#[derive(Default)]
+pub struct Envelopes {
+    keys: Vec<EnvelopeKey>,
+    numbers: HashMap<EnvelopeKey, u32>,
+    /// The number last looked up: a burst from one sender skips the hashing.
+    last: usize,
+}
+
+/// Envelopes a session remembers before numbering starts again: a peer that invents
+/// payload types cannot make it grow without bound.
+const MAX_ENVELOPES: usize = 4096;
+
+impl Envelopes {
+    /// The number of `key`'s envelope, adding it to `extras` when JavaScript lacks it.
+    fn index(&mut self, key: EnvelopeKey, extras: &mut BatchExtras) -> u32 {
+        if self.keys.get(self.last) == Some(&key) {
+            return self.last as u32;
+        }
+        if let Some(&number) = self.numbers.get(&key) {
+            self.last = number as usize;
+            return number;
+        }
+        let payload_type = if key.payload_type.is_empty() {
+            "msg"
+        } else {
+            key.payload_type.as_str()
+        };
+        extras.envelopes.get_or_insert_default().push(Envelope {
+            source: name::base(&key.source),
+            source_id: name::id(&key.source).unwrap_or_default(),
+            destination: name::base(&key.destination),
+            payload_type: payload_type.to_string(),
+            input_connection: i64::try_from(key.connection).unwrap_or(i64::MAX),
+        });
+        self.last = self.keys.len();
+        self.numbers.insert(key.clone(), self.last as u32);
+        self.keys.push(key);
+        self.last as u32
+    }
+
+    /// Starts numbering again at 0 once the table is full; only between batches, so
+    /// every message of a batch refers to one numbering.
+    fn trim(&mut self, extras: &mut BatchExtras) {
+        if self.keys.len() >= MAX_ENVELOPES {
+            self.keys.clear();
+            self.numbers.clear();
+            self.last = 0;
+            extras.envelopes_reset = Some(true);
         }
     }
 }
 
-fn offset(len: usize) -> Result<u32> {
-    u32::try_from(len).map_err(|_| Error::new(Code::Internal, "a receive batch grew beyond 4 GiB"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(app: &str, payload_type: &str) -> EnvelopeKey {
+        EnvelopeKey {
+            source: name::parse(&format!("org/ns/{app}")).unwrap(),
+            destination: name::parse("org/ns/channel").unwrap(),
+            connection: 7,
+            payload_type: payload_type.to_string(),
+        }
+    }
+
+    fn sent(extras: &BatchExtras) -> Vec<(String, String)> {
+        extras
+            .envelopes
+            .iter()
+            .flatten()
+            .map(|e| (e.source.clone(), e.payload_type.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn an_envelope_is_sent_once_per_session() {
+        let mut envelopes = Envelopes::default();
+        let mut first = ReceivedBatch::begin(&mut envelopes).extras;
+        assert_eq!(envelopes.index(key("a", ""), &mut first), 0);
+        assert_eq!(envelopes.index(key("b", "x"), &mut first), 1);
+        assert_eq!(envelopes.index(key("a", ""), &mut first), 0);
+        assert_eq!(
+            sent(&first),
+            [
+                ("org/ns/a".to_string(), "msg".to_string()),
+                ("org/ns/b".to_string(), "x".to_string())
+            ]
+        );
+        let mut second = ReceivedBatch::begin(&mut envelopes).extras;
+        assert_eq!(envelopes.index(key("b", "x"), &mut second), 1);
+        assert_eq!(envelopes.index(key("a", ""), &mut second), 0);
+        assert!(second.is_empty(), "known envelopes travel no more");
+    }
+
+    #[test]
+    fn numbering_starts_again_between_batches_once_full() {
+        let mut envelopes = Envelopes::default();
+        let mut extras = ReceivedBatch::begin(&mut envelopes).extras;
+        for n in 0..MAX_ENVELOPES {
+            let number = envelopes.index(key("a", &n.to_string()), &mut extras);
+            assert_eq!(number as usize, n);
+        }
+        // The batch that filled the table keeps its numbers; the next one starts over.
+        assert_eq!(
+            envelopes.index(key("a", "more"), &mut extras) as usize,
+            MAX_ENVELOPES
+        );
+        let mut next = ReceivedBatch::begin(&mut envelopes).extras;
+        assert_eq!(next.envelopes_reset, Some(true));
+        assert_eq!(envelopes.index(key("a", "0"), &mut next), 0);
+        assert_eq!(sent(&next), [("org/ns/a".to_string(), "0".to_string())]);
+    }
 }

@@ -17,14 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::Delivery;
 use crate::errors::{Code, Error, Result};
-use crate::message::{BatchBuilder, ReceivedBatch};
+use crate::message::{Envelopes, ReceivedBatch};
 use crate::session::SessionCore;
 
 /// One receive, as JavaScript asked for it.
 pub struct Request {
     pub max: usize,
     pub timeout: Option<Duration>,
-    pub abort: Option<CancellationToken>,
+    /// Whether [`Inbox::abort`] may end it early.
+    pub abortable: bool,
 }
 
 /// The receive JavaScript is waiting on, if any.
@@ -34,6 +35,8 @@ pub struct Inbox {
     /// Set from the moment a request is made until its answer is on its way.
     waiting: AtomicBool,
     asked: Notify,
+    /// Cancels the abortable request being served, until it is answered.
+    abort: Mutex<Option<CancellationToken>>,
 }
 
 impl Inbox {
@@ -51,21 +54,30 @@ impl Inbox {
                 ),
             ));
         }
+        *self.abort.lock() = request.abortable.then(CancellationToken::new);
         *self.request.lock() = Some(request);
         self.asked.notify_one();
         Ok(())
     }
 
-    async fn next_request(&self) -> Request {
+    /// Ends the pending request with ABORTED, if it is abortable and not yet answered.
+    pub fn abort(&self) {
+        if let Some(token) = self.abort.lock().as_ref() {
+            token.cancel();
+        }
+    }
+
+    async fn next_request(&self) -> (Request, Option<CancellationToken>) {
         loop {
             if let Some(request) = self.request.lock().take() {
-                return request;
+                return (request, self.abort.lock().clone());
             }
             self.asked.notified().await;
         }
     }
 
     fn answered(&self) {
+        *self.abort.lock() = None;
         self.waiting.store(false, Ordering::Release);
     }
 }
@@ -97,7 +109,9 @@ pub async fn run(
         ),
     };
     inbox.answered();
-    deliver.send(ReceivedBatch::end(ended.to_reason()));
+    let mut end = ReceivedBatch::end(ended.to_reason());
+    end.release = Some(deliver.hold_handle());
+    deliver.send(end);
 }
 
 async fn serve(
@@ -108,14 +122,15 @@ async fn serve(
     session_id: u32,
 ) {
     let never = CancellationToken::new();
+    let mut envelopes = Envelopes::default();
     loop {
-        let request = tokio::select! {
+        let (request, abort) = tokio::select! {
             request = inbox.next_request() => request,
             _ = closed.cancelled() => return,
         };
         let deadline = request.timeout.map(|limit| Instant::now() + limit);
-        let abort = request.abort.as_ref().unwrap_or(&never);
-        let mut batch = BatchBuilder::default();
+        let abort = abort.as_ref().unwrap_or(&never);
+        let mut batch = ReceivedBatch::begin(&mut envelopes);
         let failure = loop {
             let timed_out = async {
                 match deadline {
@@ -134,20 +149,30 @@ async fn serve(
                 next = rx.recv() => next,
             };
             let Some(first) = next else { return };
-            let more = collect(&mut rx, &mut batch, first, request.max, session_id);
+            let more = collect(
+                &mut rx,
+                &mut batch,
+                &mut envelopes,
+                first,
+                request.max,
+                session_id,
+            );
             if batch.messages() > 0 {
                 break None;
             }
             // Only errors so far: report them now and keep waiting for a message.
-            deliver.send(std::mem::take(&mut batch).finish());
+            deliver.send(std::mem::replace(
+                &mut batch,
+                ReceivedBatch::begin(&mut envelopes),
+            ));
             if !more {
                 return;
             }
         };
         inbox.answered();
-        let mut answer = batch.finish();
-        answer.failure = failure.map(|err| err.to_reason());
-        if !deliver.send(answer) {
+        batch.extras.failure = failure.map(|err| err.to_reason());
+        batch.release = Some(deliver.hold_handle());
+        if !deliver.send(batch) {
             return;
         }
     }
@@ -157,7 +182,8 @@ async fn serve(
 /// when upstream closed the channel.
 fn collect(
     rx: &mut AppChannelReceiver,
-    batch: &mut BatchBuilder,
+    batch: &mut ReceivedBatch,
+    envelopes: &mut Envelopes,
     first: std::result::Result<ProtoMessage, SessionError>,
     max: usize,
     session_id: u32,
@@ -167,7 +193,7 @@ fn collect(
     loop {
         match next {
             Ok(message) => {
-                if let Err(err) = batch.push(message) {
+                if let Err(err) = batch.push(message, envelopes) {
                     batch.push_error(err.to_reason());
                 }
             }

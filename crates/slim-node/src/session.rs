@@ -1,22 +1,12 @@
-//! Sessions: group (multicast) and point-to-point conversations of an app.
-//!
-//! Publishing goes through one ordered queue per session, drained by a task that
-//! takes a slot of the process's `IN_FLIGHT` budget (at most `SESSION_SLOTS` of them)
-//! for each message it hands to SLIM until SLIM acknowledges it: callers awaiting their publish promises are paced by
-//! acknowledgements instead of buffering freely.
-//! A publish returns a ticket at once; outcomes come back in batches through the
-//! session's outcome callback, so a burst of acknowledgements costs one JavaScript
-//! wake-up rather than one promise (and one thread-safe function) per message.
+//! Sessions: group (multicast) and point-to-point conversations of an app. What a
+//! session sends goes through its [`publisher`](crate::publisher), what it receives
+//! through its [`receiver`](crate::receiver).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
 use napi::Env;
 use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
 use napi_derive::napi;
@@ -26,9 +16,8 @@ use slim_session::context::SessionContext;
 use slim_session::session_config::MlsSettings;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::app::AppCore;
 use crate::cancel::{CancelToken, token_of};
@@ -36,19 +25,10 @@ use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, Result};
 use crate::message::ReceivedBatch;
 use crate::name;
+use crate::publisher::{self, PublishOutcomes, PublishRequest, Target};
 use crate::receiver::{self, Inbox, Request};
 use crate::runtime::{bounded, millis, spawn, whole_number};
 
-/// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
-/// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
-/// members of one process, upstream's bounded channels fill up in a cycle and every
-/// session of the process stalls, while a small window per session starves a single
-/// publisher.
-const PROCESS_SLOTS: usize = 1024;
-static IN_FLIGHT: Semaphore = Semaphore::const_new(PROCESS_SLOTS);
-/// What one session may hold of them, so that a session whose members stopped answering
-/// (each publish then waits out its retries) leaves room for the others.
-const SESSION_SLOTS: usize = 512;
 /// Defaults that make a session reliable when the caller sets only one knob.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -217,47 +197,6 @@ enum Membership {
     Remove,
 }
 
-enum Target {
-    Destination,
-    Reply { name: ProtoName, connection: u64 },
-}
-
-struct PublishRequest {
-    payload: Vec<u8>,
-    options: PublishOptions,
-    target: Target,
-    ticket: u32,
-}
-
-/// How each publish ended, by ticket.
-type Outcome = (u32, Result<()>);
-
-/// Publish outcomes, as one call of the outcome callback brings them.
-#[napi(object)]
-#[derive(Default)]
-pub struct PublishOutcomes {
-    /// Tickets of publishes that completed (acknowledged, in a reliable session).
-    pub done: Vec<u32>,
-    /// Tickets of publishes that failed, with `[CODE] message` reasons at the same index.
-    pub failed: Vec<u32>,
-    pub reasons: Vec<String>,
-    /// Set when the publisher stopped without reporting every ticket (it panicked):
-    /// every publish still pending failed for this reason.
-    pub ended: Option<String>,
-}
-
-impl PublishOutcomes {
-    fn push(&mut self, (ticket, outcome): Outcome) {
-        match outcome {
-            Ok(()) => self.done.push(ticket),
-            Err(err) => {
-                self.failed.push(ticket);
-                self.reasons.push(err.to_reason());
-            }
-        }
-    }
-}
-
 /// What a session needs once JavaScript attached its callbacks.
 struct Unstarted {
     messages: AppChannelReceiver,
@@ -298,7 +237,7 @@ pub struct Session {
     core: Arc<SessionCore>,
 }
 
-fn session_closed(id: u32) -> Error {
+pub(crate) fn session_closed(id: u32) -> Error {
     Error::new(Code::SessionClosed, format!("session {id} is closed"))
 }
 
@@ -352,7 +291,7 @@ impl SessionCore {
     }
 
     /// One of the callbacks, while the task that feeds it runs.
-    fn callback<T: napi::bindgen_prelude::ToNapiValue>(
+    fn callback<T: napi::bindgen_prelude::JsValuesTupleIntoVec>(
         &self,
         which: impl FnOnce(&Callbacks) -> &Weak<Delivery<T>>,
     ) -> Result<Arc<Delivery<T>>> {
@@ -430,141 +369,6 @@ fn closed_as_session(err: Error, id: u32) -> Error {
     } else {
         err
     }
-}
-
-async fn publish_one(
-    controller: &SessionController,
-    destination: &ProtoName,
-    request: PublishRequest,
-) -> std::result::Result<CompletionHandle, Error> {
-    let PublishRequest {
-        payload,
-        options,
-        target,
-        ..
-    } = request;
-    let span = tracing::info_span!(
-        "slim.publish",
-        session_id = controller.id(),
-        bytes = payload.len()
-    );
-    let sent = async {
-        match target {
-            Target::Destination => {
-                controller
-                    .publish(destination, payload, options.payload_type, options.metadata)
-                    .await
-            }
-            Target::Reply { name, connection } => {
-                controller
-                    .publish_to(
-                        &name,
-                        connection,
-                        payload,
-                        options.payload_type,
-                        options.metadata,
-                    )
-                    .await
-            }
-        }
-    }
-    .instrument(span)
-    .await;
-    sent.map_err(Error::from)
-}
-
-/// A publish taken from the queue, waiting for a slot of the in-flight budget.
-type Waiting = (
-    PublishRequest,
-    Pin<Box<dyn Future<Output = Option<SemaphorePermit<'static>>> + Send>>,
-);
-
-/// Drains the session's publish queue in order, each message holding an in-flight slot
-/// until SLIM settles it.
-async fn run_publisher(
-    controller: Weak<SessionController>,
-    destination: ProtoName,
-    session_id: u32,
-    mut queue: mpsc::UnboundedReceiver<PublishRequest>,
-    outcomes: Arc<Delivery<PublishOutcomes>>,
-    closed: CancellationToken,
-    unanswerable: CancellationToken,
-) {
-    let report = |outcome: Outcome| {
-        let mut batch = PublishOutcomes::default();
-        batch.push(outcome);
-        outcomes.send(batch);
-    };
-    let mut in_flight = FuturesUnordered::new();
-    let mut waiting: Option<Waiting> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = closed.cancelled() => break,
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                outcomes.send(with_settled(outcome, &mut in_flight));
-            }
-            slot = async {
-                match waiting.as_mut() {
-                    Some((_, slot)) => slot.await,
-                    None => std::future::pending().await,
-                }
-            }, if waiting.is_some() => {
-                let Some((request, _)) = waiting.take() else { continue };
-                let ticket = request.ticket;
-                let Some(live) = controller.upgrade() else {
-                    report((ticket, Err(session_closed(session_id))));
-                    continue;
-                };
-                match publish_one(&live, &destination, request).await {
-                    Ok(handle) => {
-                        let unanswerable = unanswerable.clone();
-                        in_flight.push(async move {
-                            let outcome = tokio::select! {
-                                done = handle => done.map_err(Error::from),
-                                _ = unanswerable.cancelled() => Err(session_closed(session_id)),
-                            };
-                            drop(slot);
-                            (ticket, outcome)
-                        })
-                    }
-                    Err(err) => report((ticket, Err(err))),
-                }
-            }
-            request = queue.recv(), if waiting.is_none() && in_flight.len() < SESSION_SLOTS => {
-                let Some(request) = request else { break };
-                waiting = Some((request, Box::pin(async { IN_FLIGHT.acquire().await.ok() })));
-            }
-        }
-    }
-    // What never left the queue ends with SESSION_CLOSED; what is in flight, as SLIM says.
-    queue.close();
-    let mut never_sent = PublishOutcomes::default();
-    if let Some((request, _)) = waiting.take() {
-        never_sent.push((request.ticket, Err(session_closed(session_id))));
-    }
-    while let Some(request) = queue.recv().await {
-        never_sent.push((request.ticket, Err(session_closed(session_id))));
-    }
-    if !never_sent.done.is_empty() || !never_sent.failed.is_empty() {
-        outcomes.send(never_sent);
-    }
-    while let Some(outcome) = in_flight.next().await {
-        outcomes.send(with_settled(outcome, &mut in_flight));
-    }
-}
-
-/// `first` and every other publish already settled, for one call of the callback.
-fn with_settled<F: Future<Output = Outcome>>(
-    first: Outcome,
-    in_flight: &mut FuturesUnordered<F>,
-) -> PublishOutcomes {
-    let mut batch = PublishOutcomes::default();
-    batch.push(first);
-    while let Some(Some(outcome)) = in_flight.next().now_or_never() {
-        batch.push(outcome);
-    }
-    batch
 }
 
 fn participant_of(name: ProtoName, state: ParticipantState) -> Participant {
@@ -803,7 +607,7 @@ impl Session {
     /// `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
     #[napi(
         catch_unwind,
-        ts_args_type = "onMessages: (batch: ReceivedBatch) => void, onOutcomes: (outcomes: PublishOutcomes) => void"
+        ts_args_type = "onMessages: (batch: Buffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
     )]
     pub fn attach(
         &self,
@@ -830,61 +634,46 @@ impl Session {
             Arc::downgrade(core),
             core.id,
         ));
-        let publisher = run_publisher(
+        spawn(publisher::run(
             core.controller.clone(),
             core.destination.clone(),
             core.id,
             unstarted.publishes,
-            outcomes.clone(),
+            outcomes,
             core.closed.clone(),
             core.unanswerable.clone(),
-        );
-        spawn(async move {
-            if std::panic::AssertUnwindSafe(publisher)
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
-                outcomes.send(PublishOutcomes {
-                    ended: Some(ended.to_reason()),
-                    ..Default::default()
-                });
-            }
-        });
+        ));
         Ok(())
     }
 
     /// Asks for up to `max` messages: waits for the first, then takes what is already
     /// queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
     /// messages, a timeout or abort, or the session's end) comes through `onMessages`;
-    /// until then the session keeps Node running.
+    /// until then the session keeps Node running. An `abortable` request ends early
+    /// with ABORTED on `abortReceive`.
     #[napi(catch_unwind)]
     pub fn request_messages(
         &self,
         env: &Env,
         max: u32,
         timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        abortable: bool,
     ) -> napi::Result<()> {
         let core = &self.core;
         let request = Request {
             max: max.max(1) as usize,
             timeout: millis(timeout, "timeout")?,
-            abort: token_of(cancel),
+            abortable,
         };
         let messages = core.callback(|callbacks| &callbacks.messages)?;
         core.inbox.ask(request, core.id)?;
         messages.hold(env, true)
     }
 
-    /// Lets Node exit while nobody waits for a message.
+    /// Ends the pending abortable request with ABORTED; a no-op once it is answered.
     #[napi(catch_unwind)]
-    pub fn hold_messages(&self, env: &Env, alive: bool) -> napi::Result<()> {
-        match self.core.callback(|callbacks| &callbacks.messages) {
-            Ok(messages) => messages.hold(env, alive),
-            Err(_) => Ok(()),
-        }
+    pub fn abort_receive(&self) {
+        self.core.inbox.abort();
     }
 
     /// Keeps Node running while publishes await their outcome, and lets it exit after.
