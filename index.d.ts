@@ -90,7 +90,7 @@ export declare class Session {
    * Starts the session's delivery to JavaScript: `onMessages` answers each
    * `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
    */
-  attach(onMessages: (batch: Buffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void): void
+  attach(onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void): void
   /**
    * Asks for up to `max` messages: waits for the first, then takes what is already
    * queued, so a burst costs one wake-up of the JavaScript thread. The answer (the

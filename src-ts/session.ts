@@ -252,7 +252,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
-  #onMessages(batch: Buffer, extras: BatchExtras | null): void {
+  #onMessages(batch: ArrayBuffer, extras: BatchExtras | null): void {
     if (extras) this.#takeExtras(extras)
     this.#unpack(batch, extras)
     const receiving = this.#receiving
@@ -323,10 +323,11 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /** Builds message objects from a native batch (its layout: crates/slim-node/src/message.rs). */
-  #unpack(batch: Buffer, extras: BatchExtras | null): void {
-    const table = new Uint32Array(batch.buffer, batch.byteOffset, batch.length >>> 2)
+  #unpack(data: ArrayBuffer, extras: BatchExtras | null): void {
+    const table = new Uint32Array(data, 0, data.byteLength >>> 2)
     const count = table[0] as number
     if (count === 0) return
+    const batch = Buffer.from(data)
     const payloadsAt = 4 * (1 + 3 * count)
     const identitiesAt = payloadsAt + (table[count] as number)
     const metadataOf = extras?.metadataOf

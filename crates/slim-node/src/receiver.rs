@@ -35,6 +35,10 @@ pub struct Inbox {
     /// Set from the moment a request is made until its answer is on its way.
     waiting: AtomicBool,
     asked: Notify,
+    /// Set while the task holds a message and waits for a request: only then, or when a
+    /// request has a deadline to arm, must asking wake it. Otherwise it is waiting for
+    /// a message and finds the request when one comes, which saves a wake-up per batch.
+    holding: AtomicBool,
     /// Cancels the abortable request being served, until it is answered.
     abort: Mutex<Option<CancellationToken>>,
 }
@@ -54,9 +58,12 @@ impl Inbox {
                 ),
             ));
         }
+        let timed = request.timeout.is_some();
         *self.abort.lock() = request.abortable.then(CancellationToken::new);
         *self.request.lock() = Some(request);
-        self.asked.notify_one();
+        if timed || self.holding.load(Ordering::SeqCst) {
+            self.asked.notify_one();
+        }
         Ok(())
     }
 
@@ -64,22 +71,37 @@ impl Inbox {
     pub fn abort(&self) {
         if let Some(token) = self.abort.lock().as_ref() {
             token.cancel();
+            self.asked.notify_one();
         }
     }
 
-    async fn next_request(&self) -> (Request, Option<CancellationToken>) {
-        loop {
-            if let Some(request) = self.request.lock().take() {
-                return (request, self.abort.lock().clone());
-            }
-            self.asked.notified().await;
-        }
+    fn take_request(&self) -> Option<Served> {
+        let request = self.request.lock().take()?;
+        Some(Served {
+            deadline: request.timeout.map(|limit| Instant::now() + limit),
+            abort: self.abort.lock().clone(),
+            request,
+        })
+    }
+
+    /// Marks whether the task waits for a request with a message in hand; then checks
+    /// for a request made meanwhile, which may not have woken it.
+    fn hold(&self, holding: bool) -> Option<Served> {
+        self.holding.store(holding, Ordering::SeqCst);
+        self.take_request()
     }
 
     fn answered(&self) {
         *self.abort.lock() = None;
         self.waiting.store(false, Ordering::Release);
     }
+}
+
+/// A request the task has taken on.
+struct Served {
+    request: Request,
+    deadline: Option<Instant>,
+    abort: Option<CancellationToken>,
 }
 
 /// Serves `inbox` from `rx` until the session ends, then says why.
@@ -123,59 +145,82 @@ async fn serve(
 ) {
     let never = CancellationToken::new();
     let mut envelopes = Envelopes::default();
+    let mut served: Option<Served> = None;
+    // A message taken from upstream before anyone asked for it.
+    let mut held = None;
     loop {
-        let (request, abort) = tokio::select! {
-            request = inbox.next_request() => request,
-            _ = closed.cancelled() => return,
-        };
-        let deadline = request.timeout.map(|limit| Instant::now() + limit);
-        let abort = abort.as_ref().unwrap_or(&never);
-        let mut batch = ReceivedBatch::begin(&mut envelopes);
-        let failure = loop {
-            let timed_out = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let next = tokio::select! {
-                biased;
-                _ = closed.cancelled() => return,
-                _ = abort.cancelled() => break Some(Error::new(Code::Aborted, "receive was aborted")),
-                _ = timed_out => break Some(Error::new(
-                    Code::Timeout,
-                    format!("receive timed out after {} ms", request.timeout.unwrap_or_default().as_millis()),
-                )),
-                next = rx.recv() => next,
-            };
-            let Some(first) = next else { return };
-            let more = collect(
-                &mut rx,
-                &mut batch,
-                &mut envelopes,
-                first,
-                request.max,
-                session_id,
-            );
+        if served.is_none() {
+            served = inbox.hold(held.is_some());
+        }
+        if let Some(current) = &served
+            && let Some(first) = held.take()
+        {
+            let mut batch = ReceivedBatch::begin(&mut envelopes);
+            let max = current.request.max;
+            let more = collect(&mut rx, &mut batch, &mut envelopes, first, max, session_id);
             if batch.messages() > 0 {
-                break None;
+                served = None;
+                if !answer(inbox, deliver, batch, None) {
+                    return;
+                }
+            } else {
+                // Only errors so far: report them now and keep waiting for a message.
+                deliver.send(batch);
             }
-            // Only errors so far: report them now and keep waiting for a message.
-            deliver.send(std::mem::replace(
-                &mut batch,
-                ReceivedBatch::begin(&mut envelopes),
-            ));
             if !more {
                 return;
             }
+            continue;
+        }
+        let deadline = served.as_ref().and_then(|current| current.deadline);
+        let timed_out = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         };
-        inbox.answered();
-        batch.extras.failure = failure.map(|err| err.to_reason());
-        batch.release = Some(deliver.hold_handle());
-        if !deliver.send(batch) {
+        let abort = served
+            .as_ref()
+            .and_then(|current| current.abort.as_ref())
+            .unwrap_or(&never);
+        let failure = tokio::select! {
+            biased;
+            _ = closed.cancelled() => return,
+            _ = abort.cancelled() => Error::new(Code::Aborted, "receive was aborted"),
+            _ = timed_out => {
+                let limit = served.as_ref().and_then(|current| current.request.timeout);
+                Error::new(
+                    Code::Timeout,
+                    format!("receive timed out after {} ms", limit.unwrap_or_default().as_millis()),
+                )
+            }
+            _ = inbox.asked.notified(), if served.is_none() => continue,
+            next = rx.recv(), if held.is_none() => {
+                let Some(next) = next else { return };
+                held = Some(next);
+                continue;
+            }
+        };
+        served = None;
+        let batch = ReceivedBatch::begin(&mut envelopes);
+        if !answer(inbox, deliver, batch, Some(failure)) {
             return;
         }
     }
+}
+
+/// Sends `batch` as the answer to the request being served; false once JavaScript
+/// can take no more.
+fn answer(
+    inbox: &Inbox,
+    deliver: &Delivery<ReceivedBatch>,
+    mut batch: ReceivedBatch,
+    failure: Option<Error>,
+) -> bool {
+    inbox.answered();
+    batch.extras.failure = failure.map(|err| err.to_reason());
+    batch.release = Some(deliver.hold_handle());
+    deliver.send(batch)
 }
 
 /// Adds `first` and what is already queued behind it, up to `max` items. Returns false

@@ -607,7 +607,7 @@ impl Session {
     /// `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
     #[napi(
         catch_unwind,
-        ts_args_type = "onMessages: (batch: Buffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
+        ts_args_type = "onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
     )]
     pub fn attach(
         &self,
