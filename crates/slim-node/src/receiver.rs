@@ -1,7 +1,8 @@
 //! A session's incoming messages. JavaScript asks for the next batch; one task per
 //! session answers each request exactly once, with messages, a failure (timeout,
 //! abort) or the session's end, through the session's long-lived delivery callback.
-//! Messages nobody asked for stay in upstream's channel.
+//! Messages nobody asked for stay in upstream's channel, but for the one the task took
+//! while waiting (and holds until the next request).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
