@@ -75,11 +75,4 @@ impl Hold {
             )),
         }
     }
-
-    /// # Safety
-    /// As for [`Hold::set`].
-    pub unsafe fn release(self, env: sys::napi_env) -> napi::Result<()> {
-        // SAFETY: the caller's contract.
-        unsafe { self.set(env, false) }
-    }
 }

@@ -215,7 +215,7 @@ impl JsValuesTupleIntoVec for ReceivedBatch {
     fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
         if let Some(hold) = self.release {
             // SAFETY: napi converts callback values on the JavaScript thread, with its env.
-            unsafe { hold.release(env)? };
+            unsafe { hold.set(env, false)? };
         }
         // SAFETY: as above.
         let buffer = unsafe { self.to_buffer(env)? };

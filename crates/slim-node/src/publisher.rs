@@ -259,6 +259,11 @@ async fn drain(
         if closed.is_cancelled() {
             break;
         }
+        // Settled publishes are reported before the next one goes out, so a long burst
+        // that keeps the queue full does not hold back their promises.
+        if let Some(Some(outcome)) = in_flight.next().now_or_never() {
+            outcomes.send(with_settled(outcome, &mut in_flight));
+        }
         let claimed = match waiting.take() {
             Some((request, mut slot)) => tokio::select! {
                 biased;
