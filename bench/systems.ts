@@ -3,6 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { prepareHost } from '../scripts/prerequisites.mjs'
 import { root } from '../scripts/processes.mjs'
 import { acceptsConnections, type ClientConfig, freePort } from './clients/common.ts'
 import { BenchProcess, type Launch } from './process.ts'
@@ -44,7 +45,7 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void
  */
 export async function prepare(profile: Toolchain['profile'], systems: readonly SystemId[]): Promise<Toolchain> {
   const targetDir = join(cache, profile === 'release' ? 'target-release' : 'target')
-  const env = { CARGO_TARGET_DIR: targetDir }
+  const env = { ...prepareHost('build'), CARGO_TARGET_DIR: targetDir }
   // The slim-node client imports the package, so its JavaScript must match the addon
   // (`npm test` builds it before the harness's own test runs).
   if (profile === 'release' && systems.includes('slim-node')) run('npx', ['tsc', '-p', 'tsconfig.build.json'], {})

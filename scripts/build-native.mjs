@@ -3,11 +3,10 @@
 // Other arguments go to `napi build` as they are: --release, --target <triple>,
 // --use-napi-cross, --cross-compile.
 import { spawnSync } from 'node:child_process'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { prepareHost } from './prerequisites.mjs'
 
-const env = { ...process.env }
-env.CARGO_TARGET_DIR ??= join(homedir(), '.cache', 'slim-node', 'target')
+const env = prepareHost('build')
 
 const args = [
   'build',

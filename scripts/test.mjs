@@ -2,11 +2,11 @@
 // (checks, cargo tests, vitest) and ends with one line `N passed, N failed`.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { homedir, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { prepareHost } from './prerequisites.mjs'
 
-const env = { ...process.env }
-env.CARGO_TARGET_DIR ??= join(homedir(), '.cache', 'slim-node', 'target')
+const env = prepareHost('test')
 const bin = (name) => join('node_modules', '.bin', name)
 // napi builds for the explicit host target; cargo uses the same one so that every
 // step shares one set of compiled dependencies.

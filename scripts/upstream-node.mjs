@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { prepareHost } from './prerequisites.mjs'
 
 export const UPSTREAM_NODE_VERSION = '3.4.6'
 
@@ -16,7 +17,7 @@ export function upstreamNode() {
   // A dev build: this node only routes test traffic, and it builds much faster.
   execFileSync('cargo', ['install', `agntcy-slim@${UPSTREAM_NODE_VERSION}`, '--locked', '--debug', '--root', root], {
     stdio: 'inherit',
-    env: { ...process.env, CARGO_TARGET_DIR: join(cache, 'target-slim') },
+    env: { ...prepareHost('build'), CARGO_TARGET_DIR: join(cache, 'target-slim') },
   })
   return binary
 }
