@@ -27,6 +27,8 @@ export type SlimErrorCode =
   | 'NOT_INITIATOR'
   /** The operation needs a group session. */
   | 'NOT_GROUP'
+  /** The name is not a member of the group. */
+  | 'NOT_MEMBER'
   /** SLIM could not deliver a message (retries exhausted, peer gone). */
   | 'DELIVERY_FAILED'
   /** A message is larger than SLIM carries ({@link MAX_MESSAGE_BYTES}); nothing was sent. */
@@ -49,6 +51,7 @@ export const SLIM_ERROR_CODES: readonly SlimErrorCode[] = [
   'SESSION_CLOSED',
   'NOT_INITIATOR',
   'NOT_GROUP',
+  'NOT_MEMBER',
   'DELIVERY_FAILED',
   'PAYLOAD_TOO_LARGE',
   'SERVER',
@@ -68,7 +71,12 @@ export class SlimError extends Error {
 
 /** True when `error` is a {@link SlimError}, optionally with the given code. */
 export function isSlimError(error: unknown, code?: SlimErrorCode): error is SlimError {
-  return error instanceof SlimError && (code === undefined || error.code === code)
+  try {
+    return error instanceof SlimError && (code === undefined || error.code === code)
+  } catch {
+    // A proxy whose getPrototypeOf trap throws is no SlimError.
+    return false
+  }
 }
 
 const ENCODED = /^\[([A-Z_]+)\] ([\s\S]*)$/
@@ -85,7 +93,20 @@ export function toSlimError(error: unknown): SlimError {
   if (error instanceof TypeError || (typeof status === 'string' && /^InvalidArg$|Expected$/.test(status))) {
     return new SlimError('INVALID_ARGUMENT', message, { cause: error })
   }
+  // Every error napi or the addon makes has a status; one without came from JavaScript the
+  // addon ran while reading an argument: a caller's getter, proxy trap or toString.
+  if (typeof status !== 'string') {
+    return new SlimError('INVALID_ARGUMENT', `an argument could not be read: ${message}`, { cause: error })
+  }
   return new SlimError('INTERNAL', message, { cause: error })
+}
+
+/** The SlimError for a `[CODE] message` reason the addon reported through a callback. */
+export function fromReason(reason: string): SlimError {
+  const encoded = ENCODED.exec(reason)
+  return encoded
+    ? new SlimError(encoded[1] as SlimErrorCode, encoded[2] ?? '')
+    : new SlimError('INTERNAL', `the addon reported an uncoded failure: ${reason}`)
 }
 
 /** Runs a native call, mapping its failure (sync or async) to a SlimError. */

@@ -18,6 +18,7 @@ pub enum Code {
     SessionClosed,
     NotInitiator,
     NotGroup,
+    NotMember,
     DeliveryFailed,
     PayloadTooLarge,
     Server,
@@ -38,6 +39,7 @@ impl Code {
             Code::SessionClosed => "SESSION_CLOSED",
             Code::NotInitiator => "NOT_INITIATOR",
             Code::NotGroup => "NOT_GROUP",
+            Code::NotMember => "NOT_MEMBER",
             Code::DeliveryFailed => "DELIVERY_FAILED",
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::Server => "SERVER",
@@ -58,6 +60,7 @@ impl Code {
             Code::SessionClosed,
             Code::NotInitiator,
             Code::NotGroup,
+            Code::NotMember,
             Code::DeliveryFailed,
             Code::PayloadTooLarge,
             Code::Server,
@@ -141,9 +144,8 @@ fn session_code(err: &SessionError) -> Code {
         | SessionError::ParticipantDisconnected(_)
         | SessionError::UnknownDestination(_)
         | SessionError::SlimSendFailure { .. } => Code::DeliveryFailed,
-        SessionError::ParticipantNotFound(_) | SessionError::ParticipantAlreadyInGroup(_) => {
-            Code::InvalidArgument
-        }
+        SessionError::ParticipantNotFound(_) => Code::NotMember,
+        SessionError::ParticipantAlreadyInGroup(_) => Code::InvalidArgument,
         SessionError::ReceiveTimeout => Code::Timeout,
         SessionError::Auth(_) | SessionError::SignatureKeyCollectionFailedWithAuthErr(_) => {
             Code::Auth

@@ -17,17 +17,38 @@ pub struct NameParts {
 }
 
 fn invalid(text: &str, why: &str) -> Error {
+    // Long enough to recognise the name, short enough for a log line.
+    const SHOWN: usize = 80;
+    let shown = if text.chars().count() > SHOWN {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    } else {
+        text.to_string()
+    };
     Error::new(
         Code::InvalidName,
         format!(
-            "invalid SLIM name {text:?}: {why}; expected \"org/namespace/app\" or \"org/namespace/app/<uuid>\""
+            "invalid SLIM name {shown:?}: {why}; expected \"org/namespace/app\" or \"org/namespace/app/<uuid>\""
         ),
     )
 }
 
+/// The longest component a name may have. SLIM itself sets no limit, but a name is
+/// carried in every message header and becomes part of the app's service id, which
+/// upstream caps at 1 024 bytes.
+pub const MAX_COMPONENT_BYTES: usize = 255;
+
 fn check_component(text: &str, component: &str) -> Result<()> {
     if component.is_empty() {
         return Err(invalid(text, "a component is empty"));
+    }
+    if component.len() > MAX_COMPONENT_BYTES {
+        return Err(invalid(
+            text,
+            &format!(
+                "a component is {} bytes long, more than the {MAX_COMPONENT_BYTES} allowed",
+                component.len()
+            ),
+        ));
     }
     if component
         .chars()
@@ -130,6 +151,16 @@ mod tests {
             id(&name).as_deref(),
             Some("0191d7b0-7c36-7bb3-9f8c-2d6f1c2a9e10")
         );
+    }
+
+    #[test]
+    fn limits_component_length_and_quotes_long_names_briefly() {
+        let longest = "a".repeat(MAX_COMPONENT_BYTES);
+        assert!(parse(&format!("org/ns/{longest}")).is_ok());
+        let err = parse(&format!("org/{}/app", "n".repeat(10_000))).unwrap_err();
+        assert_eq!(err.code, Code::InvalidName);
+        assert!(err.message.contains("10000 bytes long"), "{}", err.message);
+        assert!(err.message.len() < 400, "{}", err.message);
     }
 
     #[test]
