@@ -21,8 +21,11 @@ export declare class App {
    * rejects with CLOSED when the app closes first.
    */
   connectionLost(): Promise<string>
-  /** Connects to a SLIM node and subscribes the app's name there. */
-  connect(options: ConnectOptions): Promise<void>
+  /**
+   * Connects to a SLIM node and subscribes the app's name there, within `timeout`
+   * milliseconds (each attempt also gives up after 10 s) unless cancelled first.
+   */
+  connect(options: ConnectOptions, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** Receives messages sent to `name` as well as to the app's own name. */
   subscribe(name: string): Promise<void>
   unsubscribe(name: string): Promise<void>
@@ -31,9 +34,10 @@ export declare class App {
   removeRoute(name: string): Promise<void>
   /**
    * Creates a session towards `destination`: a group channel, or the peer of a
-   * point-to-point session. Resolves when the session is established.
+   * point-to-point session. Resolves when the session is established; a session
+   * given up on (timeout, abort) is deleted again.
    */
-  createSession(destination: string, options?: SessionOptions | undefined | null): Promise<Session>
+  createSession(destination: string, options?: SessionOptions | undefined | null, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
   /** Waits for another app to invite this one into a session. */
   listenForSession(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
   /** Closes every session, disconnects and releases the app. Idempotent. */
@@ -220,6 +224,12 @@ export interface JwtSigningKey {
  * without MLS (one limit, so turning encryption on never breaks a working sender).
  */
 export declare const MAX_MESSAGE_BYTES: number
+
+/**
+ * The longest timeout a call accepts, in milliseconds: JavaScript's `setTimeout` limit
+ * (about 24.8 days), so that every wait of the API has the same range.
+ */
+export declare const MAX_TIMEOUT_MS: number
 
 /** The parts of a SLIM name. */
 export interface NameParts {

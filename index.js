@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, aliveTasksForTest, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, MAX_MESSAGE_BYTES, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
+const { App, CancelToken, Server, Session, aliveTasksForTest, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { Server }
@@ -785,6 +785,7 @@ export { errorCodes }
 export { flushTelemetry }
 export { formatName }
 export { MAX_MESSAGE_BYTES }
+export { MAX_TIMEOUT_MS }
 export { panicForTest }
 export { panicForTestAsync }
 export { parseName }

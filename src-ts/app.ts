@@ -1,16 +1,20 @@
 import { EventEmitter } from 'node:events'
 import type {
-  ConnectOptions,
   IdentityOptions,
   App as NativeApp,
+  ConnectOptions as NativeConnectOptions,
   SessionOptions as NativeSessionOptions,
 } from '../index.js'
-import { type WaitOptions, withSignal } from './cancel.js'
-import { call, SlimError, toSlimError } from './errors.js'
+import { type WaitOptions, waitFor, withSignal } from './cancel.js'
+import { call, fromReason, SlimError } from './errors.js'
+import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
 
-export type { ConnectOptions, IdentityOptions }
+export type { IdentityOptions }
+
+/** Where and how to reach a SLIM node, and how long to wait for it. */
+export interface ConnectOptions extends NativeConnectOptions, WaitOptions {}
 
 /** Options for a new session. */
 export interface SessionOptions {
@@ -75,48 +79,74 @@ export class App extends EventEmitter<AppEvents> {
     return this.#native.closed
   }
 
-  /** Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`. */
+  /**
+   * Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`. Each attempt
+   * gives up with `CONNECT` after 10 s; `timeout` and `signal` bound the whole call, and a
+   * connect given up on leaves no connection behind.
+   */
   async connect(options: ConnectOptions): Promise<void> {
-    await call(() => this.#native.connect(options))
+    const { timeout, signal, ...where } = plainOptions(options, 'connect options') ?? ({} as ConnectOptions)
+    await withSignal({ timeout, signal }, 'connect', (ms, token) => this.#native.connect(where, ms, token))
     this.#native.connectionLost().then(
-      (reason) => this.emit('disconnected', toSlimError(new Error(reason))),
+      (reason) => this.emit('disconnected', fromReason(reason)),
       // The app closed first: nothing to report.
       () => {},
     )
   }
 
   /** Also receive messages addressed to `name`. */
-  subscribe(name: string): Promise<void> {
-    return call(() => this.#native.subscribe(name))
+  subscribe(name: string, options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'subscribe', () => this.#native.subscribe(text(name, 'subscribe name')))
   }
 
-  unsubscribe(name: string): Promise<void> {
-    return call(() => this.#native.unsubscribe(name))
+  unsubscribe(name: string, options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'unsubscribe', () => this.#native.unsubscribe(text(name, 'unsubscribe name')))
   }
 
   /** Routes traffic for `name` through this app's node (invites set routes themselves). */
-  setRoute(name: string): Promise<void> {
-    return call(() => this.#native.setRoute(name))
+  setRoute(name: string, options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'setRoute', () => this.#native.setRoute(text(name, 'setRoute name')))
   }
 
-  removeRoute(name: string): Promise<void> {
-    return call(() => this.#native.removeRoute(name))
+  removeRoute(name: string, options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'removeRoute', () => this.#native.removeRoute(text(name, 'removeRoute name')))
   }
 
-  /** Creates a group on `channel` (`org/ns/channel`) moderated by this app. */
-  async createGroupSession(channel: string, options: SessionOptions = {}): Promise<Session> {
-    return new Session(await call(() => this.#native.createSession(channel, nativeOptions('group', options))))
+  /**
+   * Creates a group on `channel` (`org/ns/channel`) moderated by this app. `wait` bounds
+   * the call; a group given up on is closed again.
+   */
+  createGroupSession(channel: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
+    return this.#createSession('group', channel, options, wait)
   }
 
-  /** Opens a point-to-point session with `peer`; resolves once the peer has joined. */
-  async createPointToPointSession(peer: string, options: SessionOptions = {}): Promise<Session> {
-    return new Session(await call(() => this.#native.createSession(peer, nativeOptions('point-to-point', options))))
+  /**
+   * Opens a point-to-point session with `peer`; resolves once the peer has joined. `wait`
+   * bounds the call; a session given up on is closed again.
+   */
+  createPointToPointSession(peer: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
+    return this.#createSession('point-to-point', peer, options, wait)
+  }
+
+  async #createSession(
+    type: NativeSessionOptions['type'],
+    destination: string,
+    options: SessionOptions | undefined,
+    wait: WaitOptions | undefined,
+  ): Promise<Session> {
+    const what = type === 'group' ? 'createGroupSession' : 'createPointToPointSession'
+    const native = nativeOptions(type, plainOptions(options, `${what} options`) ?? {})
+    return new Session(
+      await withSignal(wait, what, (timeout, token) =>
+        this.#native.createSession(text(destination, `${what} name`), native, timeout, token),
+      ),
+    )
   }
 
   /** Waits until another app invites this one into a session. */
-  async listenForSession(options: WaitOptions = {}): Promise<Session> {
-    const native = await withSignal(options.signal, 'listenForSession', (token) =>
-      this.#native.listenForSession(options.timeout, token),
+  async listenForSession(options?: WaitOptions): Promise<Session> {
+    const native = await withSignal(options, 'listenForSession', (timeout, token) =>
+      this.#native.listenForSession(timeout, token),
     )
     return new Session(native)
   }
@@ -133,9 +163,12 @@ export class App extends EventEmitter<AppEvents> {
     }
   }
 
-  /** Closes every session, disconnects and releases the app. Idempotent. */
-  close(): Promise<void> {
-    return call(() => this.#native.close())
+  /**
+   * Closes every session, disconnects and releases the app. Idempotent. A close that
+   * times out or is aborted goes on in the background.
+   */
+  close(options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'close', () => this.#native.close())
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -145,5 +178,6 @@ export class App extends EventEmitter<AppEvents> {
 
 /** Creates an app; call {@link App.connect} before creating sessions. */
 export async function createApp(options: AppOptions): Promise<App> {
-  return new App(await call(() => addon.createApp(options)))
+  const copied = plainOptions(options, 'createApp options')
+  return new App(await call(() => addon.createApp(copied)))
 }

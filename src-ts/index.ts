@@ -14,7 +14,9 @@
  */
 import type { NameParts, ServerTlsOptions, TelemetryOptions, TlsOptions } from '../index.js'
 import { type App, createApp, type IdentityOptions } from './app.js'
+import type { WaitOptions } from './cancel.js'
 import { call, callSync } from './errors.js'
+import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 
 export {
@@ -26,7 +28,7 @@ export {
   type IdentityOptions,
   type SessionOptions,
 } from './app.js'
-export type { WaitOptions } from './cancel.js'
+export { MAX_TIMEOUT_MS, type WaitOptions } from './cancel.js'
 export { isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
 export { type ServerOptions, SlimServer, startServer } from './server.js'
 export {
@@ -50,8 +52,8 @@ export interface SlimConnection {
   tls?: TlsOptions
 }
 
-/** The seed's `create_local_app` parameters. */
-export interface LocalAppOptions {
+/** The seed's `create_local_app` parameters; `timeout` and `signal` bound the connect. */
+export interface LocalAppOptions extends WaitOptions {
   /** This app's name, `org/ns/app`. */
   local: string
   /** The node to connect to. */
@@ -74,11 +76,18 @@ export interface LocalAppOptions {
 
 /** Creates an app and connects it to a node: the seed's `create_local_app`. */
 export async function createLocalApp(options: LocalAppOptions): Promise<App> {
-  const { local, slim, enableOpentelemetry: telemetry, ...identity } = options
+  const {
+    local,
+    slim,
+    enableOpentelemetry: telemetry,
+    timeout,
+    signal,
+    ...identity
+  } = plainOptions(options, 'createLocalApp options') ?? ({} as LocalAppOptions)
   if (telemetry) await enableOpentelemetry(telemetry === true ? {} : telemetry)
   const app = await createApp({ name: local, identity })
   try {
-    await app.connect(options.slim)
+    await app.connect({ ...slim, timeout, signal })
   } catch (error) {
     await app.close()
     throw error
@@ -88,12 +97,12 @@ export async function createLocalApp(options: LocalAppOptions): Promise<App> {
 
 /** Splits `org/ns/app` or `org/ns/app/<uuid>` into parts; throws `INVALID_NAME` when malformed. */
 export function parseName(name: string): NameParts {
-  return callSync(() => addon.parseName(name))
+  return callSync(() => addon.parseName(text(name, 'parseName text')))
 }
 
 /** Formats name parts as `org/ns/app` (plus `/<uuid>` when an id is given). */
 export function formatName(parts: NameParts): string {
-  return callSync(() => addon.formatName(parts))
+  return callSync(() => addon.formatName(plainOptions(parts, 'formatName parts')))
 }
 
 /** The versions of slim-node and of the embedded upstream SLIM core. */
@@ -106,7 +115,7 @@ export function version(): { slimNode: string; slimCore: string } {
  * once, before creating apps or nodes. Logs stay off unless `RUST_LOG` is set.
  */
 export function enableOpentelemetry(options: TelemetryOptions = {}): Promise<void> {
-  return call(() => addon.enableOpentelemetry(options))
+  return call(async () => addon.enableOpentelemetry(plainOptions(options, 'enableOpentelemetry options')))
 }
 
 /** Sends the spans recorded so far; call before exiting to lose none. */

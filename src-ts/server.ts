@@ -1,5 +1,7 @@
 import type { Server as NativeServer, ServerOptions } from '../index.js'
+import { type WaitOptions, waitFor } from './cancel.js'
 import { call } from './errors.js'
+import { plainOptions } from './input.js'
 import { addon } from './native.js'
 
 export type { ServerOptions }
@@ -31,13 +33,13 @@ export class SlimServer {
    * Resolves when the node stops. A running node does not keep Node.js alive by
    * itself; a program that only serves awaits this.
    */
-  closed(): Promise<void> {
-    return call(() => this.#native.closed())
+  closed(options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'closed', () => this.#native.closed())
   }
 
   /** Stops the node; connected apps lose their connection. Idempotent. */
-  stop(): Promise<void> {
-    return call(() => this.#native.stop())
+  stop(options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'stop', () => this.#native.stop())
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -47,5 +49,6 @@ export class SlimServer {
 
 /** Starts an embedded SLIM node (default `127.0.0.1:46357`; port 0 picks a free one). */
 export async function startServer(options: ServerOptions = {}): Promise<SlimServer> {
-  return new SlimServer(await call(() => addon.startServer(options)))
+  const copied = plainOptions(options, 'startServer options')
+  return new SlimServer(await call(() => addon.startServer(copied)))
 }

@@ -23,7 +23,7 @@ use crate::connection;
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityKind, IdentityOptions};
 use crate::name;
-use crate::runtime::{bounded, millis};
+use crate::runtime::{bounded, millis, spawn};
 use crate::session::{Session, SessionCore, SessionOptions};
 use crate::tls::{self, TlsOptions};
 use slim_node_tcp::{self as transport, Sockets};
@@ -171,6 +171,81 @@ impl AppCore {
         drop(slim);
         let _ = self.service.shutdown().await;
     }
+}
+
+/// A wait that the app's closing interrupted reports the app as closed.
+fn closed_as_app(err: Error) -> Error {
+    if err.code == Code::Closed {
+        app_closed()
+    } else {
+        err
+    }
+}
+
+/// Closes a connection when dropped, unless it was kept: a connect that times out or is
+/// aborted halfway leaves no connection behind.
+struct Pending<'a> {
+    service: &'a Service,
+    connection: Option<u64>,
+}
+
+impl Pending<'_> {
+    fn keep(mut self) -> u64 {
+        self.connection.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            let _ = self.service.disconnect(connection);
+        }
+    }
+}
+
+/// Probes the node, connects (each attempt bounded by CONNECT_TIMEOUT) and subscribes
+/// the app's name on the new connection.
+async fn connect_and_subscribe(
+    core: &AppCore,
+    slim: &SlimApp,
+    config: &ClientConfig,
+    endpoint: &str,
+) -> Result<u64> {
+    probe(config).await?;
+    let attempt = async {
+        core.service.connect(config).await.map_err(|e| {
+            Error::new(
+                Code::Connect,
+                format!("cannot connect to {endpoint}: {}", chain(&e)),
+            )
+        })
+    };
+    let never = CancellationToken::new();
+    let connection = bounded(attempt, Some(CONNECT_TIMEOUT), &never, None, "connect")
+        .await
+        .map_err(|e| match e.code {
+            Code::Timeout => Error::new(
+                Code::Connect,
+                format!("cannot connect to {endpoint}: {}", e.message),
+            ),
+            _ => e,
+        })?;
+    let pending = Pending {
+        service: &core.service,
+        connection: Some(connection),
+    };
+    slim.subscribe(&core.name, Some(connection))
+        .await
+        .map_err(|err| {
+            Error::new(
+                Code::Connect,
+                format!(
+                    "connected to {endpoint} but could not subscribe: {}",
+                    chain(&err)
+                ),
+            )
+        })?;
+    Ok(pending.keep())
 }
 
 pub(crate) fn client_config(options: &ConnectOptions) -> Result<ClientConfig> {
@@ -365,62 +440,40 @@ impl App {
         })
     }
 
-    /// Connects to a SLIM node and subscribes the app's name there.
-    #[napi(catch_unwind)]
-    pub async fn connect(&self, options: ConnectOptions) -> napi::Result<()> {
-        let core = &self.core;
-        let slim = core.slim()?;
-        if let Some(lost) = core.lost_because.lock().clone() {
-            return Err(lost.into());
-        }
-        if core.connection.read().is_some() {
-            return Err(Error::new(Code::Connect, "the app is already connected").into());
-        }
+    /// Connects to a SLIM node and subscribes the app's name there, within `timeout`
+    /// milliseconds (each attempt also gives up after 10 s) unless cancelled first.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn connect<'env>(
+        &self,
+        env: &'env Env,
+        options: ConnectOptions,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
         let config = client_config(&options)?;
-        probe(&config).await?;
-        let attempt = async {
-            core.service.connect(&config).await.map_err(|e| {
-                Error::new(
-                    Code::Connect,
-                    format!("cannot connect to {}: {}", options.endpoint, chain(&e)),
-                )
-            })
-        };
-        let connection = bounded(
-            attempt,
-            Some(CONNECT_TIMEOUT),
-            &core.closed,
-            None,
-            "connect",
-        )
-        .await
-        .map_err(|e| match e.code {
-            Code::Timeout => Error::new(
-                Code::Connect,
-                format!("cannot connect to {}: {}", options.endpoint, e.message),
-            ),
-            _ => e,
-        })?;
-        *core.connection.write() = Some(connection);
-        connection::watch(Arc::downgrade(core), connection, core.closed.clone());
-        if let Some(address) = socket_address(config.endpoint.as_str()) {
-            let node = transport::resolve(&address).await;
-            transport::keep_nagle_off(Sockets::ConnectedTo(node), core.closed.clone());
-        }
-        if let Err(err) = slim.subscribe(&core.name, Some(connection)).await {
-            core.connection.write().take();
-            let _ = core.service.disconnect(connection);
-            return Err(Error::new(
-                Code::Connect,
-                format!(
-                    "connected to {} but could not subscribe: {}",
-                    options.endpoint,
-                    chain(&err)
-                ),
-            )
-            .into());
-        }
-        Ok(())
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let slim = core.slim()?;
+            if let Some(lost) = core.lost_because.lock().clone() {
+                return Err(lost.into());
+            }
+            if core.connection.read().is_some() {
+                return Err(Error::new(Code::Connect, "the app is already connected").into());
+            }
+            let attempt = connect_and_subscribe(&core, &slim, &config, &options.endpoint);
+            let connection = bounded(attempt, timeout, &core.closed, abort.as_ref(), "connect")
+                .await
+                .map_err(closed_as_app)?;
+            *core.connection.write() = Some(connection);
+            connection::watch(Arc::downgrade(&core), connection, core.closed.clone());
+            if let Some(address) = socket_address(config.endpoint.as_str()) {
+                let node = transport::resolve(&address).await;
+                transport::keep_nagle_off(Sockets::ConnectedTo(node), core.closed.clone());
+            }
+            Ok(())
+        })
     }
 
     /// Receives messages sent to `name` as well as to the app's own name.
@@ -469,39 +522,71 @@ impl App {
     }
 
     /// Creates a session towards `destination`: a group channel, or the peer of a
-    /// point-to-point session. Resolves when the session is established.
-    #[napi(catch_unwind)]
-    pub async fn create_session(
+    /// point-to-point session. Resolves when the session is established; a session
+    /// given up on (timeout, abort) is deleted again.
+    #[napi(ts_return_type = "Promise<Session>", catch_unwind)]
+    pub fn create_session<'env>(
         &self,
+        env: &'env Env,
         destination: String,
         options: Option<SessionOptions>,
-    ) -> napi::Result<Session> {
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, Session>> {
         let destination = name::parse(&destination)?;
         let mut config = options.unwrap_or_default().to_config()?;
+        let timeout = millis(timeout, "timeout")?;
+        let abort = token_of(cancel);
         let core = self.core.clone();
         if config.session_type == slim_datapath::api::ProtoSessionType::Multicast {
             crate::moderator::announce(&mut config.metadata, &core.name);
         }
         check_session_identity(core.identity)?;
-        let slim = core.slim()?;
-        core.connection()?;
-        if config.session_type == slim_datapath::api::ProtoSessionType::PointToPoint {
-            core.set_route(&destination).await?;
-        }
-        let (context, handle) = slim
-            .create_session(config, destination, None)
-            .await
-            .map_err(Error::from)?;
-        drop(slim);
-        bounded(
-            async { handle.await.map_err(Error::from) },
-            None,
-            &core.closed,
-            None,
-            "create session",
-        )
-        .await?;
-        Ok(Session::from_context(context, core)?)
+        env.spawn_future(async move {
+            let slim = core.slim()?;
+            core.connection()?;
+            let point_to_point =
+                config.session_type == slim_datapath::api::ProtoSessionType::PointToPoint;
+            let routed = async {
+                if point_to_point {
+                    core.set_route(&destination).await?;
+                }
+                Ok(())
+            };
+            bounded(
+                routed,
+                timeout,
+                &core.closed,
+                abort.as_ref(),
+                "create session",
+            )
+            .await?;
+            let (context, handle) = slim
+                .create_session(config, destination, None)
+                .await
+                .map_err(Error::from)?;
+            drop(slim);
+            let established = async { handle.await.map_err(Error::from) };
+            let outcome = bounded(
+                established,
+                timeout,
+                &core.closed,
+                abort.as_ref(),
+                "create session",
+            )
+            .await;
+            if let Err(err) = outcome {
+                if let Some(controller) = context.session().upgrade()
+                    && let Ok(deleted) = core.delete_session(&controller)
+                {
+                    spawn(async move {
+                        let _ = deleted.await;
+                    });
+                }
+                return Err(closed_as_app(err).into());
+            }
+            Ok(Session::from_context(context, core)?)
+        })
     }
 
     /// Waits for another app to invite this one into a session.

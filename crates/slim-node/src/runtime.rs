@@ -80,13 +80,21 @@ pub async fn bounded<T>(
     }
 }
 
-/// Converts a JavaScript millisecond count into a duration, rejecting NaN and negatives.
+/// The longest timeout a call accepts, in milliseconds: JavaScript's `setTimeout` limit
+/// (about 24.8 days), so that every wait of the API has the same range.
+#[napi_derive::napi]
+pub const MAX_TIMEOUT_MS: u32 = i32::MAX as u32;
+
+/// Converts a JavaScript millisecond count into a duration, rejecting NaN, negatives and
+/// more than [`MAX_TIMEOUT_MS`].
 pub fn millis(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
     match value {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) if (0.0..=f64::from(MAX_TIMEOUT_MS)).contains(&ms) => {
+            Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
+        }
         Some(ms) => Err(Error::invalid_argument(format!(
-            "{what} must be a finite number of milliseconds >= 0, got {ms}"
+            "{what} must be a number of milliseconds from 0 to {MAX_TIMEOUT_MS}, got {ms}"
         ))),
     }
 }
@@ -114,6 +122,8 @@ mod tests {
         assert!(millis(Some(f64::NAN), "timeout").is_err());
         assert!(millis(Some(-1.0), "timeout").is_err());
         assert!(millis(Some(f64::INFINITY), "timeout").is_err());
+        assert!(millis(Some(1e300), "timeout").is_err());
+        assert!(millis(Some(f64::from(MAX_TIMEOUT_MS)), "timeout").is_ok());
         assert_eq!(
             millis(Some(1500.0), "timeout").unwrap(),
             Some(Duration::from_millis(1500))

@@ -473,6 +473,13 @@ impl Session {
                         .await?;
                 }
                 Membership::Remove => {
+                    if member_state(&controller, &member).await.is_none() {
+                        return Err(Error::new(
+                            Code::NotMember,
+                            format!("{} is not a member of this group", name::base(&member)),
+                        )
+                        .into());
+                    }
                     drop(controller);
                     remove_member(&core, &member, timeout, abort.as_ref()).await?
                 }
