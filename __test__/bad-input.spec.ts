@@ -312,6 +312,55 @@ const cases: BadInput[] = [
     attempt: ({ group }) => group.getMessage({ signal: AbortSignal.abort() }),
   },
   {
+    what: 'a signal that is a string',
+    code: 'INVALID_ARGUMENT',
+    says: /AbortSignal/,
+    attempt: ({ group }) => group.getMessage({ signal: untyped('abort') }),
+  },
+  {
+    what: 'a signal that only looks like one',
+    code: 'INVALID_ARGUMENT',
+    says: /AbortSignal/,
+    attempt: ({ app }) => app.listenForSession({ signal: untyped({ aborted: false, addEventListener() {} }) }),
+  },
+  {
+    what: 'options whose getters throw',
+    code: 'INVALID_ARGUMENT',
+    says: /could not be read: trap/,
+    attempt: ({ group }) =>
+      group.publish(
+        'x',
+        untyped(
+          new Proxy(
+            {},
+            {
+              ownKeys() {
+                throw new Error('trap')
+              },
+            },
+          ),
+        ),
+      ),
+  },
+  {
+    what: 'a timeout above MAX_TIMEOUT_MS',
+    code: 'INVALID_ARGUMENT',
+    says: /2147483647/,
+    attempt: ({ group }) => group.invite('org/bad/nobody', { timeout: 2 ** 40 }),
+  },
+  {
+    what: 'a name with a 10 000-character component',
+    code: 'INVALID_NAME',
+    says: /10000 bytes long/,
+    attempt: () => createApp({ name: `org/${'n'.repeat(10_000)}/app`, identity }),
+  },
+  {
+    what: 'removing a name that is not a member',
+    code: 'NOT_MEMBER',
+    says: /org\/bad\/stranger is not a member/,
+    attempt: ({ group }) => group.remove('org/bad/stranger'),
+  },
+  {
     what: 'inviting into a point-to-point session',
     code: 'NOT_GROUP',
     attempt: async ({ app }) => (await app.createPointToPointSession('org/bad/peer')).invite('org/bad/x'),

@@ -2,17 +2,25 @@ import { EventEmitter } from 'node:events'
 import type {
   BatchExtras,
   Envelope,
+  PublishOptions as NativePublishOptions,
   Session as NativeSession,
   Participant,
   PublishFailures,
-  PublishOptions,
   SessionSettings,
 } from '../index.js'
-import { abortError, type WaitOptions, withSignal } from './cancel.js'
-import { call, type SlimError, toSlimError } from './errors.js'
+import { abortError, type WaitOptions, waitFor, waitOptions, within, withSignal } from './cancel.js'
+import { fromReason, SlimError, toSlimError } from './errors.js'
+import { bytesOrText, plainOptions, text } from './input.js'
 import { addon } from './native.js'
 
-export type { Participant, PublishOptions, SessionSettings }
+export type { Participant, SessionSettings }
+
+/**
+ * How a message is published, and how long to wait for its outcome. A publish that times
+ * out or is aborted was already handed to SLIM: only the wait ends, and SLIM may still
+ * deliver it (once); nothing is withdrawn or sent twice.
+ */
+export interface PublishOptions extends NativePublishOptions, WaitOptions {}
 
 /** The two kinds of session. */
 export type SessionType = 'group' | 'point-to-point'
@@ -189,29 +197,62 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * Publishes leave in call order.
    */
   publish(data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#track(() => this.#native.publish(data, options))
+    return this.#track(options, 'publish', (publish) =>
+      this.#native.publish(bytesOrText(data, 'publish data'), publish),
+    )
   }
 
   /** Replies to the sender of `message`. */
   publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#track(() => this.#native.publishTo(message, data, options))
+    return this.#track(options, 'publishTo', (publish) => {
+      // A message this package made needs no copy; anything else is read once here.
+      const to = message instanceof ReceivedMessage ? message : plainOptions(message, 'publishTo message')
+      if (typeof to !== 'object' || to === null) {
+        throw new SlimError('INVALID_ARGUMENT', 'publishTo needs the message being replied to')
+      }
+      return this.#native.publishTo(to, bytesOrText(data, 'publishTo data'), publish)
+    })
   }
 
   /** Queues a publish natively and returns a promise settled from the batched outcomes. */
-  #track(queue: () => number): Promise<void> {
+  #track(
+    options: PublishOptions | undefined,
+    what: string,
+    queue: (publish: NativePublishOptions | undefined) => number,
+  ): Promise<void> {
     let ticket: number
+    let wait: WaitOptions = {}
     try {
-      ticket = queue()
+      const publish = plainOptions(options, `${what} options`)
+      if (publish !== undefined) wait = waitOptions(publish, what)
+      ticket = queue(publish)
     } catch (error) {
       return Promise.reject(toSlimError(error))
     }
     const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
     // Like any pending promise of I/O, awaited publishes keep Node running.
     if (this.#pending.size === 1) this.#native.holdOutcomes(true)
-    return settled
+    return within(settled, wait, what, () => this.#forget(ticket))
+  }
+
+  /** Stops reporting a publish whose caller stopped waiting. */
+  #forget(ticket: number): void {
+    if (this.#pending.delete(ticket) && this.#pending.size === 0) this.#native.holdOutcomes(false)
   }
 
   #onOutcomes(done: Uint32Array, failures: PublishFailures | null): void {
+    try {
+      this.#settleOutcomes(done, failures)
+    } catch (error) {
+      // Never thrown into Node's event loop: every publish still waiting learns of it.
+      const bug = new SlimError('INTERNAL', 'slim-node could not read publish outcomes', { cause: error })
+      for (const pending of this.#pending.values()) pending.reject(bug)
+      this.#pending.clear()
+      this.#native.holdOutcomes(false)
+    }
+  }
+
+  #settleOutcomes(done: Uint32Array, failures: PublishFailures | null): void {
     for (const ticket of done) {
       this.#pending.get(ticket)?.resolve()
       this.#pending.delete(ticket)
@@ -222,22 +263,28 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   #onFailures(failures: PublishFailures): void {
     failures.tickets.forEach((ticket, i) => {
-      this.#pending.get(ticket)?.reject(toSlimError(new Error(failures.reasons[i])))
+      this.#pending.get(ticket)?.reject(fromReason(failures.reasons[i] ?? ''))
       this.#pending.delete(ticket)
     })
     if (failures.ended != null) {
-      const reason = toSlimError(new Error(failures.ended))
+      const reason = fromReason(failures.ended)
       for (const pending of this.#pending.values()) pending.reject(reason)
       this.#pending.clear()
     }
   }
 
   /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
-  getMessage(options: WaitOptions = {}): Promise<Message> {
+  getMessage(options?: WaitOptions): Promise<Message> {
+    let wait: WaitOptions
+    try {
+      wait = waitOptions(options, 'getMessage')
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const buffered = this.#takeBuffered()
     if (buffered) return Promise.resolve(buffered)
     if (this.#ended) return Promise.reject(this.#ended)
-    const { signal, timeout } = options
+    const { signal, timeout } = wait
     if (signal?.aborted) return Promise.reject(abortError(signal, 'getMessage'))
     try {
       // Throws BUSY when another receive waits.
@@ -253,6 +300,17 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
   #onMessages(batch: ArrayBuffer, extras: BatchExtras | null): void {
+    try {
+      this.#deliver(batch, extras)
+    } catch (error) {
+      // Never thrown into Node's event loop: the waiting receive learns of it.
+      const receiving = this.#receiving
+      this.#receiving = undefined
+      receiving?.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
+    }
+  }
+
+  #deliver(batch: ArrayBuffer, extras: BatchExtras | null): void {
     if (extras) this.#takeExtras(extras)
     this.#unpack(batch, extras)
     const receiving = this.#receiving
@@ -268,15 +326,15 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   #takeExtras(extras: BatchExtras): void {
     if (extras.envelopesReset) this.#envelopes.length = 0
     if (extras.envelopes) this.#envelopes.push(...extras.envelopes)
-    for (const reason of extras.errors ?? []) this.emit('warning', toSlimError(new Error(reason)))
+    for (const reason of extras.errors ?? []) this.emit('warning', fromReason(reason))
     if (extras.ended != null) {
-      this.#ended = toSlimError(new Error(extras.ended))
+      this.#ended = fromReason(extras.ended)
       this.#watch(undefined)
     }
   }
 
   #failure(reason: string, receiving: Receiving): SlimError {
-    const failure = toSlimError(new Error(reason))
+    const failure = fromReason(reason)
     return failure.code === 'ABORTED' && receiving.signal ? abortError(receiving.signal, 'getMessage') : failure
   }
 
@@ -299,23 +357,33 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /** Invites `member` (`org/ns/app`) into this group; resolves once it has joined. Moderator only. */
-  invite(member: string, options: WaitOptions = {}): Promise<void> {
-    return withSignal(options.signal, 'invite', (token) => this.#native.invite(member, options.timeout, token))
+  invite(member: string, options?: WaitOptions): Promise<void> {
+    return withSignal(options, 'invite', (timeout, token) =>
+      this.#native.invite(text(member, 'invite name'), timeout, token),
+    )
   }
 
-  /** Removes `member` from this group; resolves once it has left. Moderator only. */
-  remove(member: string, options: WaitOptions = {}): Promise<void> {
-    return withSignal(options.signal, 'remove', (token) => this.#native.remove(member, options.timeout, token))
+  /**
+   * Removes `member` from this group; resolves once it has left. Moderator only; a name
+   * that is not listed rejects with `NOT_MEMBER`.
+   */
+  remove(member: string, options?: WaitOptions): Promise<void> {
+    return withSignal(options, 'remove', (timeout, token) =>
+      this.#native.remove(text(member, 'remove name'), timeout, token),
+    )
   }
 
   /** The current members, this app included. */
-  participants(): Promise<Participant[]> {
-    return call(() => this.#native.participants())
+  participants(options?: WaitOptions): Promise<Participant[]> {
+    return waitFor(options, 'participants', () => this.#native.participants())
   }
 
-  /** Leaves the session, ending it for everyone when this app moderates it. Idempotent. */
-  close(): Promise<void> {
-    return call(() => this.#native.close())
+  /**
+   * Leaves the session, ending it for everyone when this app moderates it. Idempotent.
+   * A close that times out or is aborted goes on in the background.
+   */
+  close(options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'close', () => this.#native.close())
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
