@@ -1,12 +1,18 @@
 // The README's test command: builds what is needed (dev profile), runs every suite
 // (checks, cargo tests, vitest) and ends with one line `N passed, N failed`.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { prepareHost } from './prerequisites.mjs'
 
 const env = prepareHost('test')
+// A fresh clone: the npm tools first, as `npm run demo` does.
+if (!existsSync(join('node_modules', '.bin', 'napi'))) {
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+  const installed = spawnSync(npm, ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit', env })
+  if (installed.status !== 0) process.exit(installed.status ?? 1)
+}
 const bin = (name) => join('node_modules', '.bin', name)
 // napi builds for the explicit host target; cargo uses the same one so that every
 // step shares one set of compiled dependencies.
