@@ -12,6 +12,8 @@ import { closeAll, connectApp, receive, SECRET, startTestServer, text } from './
 
 const RUNS = Number(process.env.SLIM_FUZZ_RUNS ?? 200)
 const trace = process.env.FUZZ_TRACE
+/** How long calls run before their app is closed (the ones that wait on peers then end). */
+const PENDING_MS = 500
 /** How long a call may stay pending once everything it depends on was closed. */
 const SETTLE_MS = 20_000
 
@@ -286,7 +288,7 @@ test(
         const started = run()
         const outcomes = await within(
           (async () => {
-            await Promise.race([Promise.all(started), new Promise((resolve) => setTimeout(resolve, 2_000))])
+            await Promise.race([Promise.all(started), new Promise((resolve) => setTimeout(resolve, PENDING_MS))])
             // Whatever still waits (on peers that do not exist) must end once its owner closes.
             await closeAll(group, app)
             return Promise.all(started)
