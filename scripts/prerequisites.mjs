@@ -173,6 +173,9 @@ export function prepareHost(kind, env = process.env) {
   }
   const ready = { ...env }
   ready.CARGO_TARGET_DIR ??= join(cacheDir, 'target')
+  // As .cargo/config.toml says, for the builds that do not read it (`cargo install`).
+  ready.AWS_LC_SYS_CMAKE_BUILDER ??= '0'
+
   if (plan.useWheel) {
     ready.LIBCLANG_PATH = wheelLibclangDir
     const builtins = execFileSync('cc', ['-print-file-name=include'], { encoding: 'utf8' }).trim()
@@ -187,7 +190,7 @@ if (process.argv[1]?.endsWith('prerequisites.mjs')) {
   const mode = process.argv[2]
   const env = prepareHost(mode === 'test' ? 'test' : 'build')
   if (mode === 'env') {
-    for (const name of ['CARGO_TARGET_DIR', 'LIBCLANG_PATH', 'BINDGEN_EXTRA_CLANG_ARGS']) {
+    for (const name of ['CARGO_TARGET_DIR', 'AWS_LC_SYS_CMAKE_BUILDER', 'LIBCLANG_PATH', 'BINDGEN_EXTRA_CLANG_ARGS']) {
       if (env[name] !== undefined) console.log(`export ${name}='${env[name]}'`)
     }
   } else {
