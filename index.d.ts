@@ -15,12 +15,13 @@ export declare class App {
   get name(): string
   /** The app instance's 128-bit id (a UUID), derived from its identity. */
   get id(): string
+  /** Whether the app has been closed. */
   get closed(): boolean
   /**
-   * Resolves with the reason (`[CONNECT] …`) if SLIM gives the app's connection up;
-   * rejects with CLOSED when the app closes first.
+   * Resolves with why (code CONNECT) if SLIM gives the app's connection up; rejects
+   * with CLOSED when the app closes first.
    */
-  connectionLost(): Promise<string>
+  connectionLost(): Promise<ErrorInfo>
   /**
    * Connects to a SLIM node and subscribes the app's name there, within `timeout`
    * milliseconds (each attempt also gives up after 10 s) unless cancelled first.
@@ -28,9 +29,11 @@ export declare class App {
   connect(options: ConnectOptions, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** Receives messages sent to `name` as well as to the app's own name. */
   subscribe(name: string): Promise<void>
+  /** Stops receiving messages sent to `name`. */
   unsubscribe(name: string): Promise<void>
   /** Routes traffic for `name` through the node this app is connected to. */
   setRoute(name: string): Promise<void>
+  /** Removes a route set with `setRoute`. */
   removeRoute(name: string): Promise<void>
   /**
    * Creates a session towards `destination`: a group channel, or the peer of a
@@ -61,10 +64,10 @@ export declare class Server {
   /** Whether the node is still running. */
   get running(): boolean
   /**
-   * Resolves when the node stops. While awaited it keeps the process alive,
+   * Resolves when the node has stopped. While awaited it keeps the process alive,
    * which a running node alone does not.
    */
-  closed(): Promise<void>
+  stopped(): Promise<void>
   /** Stops the node and closes every connection to it. Idempotent. */
   stop(): Promise<void>
 }
@@ -73,19 +76,23 @@ export declare class Server {
 export declare class Session {
   /** The session id, shared by every participant. */
   get id(): number
-  get type(): 'group' | 'point-to-point'
+  /** `group` or `point-to-point`. */
+  get type(): SessionType
   /** This app's name, `org/ns/app`. */
   get source(): string
   /** The group channel, or the peer of a point-to-point session. */
   get destination(): string
   /** Whether this app created the session (and so moderates a group). */
   get isInitiator(): boolean
+  /** The metadata the session's creator set. */
   get metadata(): Record<string, string>
+  /** The session's effective retry and encryption settings. */
   get settings(): SessionSettings
+  /** Whether the session has been closed (here, by its moderator, or with the app). */
   get closed(): boolean
   /**
-   * Queues a publish to the session and returns its ticket; `completions` reports
-   * when SLIM acknowledged it (reliable sessions) or took it (otherwise).
+   * Queues a publish to the session and returns its ticket; the outcome callback
+   * reports when SLIM acknowledged it (reliable sessions) or took it (otherwise).
    */
   publish(data: Uint8Array | string, options?: PublishOptions | undefined | null): number
   /** Queues a reply to the sender of a received message; returns its ticket. */
@@ -105,14 +112,14 @@ export declare class Session {
   requestMessages(max: number, timeout: number | undefined | null, abortable: boolean): void
   /** Ends the pending abortable request with ABORTED; a no-op once it is answered. */
   abortReceive(): void
-  /** Keeps Node running while publishes await their outcome, and lets it exit after. */
-  holdOutcomes(alive: boolean): void
+  /** Whether Node stays alive for the publish outcomes: true while publishes await one. */
+  keepAliveForOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
   invite(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** Removes a member from a group this app moderates; resolves once it has left. */
   remove(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** The current members of the session, this app included. */
-  participants(): Promise<Array<Participant>>
+  participants(): Promise<Participant[]>
   /**
    * Leaves the session (ending it for everyone when this app moderates it).
    * Pending receives settle with SESSION_CLOSED. Idempotent.
@@ -120,13 +127,11 @@ export declare class Session {
   close(): Promise<void>
 }
 
-/** Test hook: tasks alive on the addon's runtime, to show closed apps and sessions leave none. */
-export declare function aliveTasksForTest(): number
-
 /** Creates an app. */
 export interface AppOptions {
   /** The app's name, `org/ns/app`. */
   name: string
+  /** How the app proves who it is and checks its peers. */
   identity: IdentityOptions
 }
 
@@ -139,18 +144,19 @@ export interface BatchExtras {
   /** Messages that carry metadata: their indexes, and the metadata at the same position. */
   metadataOf?: Array<number>
   metadata?: Array<Record<string, string>>
-  /** Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`. */
-  errors?: Array<string>
-  /** Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`). */
-  failure?: string
-  /** Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`. */
-  ended?: string
+  /** Session errors seen among the messages (e.g. a detected loss). */
+  errors?: Array<ErrorInfo>
+  /** Why the receive that asked for this batch failed (TIMEOUT, ABORTED). */
+  failure?: ErrorInfo
+  /** Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL). */
+  ended?: ErrorInfo
 }
 
 /** Where and how to reach a SLIM node. */
 export interface ConnectOptions {
   /** The node URL, e.g. `http://127.0.0.1:46357`. */
   endpoint: string
+  /** TLS settings; plain text for an `http://` endpoint without any. */
   tls?: TlsOptions
 }
 
@@ -174,8 +180,58 @@ export interface Envelope {
   inputConnection: number
 }
 
-/** The stable error codes, so the facade and tests can check they know them all. */
-export declare function errorCodes(): Array<string>
+/**
+ * The stable error codes: the `code` of every {@link SlimError}. The strings are part of
+ * the public API: new codes may be added, existing ones never change meaning.
+ *
+ * @example
+ * ```ts
+ * if (isSlimError(error) && error.code === ErrorCode.Timeout) console.log('try again later')
+ * ```
+ * @group Errors
+ */
+export declare enum ErrorCode {
+  /** A SLIM name is malformed (expected `org/namespace/app`). */
+  InvalidName = 'INVALID_NAME',
+  /** An argument has the wrong type or value. */
+  InvalidArgument = 'INVALID_ARGUMENT',
+  /** Identity or authentication failed. */
+  Auth = 'AUTH',
+  /** The app cannot reach or talk to its SLIM node. */
+  Connect = 'CONNECT',
+  /** A timeout given by the caller elapsed. */
+  Timeout = 'TIMEOUT',
+  /** The caller's AbortSignal fired. */
+  Aborted = 'ABORTED',
+  /** Another receive or listen is already pending on the same object. */
+  Busy = 'BUSY',
+  /** The app (or node) was closed. */
+  Closed = 'CLOSED',
+  /** The session ended or was closed. */
+  SessionClosed = 'SESSION_CLOSED',
+  /** Only the moderator of a group may do this. */
+  NotInitiator = 'NOT_INITIATOR',
+  /** The operation needs a group session. */
+  NotGroup = 'NOT_GROUP',
+  /** The name is not a member of the group. */
+  NotMember = 'NOT_MEMBER',
+  /** SLIM could not deliver a message (retries exhausted, peer gone). */
+  DeliveryFailed = 'DELIVERY_FAILED',
+  /** A message is larger than SLIM carries (`MAX_MESSAGE_BYTES`); nothing was sent. */
+  PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
+  /** The embedded node could not start or stop. */
+  Server = 'SERVER',
+  /** A bug: an unexpected failure inside slim-node or SLIM (including a caught panic). */
+  Internal = 'INTERNAL',
+}
+
+/** A failure reported through a callback rather than thrown: the code beside the message. */
+export interface ErrorInfo {
+  /** The stable code. */
+  code: ErrorCode
+  /** What happened, for people. */
+  message: string
+}
 
 /** Sends the spans and metrics recorded so far; what is still buffered at exit is lost. */
 export declare function flushTelemetry(): Promise<void>
@@ -183,7 +239,17 @@ export declare function flushTelemetry(): Promise<void>
 /** Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part. */
 export declare function formatName(parts: NameParts): string
 
-/** How an app authenticates: a shared secret, or JWTs verified against trusted keys. */
+/**
+ * How an app authenticates: a shared secret, or JWTs verified against trusted keys, or
+ * a SPIRE agent.
+ *
+ * @example
+ * ```ts
+ * const identity: IdentityOptions = { sharedSecret: 'a-shared-secret-of-at-least-32-bytes!' }
+ * const app = await createApp({ name: 'agntcy/ns/alice', identity })
+ * ```
+ * @group Options
+ */
 export interface IdentityOptions {
   /** A secret shared by every app of the deployment (at least 32 bytes). */
   sharedSecret?: string
@@ -196,7 +262,7 @@ export interface IdentityOptions {
   jwtSigningKey?: JwtSigningKey
   /**
    * JSON object mapping each trust domain to its base64-encoded JWKS: the keys that
-   * sign peers' JWTs (the seed's `spire_trust_bundle`).
+   * sign peers' JWTs.
    */
   spireTrustBundle?: string
   /** Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too. */
@@ -205,18 +271,29 @@ export interface IdentityOptions {
   spire?: SpireOptions
 }
 
-/** A private key this app signs its JWTs with. */
+/**
+ * A private key this app signs its JWTs with.
+ *
+ * @example
+ * ```ts
+ * const jwtSigningKey: JwtSigningKey = { pem: privateKeyPem, algorithm: 'ES256', issuer: 'example.org' }
+ * const identity = { jwtSigningKey, spireTrustBundle: JSON.stringify({ 'example.org': base64Jwks }), audience: ['slim'] }
+ * ```
+ * @group Options
+ */
 export interface JwtSigningKey {
   /** PEM text of the private key. */
   pem: string
   /** JWS algorithm, e.g. `ES256`, `ES384`, `RS256`, `EdDSA`. */
   algorithm: string
-  /** The `sub` claim: this app's identity. Defaults to the app name. */
+  /**
+   * The `sub` claim: this app's identity. Defaults to the app name. SLIM also puts it
+   * in the token header as the key id (`kid`), so the peers' JWKS entry for this key
+   * carries the same `kid`.
+   */
   subject?: string
   /** The `iss` claim (peers require one). Defaults to the subject. */
   issuer?: string
-  /** The key id (`kid`) put in the token header, matching the JWKS entry. */
-  keyId?: string
 }
 
 /**
@@ -231,57 +308,88 @@ export declare const MAX_MESSAGE_BYTES: number
  */
 export declare const MAX_TIMEOUT_MS: number
 
-/** The parts of a SLIM name. */
+/**
+ * The parts of a SLIM name.
+ *
+ * @example
+ * ```ts
+ * const parts: NameParts = parseName('agntcy/ns/alice')
+ * console.log(parts.org, parts.namespace, parts.app) // agntcy ns alice
+ * ```
+ * @group Names
+ */
 export interface NameParts {
+  /** The organisation, the first component. */
   org: string
+  /** The namespace within the organisation, the second component. */
   namespace: string
+  /** The application, the third component. */
   app: string
   /** The 128-bit instance id as a UUID string, when the name carries one. */
   id?: string
 }
 
-/** Test hook: panics inside the addon, to prove panics become errors, not aborts. */
-export declare function panicForTest(message: string): void
-
-/** Test hook: panics inside an async task on the addon runtime. */
-export declare function panicForTestAsync(message: string): Promise<void>
-
 /** Parses a SLIM name string into its parts. */
 export declare function parseName(text: string): NameParts
 
-/** A member of a group session as seen by this app. */
+/**
+ * A member of a group session as seen by this app.
+ *
+ * @example
+ * ```ts
+ * for (const member of await session.participants()) console.log(member.name, member.online ? 'online' : 'offline')
+ * ```
+ * @group Sessions
+ */
 export interface Participant {
+  /** The member's name, `org/ns/app`. */
   name: string
+  /** The member instance's 128-bit id as a UUID, when known. */
   id?: string
+  /** False once the member stopped answering heartbeats. */
   online: boolean
 }
 
 /** Publishes that did not complete, in one call of the outcome callback. */
 export interface PublishFailures {
-  /** Tickets of publishes that failed, with `[CODE] message` reasons at the same index. */
+  /** Tickets of publishes that failed, with why at the same index of `reasons`. */
   tickets: Array<number>
-  reasons: Array<string>
+  reasons: Array<ErrorInfo>
   /**
    * Set when the publisher stopped without reporting every ticket (it panicked):
    * every publish still pending failed for this reason.
    */
-  ended?: string
+  ended?: ErrorInfo
 }
 
 /** Publish options. */
 export interface PublishOptions {
+  /** An application-defined type for the payload (`"msg"` when absent). */
   payloadType?: string
+  /** Key-value pairs carried with the message. */
   metadata?: Record<string, string>
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */
 export interface ReplyTarget {
+  /** The sender's name, `org/ns/app`. */
   source: string
+  /** The sender instance's id (a UUID), or empty for any instance. */
   sourceId: string
+  /** The connection the message came on. */
   inputConnection: number
 }
 
-/** Options for an embedded SLIM node. */
+/**
+ * Options for an embedded SLIM node.
+ *
+ * @example
+ * ```ts
+ * const options: ServerOptions = { endpoint: '127.0.0.1:0', peers: [{ endpoint: 'http://10.0.0.2:46357' }] }
+ * const node = await startServer(options)
+ * ```
+ * @group Server
+ */
 export interface ServerOptions {
   /** `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port. */
   endpoint?: string
@@ -295,24 +403,39 @@ export interface ServerOptions {
   peers?: Array<ConnectOptions>
 }
 
-/** TLS for an embedded node. */
+/**
+ * TLS for an embedded node: its certificate and key, and optionally the CA that
+ * clients' certificates must be signed by (mutual TLS).
+ *
+ * @example
+ * ```ts
+ * const tls: ServerTlsOptions = { certFile: 'node.pem', keyFile: 'node-key.pem', clientCaFile: 'ca.pem' }
+ * const node = await startServer({ endpoint: '127.0.0.1:0', tls })
+ * ```
+ * @group Options
+ */
 export interface ServerTlsOptions {
-  /** The node's certificate and key: files, or PEM text. */
+  /** The node's certificate file. */
   certFile?: string
+  /** The private key file of `certFile`. */
   keyFile?: string
+  /** The node's certificate as PEM text. */
   certPem?: string
+  /** The private key of `certPem`, as PEM text. */
   keyPem?: string
-  /** When set, clients must present a certificate signed by this CA (mutual TLS). */
+  /** When set, clients must present a certificate signed by this CA file (mutual TLS). */
   clientCaFile?: string
+  /** The same client CA as PEM text. */
   clientCaPem?: string
 }
 
 /** How a session is created. */
 export interface SessionOptions {
-  type?: 'group' | 'point-to-point'
+  /** `group` (the default) or `point-to-point`. */
+  type?: `${SessionType}`
   /** Retransmissions per message before delivery fails (reliable mode). */
   maxRetries?: number
-  /** Milliseconds between retransmissions (the seed's `timeout`). */
+  /** Milliseconds between retransmissions. */
   interval?: number
   /** Reliable delivery with acknowledgements (default true). */
   reliable?: boolean
@@ -322,14 +445,43 @@ export interface SessionOptions {
   metadata?: Record<string, string>
 }
 
-/** The effective configuration of a session. */
+/**
+ * The effective configuration of a session.
+ *
+ * @example
+ * ```ts
+ * const { maxRetries, interval, mls } = session.settings
+ * console.log(`${maxRetries} retries every ${interval} ms, mls ${mls}`)
+ * ```
+ * @group Sessions
+ */
 export interface SessionSettings {
+  /** Retransmissions per message (reliable sessions). */
   maxRetries?: number
+  /** Milliseconds between retransmissions (reliable sessions). */
   interval?: number
+  /** Whether MLS encrypts the session end to end. */
   mls: boolean
 }
 
-/** Where the SPIRE agent is and what to ask it for. */
+/** The two kinds of session. */
+export declare enum SessionType {
+  /** Many members; the app that creates it moderates (invites and removes). */
+  Group = 'group',
+  /** Two apps; the creator names the peer. */
+  PointToPoint = 'point-to-point',
+}
+
+/**
+ * Where the SPIRE agent is and what to ask it for.
+ *
+ * @example
+ * ```ts
+ * const spire: SpireOptions = { socketPath: 'unix:///run/spire/agent.sock', trustDomains: ['example.org'] }
+ * const app = await createApp({ name: 'agntcy/ns/alice', identity: { spire, audience: ['slim'] } })
+ * ```
+ * @group Options
+ */
 export interface SpireOptions {
   /** Workload API socket, e.g. `unix:///run/spire/agent.sock` (default: `SPIFFE_ENDPOINT_SOCKET`). */
   socketPath?: string
@@ -342,7 +494,15 @@ export interface SpireOptions {
 /** Starts an embedded SLIM node and resolves once it accepts connections. */
 export declare function startServer(options?: ServerOptions | undefined | null): Promise<Server>
 
-/** OpenTelemetry export settings. */
+/**
+ * OpenTelemetry export settings.
+ *
+ * @example
+ * ```ts
+ * await enableOpentelemetry({ endpoint: 'http://127.0.0.1:4317', serviceName: 'chat-moderator' })
+ * ```
+ * @group Telemetry
+ */
 export interface TelemetryOptions {
   /** OTLP gRPC collector, default `http://localhost:4317`. */
   endpoint?: string
@@ -352,26 +512,51 @@ export interface TelemetryOptions {
   metricsInterval?: number
 }
 
-/** TLS settings for an app's connection to a node. */
+/**
+ * TLS settings for an app's connection to a node. Give a CA as a file or as PEM text,
+ * and for mutual TLS this app's certificate and key the same way.
+ *
+ * @example
+ * ```ts
+ * const tls: TlsOptions = { caFile: '/etc/slim/ca.pem', certFile: 'app.pem', keyFile: 'app-key.pem' }
+ * await app.connect({ endpoint: 'https://slim.example:46357', tls })
+ * ```
+ * @group Options
+ */
 export interface TlsOptions {
   /** Plain text, no TLS. Defaults to true for `http://` endpoints without other TLS settings. */
   insecure?: boolean
   /** TLS without verifying the node's certificate (testing only). */
   insecureSkipVerify?: boolean
-  /** CA certificate(s) that sign the node's certificate: a file, or PEM text. */
+  /** A file of the CA certificate(s) that sign the node's certificate. */
   caFile?: string
+  /** The same CA certificate(s) as PEM text. */
   caPem?: string
-  /** This app's certificate and key, for nodes that require mutual TLS. */
+  /** This app's certificate file, for nodes that require mutual TLS. */
   certFile?: string
+  /** The private key file of `certFile`. */
   keyFile?: string
+  /** This app's certificate as PEM text. */
   certPem?: string
+  /** The private key of `certPem`, as PEM text. */
   keyPem?: string
 }
 
+/** The versions of slim-node and of the SLIM core it embeds. */
 export declare function version(): Versions
 
-/** Versions of this package and of the upstream SLIM core it embeds. */
+/**
+ * Versions of this package and of the upstream SLIM core it embeds.
+ *
+ * @example
+ * ```ts
+ * const { slimNode, slimCore }: Versions = version()
+ * ```
+ * @group Versions
+ */
 export interface Versions {
+  /** This package's version. */
   slimNode: string
+  /** The version of the upstream SLIM core crates inside it. */
   slimCore: string
 }

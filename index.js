@@ -773,22 +773,20 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, aliveTasksForTest, createApp, enableOpentelemetry, errorCodes, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, panicForTest, panicForTestAsync, parseName, startServer, version } = nativeBinding
+const { App, CancelToken, Server, Session, createApp, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, SessionType, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { Server }
 export { Session }
-export { aliveTasksForTest }
 export { createApp }
 export { enableOpentelemetry }
-export { errorCodes }
+export { ErrorCode }
 export { flushTelemetry }
 export { formatName }
 export { MAX_MESSAGE_BYTES }
 export { MAX_TIMEOUT_MS }
-export { panicForTest }
-export { panicForTestAsync }
 export { parseName }
+export { SessionType }
 export { startServer }
 export { version }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -1,12 +1,6 @@
-import { createRequire } from 'node:module'
 import { expect, test } from 'vitest'
 import { toSlimError } from '../src-ts/errors.js'
-
-// The test hooks are deliberately not part of the facade.
-const native = createRequire(import.meta.url)('../index.js') as {
-  panicForTest(message: string): void
-  panicForTestAsync(message: string): Promise<void>
-}
+import { hooks as native } from './hooks.js'
 
 test('a panic in a synchronous export becomes an error, and the process lives on', () => {
   let caught: unknown

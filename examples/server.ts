@@ -15,7 +15,7 @@ try {
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
   console.log(`SLIM node listening on ${node.url}`)
-  await node.closed()
+  await node.stopped()
   console.log('SLIM node stopped')
 } catch (error) {
   console.error(`error: ${error instanceof Error ? error.message : String(error)}`)

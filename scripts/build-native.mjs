@@ -20,8 +20,15 @@ const args = [
   '--dts',
   'index.d.ts',
   '--esm',
+  // ErrorCode and SessionType as real string enums (`export declare enum`), not const
+  // enums, which type-stripping and isolatedModules cannot use.
+  '--no-const-enum',
+  '--runtime-string-enum',
 ]
-args.push(...process.argv.slice(2))
+const extra = process.argv.slice(2)
+// The test-only exports (panicForTest, aliveTasksForTest) exist in dev builds only.
+if (!extra.includes('--release')) args.push('--features', 'test-hooks')
+args.push(...extra)
 
 const napi = join('node_modules', '.bin', 'napi')
 const result = spawnSync(napi, args, { stdio: 'inherit', env })

@@ -54,7 +54,16 @@ for (const workflow of readdirSync(join('.github', 'workflows'))) {
   check(`workflow schema: ${workflow}`, bin('action-validator'), [join('.github', 'workflows', workflow)])
 }
 check('rustfmt', 'cargo', ['fmt', '--all', '--check'])
-check('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', ...target, '--', '-D', 'warnings'])
+check('clippy', 'cargo', [
+  'clippy',
+  '--workspace',
+  '--all-targets',
+  '--all-features',
+  ...target,
+  '--',
+  '-D',
+  'warnings',
+])
 
 const cargo = run('cargo tests', 'cargo', ['test', '--workspace', ...target], { capture: true })
 const cargoOutput = `${cargo.stdout ?? ''}${cargo.stderr ?? ''}`

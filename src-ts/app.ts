@@ -6,23 +6,50 @@ import type {
   SessionOptions as NativeSessionOptions,
 } from '../index.js'
 import { type WaitOptions, waitFor, withSignal } from './cancel.js'
-import { call, fromReason, SlimError } from './errors.js'
+import { call, fromInfo, SlimError } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
 
 export type { IdentityOptions }
 
-/** Where and how to reach a SLIM node, and how long to wait for it. */
+/**
+ * Where and how to reach a SLIM node, and how long to wait for it: the argument of
+ * {@link App.connect}.
+ *
+ * @example
+ * ```ts
+ * const options: ConnectOptions = {
+ *   endpoint: 'https://slim.example.org:46357',
+ *   tls: { caFile: '/etc/slim/ca.pem', certFile: 'app.pem', keyFile: 'app.key' },
+ *   timeout: 15_000,
+ * }
+ * await app.connect(options)
+ * ```
+ * @group Options
+ */
 export interface ConnectOptions extends NativeConnectOptions, WaitOptions {}
 
-/** Options for a new session. */
+/**
+ * How a new session delivers messages: the options of {@link App.createGroupSession} and
+ * {@link App.createPointToPointSession}. Every field is optional.
+ *
+ * @example
+ * ```ts
+ * const options: SessionOptions = { maxRetries: 5, interval: 5000, mls: true, metadata: { topic: 'ops' } }
+ * const chat = await app.createGroupSession('agntcy/ns/chat', options)
+ * ```
+ * @group Options
+ */
 export interface SessionOptions {
   /** Retransmissions per message before `DELIVERY_FAILED` (default 10). */
   maxRetries?: number
   /** Milliseconds between retransmissions (default 1000). */
   interval?: number
-  /** The seed's name for {@link SessionOptions.interval}; used when `interval` is absent. */
+  /**
+   * An alias of {@link SessionOptions.interval}, kept for compatibility with SLIM's Python
+   * example, whose session configuration calls it `timeout`; used when `interval` is absent.
+   */
   timeout?: number
   /** Acknowledged delivery with retransmissions (default true). */
   reliable?: boolean
@@ -32,11 +59,27 @@ export interface SessionOptions {
   metadata?: Record<string, string>
 }
 
-/** Options for {@link createApp}. */
+/**
+ * Options for {@link createApp}: the app's name and identity.
+ *
+ * @example
+ * ```ts
+ * const options: AppOptions = {
+ *   name: 'agntcy/ns/alice',
+ *   identity: { sharedSecret: 'a-shared-secret-of-at-least-32-bytes!' },
+ * }
+ * const app = await createApp(options)
+ * ```
+ * @group Options
+ */
 export interface AppOptions {
   /** The app's name, `org/ns/app`. */
   name: string
-  /** How the app proves who it is; a shared secret of at least 32 bytes for now. */
+  /**
+   * How the app proves who it is and which peers it trusts: a shared secret of at least
+   * 32 bytes, JWTs it signs itself (or presents) with a trust bundle and audiences, or a
+   * SPIRE agent.
+   */
   identity: IdentityOptions
 }
 
@@ -45,7 +88,17 @@ function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptio
   return { ...rest, type, interval: interval ?? timeout }
 }
 
-/** Events an app emits. */
+/**
+ * The events an {@link App} emits, with their listeners' arguments.
+ *
+ * @example
+ * ```ts
+ * app.on('disconnected', (error) => {
+ *   console.error(`lost the node (${error.code}): ${error.message}`)
+ * })
+ * ```
+ * @group Apps
+ */
 export interface AppEvents {
   /**
    * SLIM gave the connection to the node up (its own reconnecting after a node restart
@@ -55,7 +108,24 @@ export interface AppEvents {
   disconnected: [error: SlimError]
 }
 
-/** A SLIM application: a named endpoint with an identity, connected to one node. */
+/**
+ * A SLIM application: a named endpoint with an identity, connected to one node. It
+ * creates sessions, is invited into others, and manages subscriptions and routes on its
+ * node. Create one with {@link createLocalApp} or {@link createApp}; close it with
+ * {@link App.close} (or `await using`) to end its sessions and let the process exit.
+ *
+ * @example
+ * ```ts
+ * import { createApp } from 'slim-node'
+ *
+ * const app = await createApp({ name: 'agntcy/ns/bob', identity: { sharedSecret } })
+ * await app.connect({ endpoint: 'http://127.0.0.1:46357' })
+ * for await (const session of app.sessions()) {
+ *   for await (const message of session) console.log(message.source, message.payload.toString())
+ * }
+ * ```
+ * @group Apps
+ */
 export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
 
@@ -75,54 +145,129 @@ export class App extends EventEmitter<AppEvents> {
     return this.#native.id
   }
 
+  /** True once the app is closed; every call then rejects with `CLOSED`. */
   get closed(): boolean {
     return this.#native.closed
   }
 
   /**
-   * Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`. Each attempt
-   * gives up with `CONNECT` after 10 s; `timeout` and `signal` bound the whole call, and a
-   * connect given up on leaves no connection behind.
+   * Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`, and subscribes
+   * the app's name there. Each attempt gives up with `CONNECT` after 10 s; `timeout` and
+   * `signal` bound the whole call, and a connect given up on leaves no connection behind.
+   * Once connected, the app emits `disconnected` if SLIM gives the connection up.
+   *
+   * @param options - The node's URL, its TLS settings, and how long to wait.
+   * @throws {SlimError} `CONNECT` when the node cannot be reached or the app is already
+   * connected, `INVALID_ARGUMENT` for malformed options, `TIMEOUT` or `ABORTED` when
+   * `timeout` or `signal` end the wait, `CLOSED` when the app is closed.
+   * @example
+   * ```ts
+   * await app.connect({ endpoint: 'http://127.0.0.1:46357', timeout: 5000 })
+   * ```
    */
   async connect(options: ConnectOptions): Promise<void> {
     const { timeout, signal, ...where } = plainOptions(options, 'connect options') ?? ({} as ConnectOptions)
     await withSignal({ timeout, signal }, 'connect', (ms, token) => this.#native.connect(where, ms, token))
     this.#native.connectionLost().then(
-      (reason) => this.emit('disconnected', fromReason(reason)),
+      (reason) => this.emit('disconnected', fromInfo(reason)),
       // The app closed first: nothing to report.
       () => {},
     )
   }
 
-  /** Also receive messages addressed to `name`. */
+  /**
+   * Also receives messages addressed to `name` (`org/ns/app`), besides those addressed
+   * to the app's own name.
+   *
+   * @param name - The name to subscribe to.
+   * @param options - How long to wait for the node.
+   * @throws {SlimError} `INVALID_NAME` for a malformed name, `CONNECT` when the app is not
+   * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   */
   subscribe(name: string, options?: WaitOptions): Promise<void> {
     return waitFor(options, 'subscribe', () => this.#native.subscribe(text(name, 'subscribe name')))
   }
 
+  /**
+   * Stops receiving messages addressed to `name`, undoing {@link App.subscribe}.
+   *
+   * @param name - The name subscribed to.
+   * @param options - How long to wait for the node.
+   * @throws {SlimError} `INVALID_NAME` for a malformed name, `CONNECT` when the app is not
+   * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   */
   unsubscribe(name: string, options?: WaitOptions): Promise<void> {
     return waitFor(options, 'unsubscribe', () => this.#native.unsubscribe(text(name, 'unsubscribe name')))
   }
 
-  /** Routes traffic for `name` through this app's node (invites set routes themselves). */
+  /**
+   * Routes traffic for `name` through this app's node. {@link Session.invite} and
+   * point-to-point sessions set the routes they need themselves.
+   *
+   * @param name - The name to route, `org/ns/app`.
+   * @param options - How long to wait for the node.
+   * @throws {SlimError} `INVALID_NAME` for a malformed name, `CONNECT` when the app is not
+   * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   */
   setRoute(name: string, options?: WaitOptions): Promise<void> {
     return waitFor(options, 'setRoute', () => this.#native.setRoute(text(name, 'setRoute name')))
   }
 
+  /**
+   * Removes the route for `name` that {@link App.setRoute} set.
+   *
+   * @param name - The routed name, `org/ns/app`.
+   * @param options - How long to wait for the node.
+   * @throws {SlimError} `INVALID_NAME` for a malformed name, `CONNECT` when the app is not
+   * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   */
   removeRoute(name: string, options?: WaitOptions): Promise<void> {
     return waitFor(options, 'removeRoute', () => this.#native.removeRoute(text(name, 'removeRoute name')))
   }
 
   /**
-   * Creates a group on `channel` (`org/ns/channel`) moderated by this app. `wait` bounds
-   * the call; a group given up on is closed again.
+   * Creates a group on `channel` (`org/ns/channel`) moderated by this app; add members
+   * with {@link Session.invite}. `wait` bounds the call; a group given up on is closed
+   * again.
+   *
+   * @param channel - The group's channel name.
+   * @param options - Retries, interval, MLS and metadata of the group.
+   * @param wait - How long to wait for the group to be set up.
+   * @throws {SlimError} `INVALID_NAME` for a malformed channel, `INVALID_ARGUMENT` for
+   * malformed options, `CONNECT` when the app is not connected, `CLOSED` when the app is
+   * closed, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * const chat = await app.createGroupSession('agntcy/ns/chat', { mls: true })
+   * await chat.invite('agntcy/ns/bob')
+   * await chat.publish('hello, group')
+   * ```
    */
   createGroupSession(channel: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
     return this.#createSession('group', channel, options, wait)
   }
 
   /**
-   * Opens a point-to-point session with `peer`; resolves once the peer has joined. `wait`
-   * bounds the call; a session given up on is closed again.
+   * Opens a point-to-point session with `peer` (`org/ns/app`); resolves once the peer has
+   * joined. `wait` bounds the call; a session given up on is closed again.
+   *
+   * @param peer - The app to talk to.
+   * @param options - Retries, interval, MLS and metadata of the session.
+   * @param wait - How long to wait for the peer to join.
+   * @throws {SlimError} `INVALID_NAME` for a malformed name, `INVALID_ARGUMENT` for
+   * malformed options, `DELIVERY_FAILED` when the peer does not answer or refuses this
+   * app's identity, `CONNECT` when the app is not connected, `CLOSED` when the app is
+   * closed, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * const session = await app.createPointToPointSession('agntcy/ns/bob', {}, { timeout: 10_000 })
+   * await session.publish('hi, Bob')
+   * const reply = await session.getMessage({ timeout: 5000 })
+   * ```
    */
   createPointToPointSession(peer: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
     return this.#createSession('point-to-point', peer, options, wait)
@@ -143,7 +288,20 @@ export class App extends EventEmitter<AppEvents> {
     )
   }
 
-  /** Waits until another app invites this one into a session. */
+  /**
+   * Waits until another app invites this one into a session. One listen at a time per
+   * app; {@link App.sessions} loops over it.
+   *
+   * @param options - How long to wait for an invitation.
+   * @returns The session this app was invited into.
+   * @throws {SlimError} `BUSY` when another listen is pending on this app, `CLOSED` when
+   * the app closes, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * const session = await app.listenForSession({ timeout: 60_000 })
+   * console.log(`joined ${session.destination}, created by another app`)
+   * ```
+   */
   async listenForSession(options?: WaitOptions): Promise<Session> {
     const native = await withSignal(options, 'listenForSession', (timeout, token) =>
       this.#native.listenForSession(timeout, token),
@@ -151,7 +309,20 @@ export class App extends EventEmitter<AppEvents> {
     return new Session(native)
   }
 
-  /** Sessions this app is invited into, until the app closes. */
+  /**
+   * The sessions this app is invited into, as they come; the loop ends when the app
+   * closes, or with `ABORTED` when `signal` fires.
+   *
+   * @param options - A signal that stops the loop.
+   * @throws {SlimError} `BUSY` when another listen is pending on this app, `ABORTED` when
+   * `signal` fires.
+   * @example
+   * ```ts
+   * for await (const session of app.sessions()) {
+   *   void serve(session) // handle each session on its own
+   * }
+   * ```
+   */
   async *sessions(options: { signal?: AbortSignal } = {}): AsyncGenerator<Session> {
     for (;;) {
       try {
@@ -164,19 +335,44 @@ export class App extends EventEmitter<AppEvents> {
   }
 
   /**
-   * Closes every session, disconnects and releases the app. Idempotent. A close that
-   * times out or is aborted goes on in the background.
+   * Closes every session, disconnects and releases the app. Idempotent. Pending receives
+   * and listens settle with `SESSION_CLOSED` / `CLOSED`. A close that times out or is
+   * aborted goes on in the background.
+   *
+   * @param options - How long to wait for the close.
+   * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    */
   close(options?: WaitOptions): Promise<void> {
     return waitFor(options, 'close', () => this.#native.close())
   }
 
+  /** Closes the app at the end of an `await using` block, as {@link App.close} does. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
 }
 
-/** Creates an app; call {@link App.connect} before creating sessions. */
+/**
+ * Creates an app with its name and identity, not yet connected: call
+ * {@link App.connect} before creating sessions, or use {@link createLocalApp} to do both.
+ *
+ * @param options - The app's name and identity.
+ * @returns The new app.
+ * @throws {SlimError} `INVALID_NAME` for a malformed name, `INVALID_ARGUMENT` for missing
+ * or conflicting identity settings, `AUTH` when the identity cannot be set up (an
+ * expired token file, an unreachable SPIRE agent).
+ * @example
+ * ```ts
+ * import { createApp } from 'slim-node'
+ *
+ * const app = await createApp({
+ *   name: 'agntcy/ns/alice',
+ *   identity: { sharedSecret: 'a-shared-secret-of-at-least-32-bytes!' },
+ * })
+ * await app.connect({ endpoint: 'http://127.0.0.1:46357' })
+ * ```
+ * @group Apps
+ */
 export async function createApp(options: AppOptions): Promise<App> {
   const copied = plainOptions(options, 'createApp options')
   return new App(await call(() => addon.createApp(copied)))

@@ -3,7 +3,20 @@ import { call, SlimError, toSlimError } from './errors.js'
 import { describe, invalid } from './input.js'
 import { addon } from './native.js'
 
-/** Options shared by every call that waits for something. */
+/**
+ * How long a call may wait: the last argument of every call that waits for something
+ * (for session creation, the third). When the wait ends first, the call rejects with
+ * `TIMEOUT` or `ABORTED` (the signal's reason as `cause`); what happens to the work it
+ * started is said on each call.
+ *
+ * @example
+ * ```ts
+ * const controller = new AbortController()
+ * process.once('SIGINT', () => controller.abort())
+ * const message = await session.getMessage({ timeout: 30_000, signal: controller.signal })
+ * ```
+ * @group Options
+ */
 export interface WaitOptions {
   /**
    * Milliseconds to wait before rejecting with `TIMEOUT` (at most {@link MAX_TIMEOUT_MS},
@@ -14,7 +27,17 @@ export interface WaitOptions {
   signal?: AbortSignal
 }
 
-/** The longest `timeout` a call accepts, in milliseconds (as for `setTimeout`). */
+/**
+ * The longest `timeout` a call accepts, in milliseconds: 2 147 483 647 (about 24.8 days),
+ * the limit of `setTimeout`. Larger values reject with `INVALID_ARGUMENT`.
+ *
+ * @example
+ * ```ts
+ * const timeout = Math.min(hours * 3_600_000, MAX_TIMEOUT_MS)
+ * await app.listenForSession({ timeout })
+ * ```
+ * @group Options
+ */
 export const MAX_TIMEOUT_MS: number = addon.MAX_TIMEOUT_MS
 
 export function abortError(signal: AbortSignal, what: string): SlimError {

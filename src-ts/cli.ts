@@ -16,7 +16,7 @@ program
     const node = await startServer({ endpoint })
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void node.stop())
     console.log(`SLIM node listening on ${node.url}`)
-    await node.closed()
+    await node.stopped()
   })
 
 program.parseAsync().catch((error: unknown) => {

@@ -1,75 +1,90 @@
 /**
  * Typed errors. Every failure from slim-node is a {@link SlimError} with a stable
- * {@link SlimErrorCode}; the native layer encodes the code as `[CODE] message`.
+ * {@link SlimErrorCode}. The addon sets the code on the errors it throws and passes it
+ * beside the message in what it reports through callbacks; the codes themselves are
+ * defined once, in Rust, and generated into `index.d.ts` as the `ErrorCode` enum.
  */
+import type { ErrorCode, ErrorInfo } from '../index.js'
+// Loaded first, so that a missing binary is reported by native.ts.
+import { addon } from './native.js'
 
-/** Stable error codes; new codes may be added, existing ones never change meaning. */
-export type SlimErrorCode =
-  /** A SLIM name is malformed (expected `org/namespace/app`). */
-  | 'INVALID_NAME'
-  /** An argument has the wrong type or value. */
-  | 'INVALID_ARGUMENT'
-  /** Identity or authentication failed. */
-  | 'AUTH'
-  /** The app cannot reach or talk to its SLIM node. */
-  | 'CONNECT'
-  /** A timeout given by the caller elapsed. */
-  | 'TIMEOUT'
-  /** The caller's AbortSignal fired. */
-  | 'ABORTED'
-  /** Another receive or listen is already pending on the same object. */
-  | 'BUSY'
-  /** The app (or node) was closed. */
-  | 'CLOSED'
-  /** The session ended or was closed. */
-  | 'SESSION_CLOSED'
-  /** Only the moderator of a group may do this. */
-  | 'NOT_INITIATOR'
-  /** The operation needs a group session. */
-  | 'NOT_GROUP'
-  /** The name is not a member of the group. */
-  | 'NOT_MEMBER'
-  /** SLIM could not deliver a message (retries exhausted, peer gone). */
-  | 'DELIVERY_FAILED'
-  /** A message is larger than SLIM carries ({@link MAX_MESSAGE_BYTES}); nothing was sent. */
-  | 'PAYLOAD_TOO_LARGE'
-  /** The embedded node could not start or stop. */
-  | 'SERVER'
-  /** A bug: an unexpected failure inside slim-node or SLIM (including a caught panic). */
-  | 'INTERNAL'
+// The enum object comes from the addon: each code is documented once, in Rust.
+export { ErrorCode } from '../index.js'
 
-/** Every {@link SlimErrorCode}, for validation and exhaustive handling. */
-export const SLIM_ERROR_CODES: readonly SlimErrorCode[] = [
-  'INVALID_NAME',
-  'INVALID_ARGUMENT',
-  'AUTH',
-  'CONNECT',
-  'TIMEOUT',
-  'ABORTED',
-  'BUSY',
-  'CLOSED',
-  'SESSION_CLOSED',
-  'NOT_INITIATOR',
-  'NOT_GROUP',
-  'NOT_MEMBER',
-  'DELIVERY_FAILED',
-  'PAYLOAD_TOO_LARGE',
-  'SERVER',
-  'INTERNAL',
-]
+/**
+ * A stable error code, one of the strings of {@link ErrorCode}: new codes may be added,
+ * existing ones never change meaning.
+ *
+ * @example
+ * ```ts
+ * function retryable(code: SlimErrorCode): boolean {
+ *   return code === 'TIMEOUT' || code === 'DELIVERY_FAILED' || code === 'CONNECT'
+ * }
+ * ```
+ * @group Errors
+ */
+export type SlimErrorCode = `${ErrorCode}`
 
-/** The error class of everything slim-node rejects or throws. */
+/**
+ * Every {@link SlimErrorCode}, for validation and exhaustive handling.
+ *
+ * @example
+ * ```ts
+ * const known = (code: string): code is SlimErrorCode => SLIM_ERROR_CODES.includes(code as SlimErrorCode)
+ * ```
+ * @group Errors
+ */
+export const SLIM_ERROR_CODES: readonly SlimErrorCode[] = Object.freeze(
+  Object.values(addon.ErrorCode as Record<string, SlimErrorCode>),
+)
+
+const KNOWN = new Set<string>(SLIM_ERROR_CODES)
+
+/**
+ * The error class of everything slim-node rejects or throws.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await session.getMessage({ timeout: 1_000 })
+ * } catch (error) {
+ *   if (error instanceof SlimError && error.code === 'TIMEOUT') console.log('nothing yet')
+ *   else throw error
+ * }
+ * ```
+ * @group Errors
+ */
 export class SlimError extends Error {
+  /** Always `'SlimError'`. */
   override readonly name = 'SlimError'
+  /** Why it failed; see {@link SlimErrorCode}. */
   readonly code: SlimErrorCode
 
+  /**
+   * Makes an error with a stable code; slim-node makes these, applications rarely need to.
+   *
+   * @param code - the stable code
+   * @param message - what happened, for people
+   * @param options - `cause`: the error this one wraps
+   */
   constructor(code: SlimErrorCode, message: string, options?: ErrorOptions) {
     super(message, options)
     this.code = code
   }
 }
 
-/** True when `error` is a {@link SlimError}, optionally with the given code. */
+/**
+ * True when `error` is a {@link SlimError}, optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * const message = await session.getMessage({ timeout: 500 }).catch((error) => {
+ *   if (isSlimError(error, 'TIMEOUT')) return undefined
+ *   throw error
+ * })
+ * ```
+ * @group Errors
+ */
 export function isSlimError(error: unknown, code?: SlimErrorCode): error is SlimError {
   try {
     return error instanceof SlimError && (code === undefined || error.code === code)
@@ -79,37 +94,44 @@ export function isSlimError(error: unknown, code?: SlimErrorCode): error is Slim
   }
 }
 
-const ENCODED = /^\[([A-Z_]+)\] ([\s\S]*)$/
-
-/** Converts whatever the native layer threw into a SlimError, keeping the original as `cause`. */
+/**
+ * Converts whatever the native layer threw into a SlimError, keeping the original as `cause`.
+ * @internal
+ */
 export function toSlimError(error: unknown): SlimError {
   if (error instanceof SlimError) return error
   const message = error instanceof Error ? error.message : String(error)
-  const encoded = ENCODED.exec(message)
-  if (encoded) return new SlimError(encoded[1] as SlimErrorCode, encoded[2] ?? '', { cause: error })
+  const code = (error as { code?: unknown } | null | undefined)?.code
+  if (typeof code === 'string' && KNOWN.has(code)) {
+    return new SlimError(code as SlimErrorCode, message, { cause: error })
+  }
   // napi rejects mistyped arguments before our code runs, with a status code
   // such as InvalidArg or StringExpected.
-  const status = (error as { code?: unknown }).code
-  if (error instanceof TypeError || (typeof status === 'string' && /^InvalidArg$|Expected$/.test(status))) {
+  if (error instanceof TypeError || (typeof code === 'string' && /^InvalidArg$|Expected$/.test(code))) {
     return new SlimError('INVALID_ARGUMENT', message, { cause: error })
   }
-  // Every error napi or the addon makes has a status; one without came from JavaScript the
+  // Every error napi or the addon makes has a code; one without came from JavaScript the
   // addon ran while reading an argument: a caller's getter, proxy trap or toString.
-  if (typeof status !== 'string') {
+  if (typeof code !== 'string') {
     return new SlimError('INVALID_ARGUMENT', `an argument could not be read: ${message}`, { cause: error })
   }
   return new SlimError('INTERNAL', message, { cause: error })
 }
 
-/** The SlimError for a `[CODE] message` reason the addon reported through a callback. */
-export function fromReason(reason: string): SlimError {
-  const encoded = ENCODED.exec(reason)
-  return encoded
-    ? new SlimError(encoded[1] as SlimErrorCode, encoded[2] ?? '')
-    : new SlimError('INTERNAL', `the addon reported an uncoded failure: ${reason}`)
+/**
+ * The SlimError for a failure the addon reported through a callback.
+ * @internal
+ */
+export function fromInfo(info: ErrorInfo | undefined): SlimError {
+  return info && KNOWN.has(info.code)
+    ? new SlimError(info.code, info.message)
+    : new SlimError('INTERNAL', `the addon reported a failure without a known code: ${JSON.stringify(info)}`)
 }
 
-/** Runs a native call, mapping its failure (sync or async) to a SlimError. */
+/**
+ * Runs a native call, mapping its failure (sync or async) to a SlimError.
+ * @internal
+ */
 export async function call<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn()
@@ -118,7 +140,10 @@ export async function call<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The synchronous twin of {@link call}. */
+/**
+ * The synchronous twin of {@link call}.
+ * @internal
+ */
 export function callSync<T>(fn: () => T): T {
   try {
     return fn()

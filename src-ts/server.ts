@@ -6,7 +6,23 @@ import { addon } from './native.js'
 
 export type { ServerOptions }
 
-/** A SLIM node running inside this process. */
+/**
+ * A SLIM node running inside this process, which apps of this or other processes connect
+ * to. Start one with {@link startServer}; stop it with {@link SlimServer.stop} (or
+ * `await using`).
+ *
+ * @example
+ * ```ts
+ * import { createLocalApp, startServer } from 'slim-node'
+ *
+ * const node = await startServer({ endpoint: '127.0.0.1:0' })
+ * const app = await createLocalApp({ local: 'agntcy/ns/alice', slim: { endpoint: node.url }, sharedSecret })
+ * // ...
+ * await app.close()
+ * await node.stop()
+ * ```
+ * @group Server
+ */
 export class SlimServer {
   readonly #native: NativeServer
 
@@ -25,29 +41,68 @@ export class SlimServer {
     return this.#native.url
   }
 
+  /** True until the node stops. */
   get running(): boolean {
     return this.#native.running
   }
 
   /**
-   * Resolves when the node stops. A running node does not keep Node.js alive by
-   * itself; a program that only serves awaits this.
+   * Resolves when the node has stopped, through {@link SlimServer.stop} or otherwise. A
+   * running node does not keep Node.js alive by itself: a program that only serves awaits
+   * this promise.
+   *
+   * @param options - How long to wait; the node keeps running when the wait ends.
+   * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * const node = await startServer()
+   * process.once('SIGINT', () => void node.stop())
+   * await node.stopped() // serves until Ctrl+C
+   * ```
    */
-  closed(options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'closed', () => this.#native.closed())
+  stopped(options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'stopped', () => this.#native.stopped())
   }
 
-  /** Stops the node; connected apps lose their connection. Idempotent. */
+  /**
+   * Stops the node and closes every connection to it: apps connected to it lose their
+   * connection. Idempotent. A stop that times out or is aborted goes on in the background.
+   *
+   * @param options - How long to wait for the stop.
+   * @throws {SlimError} `SERVER` when the node fails to shut down cleanly, `TIMEOUT` or
+   * `ABORTED` when `timeout` or `signal` end the wait.
+   */
   stop(options?: WaitOptions): Promise<void> {
     return waitFor(options, 'stop', () => this.#native.stop())
   }
 
+  /** Stops the node at the end of an `await using` block, as {@link SlimServer.stop} does. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop()
   }
 }
 
-/** Starts an embedded SLIM node (default `127.0.0.1:46357`; port 0 picks a free one). */
+/**
+ * Starts an embedded SLIM node and resolves once it accepts connections. It listens on
+ * `127.0.0.1:46357` unless `endpoint` says otherwise (port 0 picks a free port), serves
+ * TLS when given a certificate, and links to `peers` when given some.
+ *
+ * @param options - Where to listen, TLS, and the nodes to link to.
+ * @returns The running node; its {@link SlimServer.url} is what apps connect to.
+ * @throws {SlimError} `SERVER` when the node cannot start or listen (for example the
+ * address is in use), `INVALID_ARGUMENT` for malformed options or unusable TLS settings.
+ * @example
+ * ```ts
+ * import { startServer } from 'slim-node'
+ *
+ * const node = await startServer({
+ *   endpoint: '0.0.0.0:46357',
+ *   tls: { certFile: 'server.pem', keyFile: 'server.key', clientCaFile: 'ca.pem' },
+ * })
+ * console.log(`SLIM node listening on ${node.url}`)
+ * ```
+ * @group Server
+ */
 export async function startServer(options: ServerOptions = {}): Promise<SlimServer> {
   const copied = plainOptions(options, 'startServer options')
   return new SlimServer(await call(() => addon.startServer(copied)))

@@ -2,113 +2,68 @@ import { EventEmitter } from 'node:events'
 import type {
   BatchExtras,
   Envelope,
+  ErrorInfo,
   PublishOptions as NativePublishOptions,
   Session as NativeSession,
+  SessionType as NativeSessionType,
   Participant,
-  PublishFailures,
   SessionSettings,
 } from '../index.js'
-import { abortError, type WaitOptions, waitFor, waitOptions, within, withSignal } from './cancel.js'
-import { fromReason, SlimError, toSlimError } from './errors.js'
+import { abortError, type WaitOptions, waitFor, waitOptions, withSignal } from './cancel.js'
+import { fromInfo, SlimError, toSlimError } from './errors.js'
 import { bytesOrText, plainOptions, text } from './input.js'
-import { addon } from './native.js'
+import { type Message, type Payload, ReceivedMessage, unpackBatch } from './message.js'
+import { Outcomes } from './outcomes.js'
 
+export { MAX_MESSAGE_BYTES, type Message, type Payload } from './message.js'
 export type { Participant, SessionSettings }
 
 /**
- * How a message is published, and how long to wait for its outcome. A publish that times
- * out or is aborted was already handed to SLIM: only the wait ends, and SLIM may still
- * deliver it (once); nothing is withdrawn or sent twice.
+ * How a message is published (its payload type and metadata), and how long to wait for
+ * its outcome. A publish that times out or is aborted was already handed to SLIM: only
+ * the wait ends, and SLIM may still deliver it (once); nothing is withdrawn or sent twice.
+ *
+ * @example
+ * ```ts
+ * const options: PublishOptions = { payloadType: 'json', metadata: { trace: 'abc123' }, timeout: 5000 }
+ * await session.publish(JSON.stringify({ status: 'ready' }), options)
+ * ```
+ * @group Options
  */
 export interface PublishOptions extends NativePublishOptions, WaitOptions {}
 
-/** The two kinds of session. */
-export type SessionType = 'group' | 'point-to-point'
-
-/** A message received on a session, with its sender's context. */
-export interface Message extends Readonly<Envelope> {
-  /**
-   * The payload bytes: a view into the buffer its receive batch shares (copy it with
-   * `Buffer.from(payload)` to keep one payload alone for long).
-   */
-  readonly payload: Buffer
-  /** Message metadata set by the sender. */
-  readonly metadata: Readonly<Record<string, string>>
-  /** The session the message belongs to. */
-  readonly sessionId: number
-  /** The sender's identity token, as verified by this app. */
-  readonly identity: string
-}
-
-/** A received message; the identity token is decoded only if it is read. */
-class ReceivedMessage implements Message {
-  readonly source: string
-  readonly sourceId: string
-  readonly destination: string
-  readonly payloadType: string
-  readonly inputConnection: number
-  readonly payload: Buffer
-  readonly metadata: Readonly<Record<string, string>>
-  readonly sessionId: number
-  /** The batch's identity tokens and where this message's one lies among them. */
-  readonly #tokens: Buffer
-  readonly #tokenStart: number
-  readonly #tokenEnd: number
-
-  constructor(
-    envelope: Envelope,
-    payload: Buffer,
-    metadata: Readonly<Record<string, string>>,
-    sessionId: number,
-    tokens: Buffer,
-    tokenStart: number,
-    tokenEnd: number,
-  ) {
-    this.source = envelope.source
-    this.sourceId = envelope.sourceId
-    this.destination = envelope.destination
-    this.payloadType = envelope.payloadType
-    this.inputConnection = envelope.inputConnection
-    this.payload = payload
-    this.metadata = metadata
-    this.sessionId = sessionId
-    this.#tokens = tokens
-    this.#tokenStart = tokenStart
-    this.#tokenEnd = tokenEnd
-  }
-
-  get identity(): string {
-    return this.#tokens.toString('utf8', this.#tokenStart, this.#tokenEnd)
-  }
-}
-
 /**
- * The most bytes of payload, payload type and metadata one message may carry (3.5 MiB
- * less 64 KiB): gRPC carries at most 4 MiB per message, and MLS pads large messages to
- * a multiple of 512 KiB. Larger publishes reject with `PAYLOAD_TOO_LARGE` before
- * anything is sent.
+ * The two kinds of session: `'group'`, a channel moderated by the app that created it,
+ * which invites and removes members; and `'point-to-point'`, between two apps.
+ *
+ * @example
+ * ```ts
+ * const kind: SessionType = session.type
+ * if (kind === 'group' && session.isInitiator) await session.invite('agntcy/ns/carol')
+ * ```
+ * @group Sessions
  */
-export const MAX_MESSAGE_BYTES: number = addon.MAX_MESSAGE_BYTES
-
-const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({})
-
-/** What can be published: bytes, or a string sent as UTF-8. */
-export type Payload = Uint8Array | string
+export type SessionType = `${NativeSessionType}`
 
 /** Messages asked for at a time; one JavaScript wake-up serves a whole batch. */
 const RECEIVE_BATCH = 512
 
-interface Pending<T> {
-  resolve: (value: T) => void
-  reject: (error: SlimError) => void
-}
-
 /** A receive waiting for the native answer. */
-interface Receiving extends Pending<Message> {
+interface Receiving {
+  resolve: (message: Message) => void
+  reject: (error: SlimError) => void
   signal: AbortSignal | undefined
 }
 
-/** Events a session emits besides messages. */
+/**
+ * The events a {@link Session} emits besides messages, with their listeners' arguments.
+ *
+ * @example
+ * ```ts
+ * session.on('warning', (error) => console.warn(`session ${session.id}: ${error.message}`))
+ * ```
+ * @group Sessions
+ */
 export interface SessionEvents {
   /** SLIM reported a delivery problem on this session (for example a detected loss). */
   warning: [error: SlimError]
@@ -116,7 +71,20 @@ export interface SessionEvents {
 
 /**
  * A group or point-to-point session. Iterate it with `for await` to receive messages;
- * the loop ends when the session closes.
+ * the loop ends when the session closes. Sessions come from
+ * {@link App.createGroupSession}, {@link App.createPointToPointSession},
+ * {@link App.listenForSession} and {@link App.sessions}.
+ *
+ * @example
+ * ```ts
+ * const chat = await app.createGroupSession('agntcy/ns/chat', { mls: true })
+ * await chat.invite('agntcy/ns/bob')
+ * await chat.publish('hello, Bob')
+ * for await (const message of chat) {
+ *   console.log(`${message.source}: ${message.payload.toString()}`)
+ * }
+ * ```
+ * @group Sessions
  */
 export class Session extends EventEmitter<SessionEvents> implements AsyncIterable<Message> {
   readonly #native: NativeSession
@@ -137,17 +105,17 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
   /** Why the session ended, once its last batch came. */
   #ended: SlimError | undefined
-  /** Publishes awaiting their outcome, by native ticket. */
-  readonly #pending = new Map<number, Pending<void>>()
+  readonly #outcomes: Outcomes
 
   /** @internal Sessions come from {@link App.createGroupSession}, {@link App.listenForSession}, … */
   constructor(native: NativeSession) {
     super()
     this.#native = native
     this.#id = native.id
+    this.#outcomes = new Outcomes((alive) => native.keepAliveForOutcomes(alive))
     native.attach(
       (batch, extras) => this.#onMessages(batch, extras),
-      (done, failures) => this.#onOutcomes(done, failures),
+      (done, failures) => this.#outcomes.settle(done, failures),
     )
   }
 
@@ -176,12 +144,12 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     return this.#native.isInitiator
   }
 
-  /** Session metadata set by the creator. */
+  /** Session metadata set by the creator, the same for every participant. */
   get metadata(): Readonly<Record<string, string>> {
     return this.#native.metadata
   }
 
-  /** Retries, interval and MLS as in force for this session. */
+  /** Retries, retransmission interval and MLS as in force for this session. */
   get settings(): SessionSettings {
     return this.#native.settings
   }
@@ -193,18 +161,45 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   /**
    * Publishes to every other participant. In a reliable session the promise resolves
-   * when delivery is acknowledged and rejects with `DELIVERY_FAILED` when retries run out.
-   * Publishes leave in call order.
+   * when delivery is acknowledged and rejects with `DELIVERY_FAILED` when retries run out;
+   * otherwise it resolves once SLIM took the message. Publishes leave in call order, and
+   * awaiting them applies backpressure.
+   *
+   * @param data - The payload: bytes, or a string sent as UTF-8.
+   * @param options - Payload type, metadata, and how long to wait for the outcome.
+   * @throws {SlimError} `DELIVERY_FAILED` when the message could not be delivered,
+   * `PAYLOAD_TOO_LARGE` when it exceeds {@link MAX_MESSAGE_BYTES}, `SESSION_CLOSED` when
+   * the session has ended, `INVALID_ARGUMENT` for a payload that is neither bytes nor a
+   * string, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * await session.publish('hello')
+   * await session.publish(Buffer.from([1, 2, 3]), { payloadType: 'bytes', metadata: { seq: '1' } })
+   * ```
    */
   publish(data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#track(options, 'publish', (publish) =>
+    return this.#outcomes.track(options, 'publish', (publish) =>
       this.#native.publish(bytesOrText(data, 'publish data'), publish),
     )
   }
 
-  /** Replies to the sender of `message`. */
+  /**
+   * Replies to the sender of `message` alone, through the connection it came on.
+   *
+   * @param message - A message received on this session.
+   * @param data - The payload: bytes, or a string sent as UTF-8.
+   * @param options - Payload type, metadata, and how long to wait for the outcome.
+   * @throws {SlimError} The same as {@link Session.publish}, and `INVALID_ARGUMENT` when
+   * `message` is not a received message.
+   * @example
+   * ```ts
+   * for await (const message of session) {
+   *   await session.publishTo(message, `echo: ${message.payload.toString()}`)
+   * }
+   * ```
+   */
   publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#track(options, 'publishTo', (publish) => {
+    return this.#outcomes.track(options, 'publishTo', (publish) => {
       // A message this package made needs no copy; anything else is read once here.
       const to = message instanceof ReceivedMessage ? message : plainOptions(message, 'publishTo message')
       if (typeof to !== 'object' || to === null) {
@@ -214,66 +209,22 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     })
   }
 
-  /** Queues a publish natively and returns a promise settled from the batched outcomes. */
-  #track(
-    options: PublishOptions | undefined,
-    what: string,
-    queue: (publish: NativePublishOptions | undefined) => number,
-  ): Promise<void> {
-    let ticket: number
-    let wait: WaitOptions = {}
-    try {
-      const publish = plainOptions(options, `${what} options`)
-      if (publish !== undefined) wait = waitOptions(publish, what)
-      ticket = queue(publish)
-    } catch (error) {
-      return Promise.reject(toSlimError(error))
-    }
-    const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
-    // Like any pending promise of I/O, awaited publishes keep Node running.
-    if (this.#pending.size === 1) this.#native.holdOutcomes(true)
-    return within(settled, wait, what, () => this.#forget(ticket))
-  }
-
-  /** Stops reporting a publish whose caller stopped waiting. */
-  #forget(ticket: number): void {
-    if (this.#pending.delete(ticket) && this.#pending.size === 0) this.#native.holdOutcomes(false)
-  }
-
-  #onOutcomes(done: Uint32Array, failures: PublishFailures | null): void {
-    try {
-      this.#settleOutcomes(done, failures)
-    } catch (error) {
-      // Never thrown into Node's event loop: every publish still waiting learns of it.
-      const bug = new SlimError('INTERNAL', 'slim-node could not read publish outcomes', { cause: error })
-      for (const pending of this.#pending.values()) pending.reject(bug)
-      this.#pending.clear()
-      this.#native.holdOutcomes(false)
-    }
-  }
-
-  #settleOutcomes(done: Uint32Array, failures: PublishFailures | null): void {
-    for (const ticket of done) {
-      this.#pending.get(ticket)?.resolve()
-      this.#pending.delete(ticket)
-    }
-    if (failures) this.#onFailures(failures)
-    if (this.#pending.size === 0) this.#native.holdOutcomes(false)
-  }
-
-  #onFailures(failures: PublishFailures): void {
-    failures.tickets.forEach((ticket, i) => {
-      this.#pending.get(ticket)?.reject(fromReason(failures.reasons[i] ?? ''))
-      this.#pending.delete(ticket)
-    })
-    if (failures.ended != null) {
-      const reason = fromReason(failures.ended)
-      for (const pending of this.#pending.values()) pending.reject(reason)
-      this.#pending.clear()
-    }
-  }
-
-  /** Receives the next message; rejects with `TIMEOUT`, `ABORTED` or `SESSION_CLOSED`. */
+  /**
+   * Receives the next message. One receive at a time per session; a receive that times
+   * out or is aborted takes nothing, so a message that arrives later is returned by the
+   * next one.
+   *
+   * @param options - How long to wait for a message.
+   * @returns The next message.
+   * @throws {SlimError} `SESSION_CLOSED` when the session has ended, `BUSY` when another
+   * receive is waiting on this session, `TIMEOUT` or `ABORTED` when `timeout` or `signal`
+   * end the wait.
+   * @example
+   * ```ts
+   * const message = await session.getMessage({ timeout: 5000 })
+   * console.log(message.payload.toString())
+   * ```
+   */
   getMessage(options?: WaitOptions): Promise<Message> {
     let wait: WaitOptions
     try {
@@ -312,7 +263,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   #deliver(batch: ArrayBuffer, extras: BatchExtras | null): void {
     if (extras) this.#takeExtras(extras)
-    this.#unpack(batch, extras)
+    unpackBatch(batch, extras, this.#envelopes, this.#id, this.#buffer)
     const receiving = this.#receiving
     if (!receiving) return
     const message = this.#takeBuffered()
@@ -326,15 +277,15 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   #takeExtras(extras: BatchExtras): void {
     if (extras.envelopesReset) this.#envelopes.length = 0
     if (extras.envelopes) this.#envelopes.push(...extras.envelopes)
-    for (const reason of extras.errors ?? []) this.emit('warning', fromReason(reason))
+    for (const reason of extras.errors ?? []) this.emit('warning', fromInfo(reason))
     if (extras.ended != null) {
-      this.#ended = fromReason(extras.ended)
+      this.#ended = fromInfo(extras.ended)
       this.#watch(undefined)
     }
   }
 
-  #failure(reason: string, receiving: Receiving): SlimError {
-    const failure = fromReason(reason)
+  #failure(reason: ErrorInfo, receiving: Receiving): SlimError {
+    const failure = fromInfo(reason)
     return failure.code === 'ABORTED' && receiving.signal ? abortError(receiving.signal, 'getMessage') : failure
   }
 
@@ -345,6 +296,11 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     signal?.addEventListener('abort', this.#onAbort)
   }
 
+  /**
+   * Receives the session's messages one after another, for `for await`; the loop ends
+   * when the session closes, and throws what {@link Session.getMessage} rejects with
+   * otherwise.
+   */
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
     for (;;) {
       try {
@@ -356,7 +312,22 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     }
   }
 
-  /** Invites `member` (`org/ns/app`) into this group; resolves once it has joined. Moderator only. */
+  /**
+   * Invites `member` (`org/ns/app`) into this group, setting the route to it; resolves
+   * once it has joined. Moderator only.
+   *
+   * @param member - The app to invite.
+   * @param options - How long to wait for it to join.
+   * @throws {SlimError} `NOT_GROUP` in a point-to-point session, `NOT_INITIATOR` when this
+   * app does not moderate the group, `INVALID_NAME` for a malformed name,
+   * `DELIVERY_FAILED` when the member does not answer or refuses this app's identity,
+   * `SESSION_CLOSED` when the session has ended, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   * @example
+   * ```ts
+   * await chat.invite('agntcy/ns/bob', { timeout: 10_000 })
+   * ```
+   */
   invite(member: string, options?: WaitOptions): Promise<void> {
     return withSignal(options, 'invite', (timeout, token) =>
       this.#native.invite(text(member, 'invite name'), timeout, token),
@@ -364,8 +335,18 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   }
 
   /**
-   * Removes `member` from this group; resolves once it has left. Moderator only; a name
-   * that is not listed rejects with `NOT_MEMBER`.
+   * Removes `member` from this group; resolves once it has left. Moderator only.
+   *
+   * @param member - The member to remove, `org/ns/app`.
+   * @param options - How long to wait for it to leave.
+   * @throws {SlimError} `NOT_MEMBER` when the name is not a member, `NOT_GROUP` in a
+   * point-to-point session, `NOT_INITIATOR` when this app does not moderate the group,
+   * `INVALID_NAME` for a malformed name, `SESSION_CLOSED` when the session has ended,
+   * `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * await chat.remove('agntcy/ns/bob')
+   * ```
    */
   remove(member: string, options?: WaitOptions): Promise<void> {
     return withSignal(options, 'remove', (timeout, token) =>
@@ -373,54 +354,37 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     )
   }
 
-  /** The current members, this app included. */
+  /**
+   * The current members, this app included, each with its name, id and whether it is
+   * online.
+   *
+   * @param options - How long to wait for the list.
+   * @throws {SlimError} `SESSION_CLOSED` when the session has ended, `TIMEOUT` or
+   * `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * const online = (await chat.participants()).filter((member) => member.online)
+   * ```
+   */
   participants(options?: WaitOptions): Promise<Participant[]> {
     return waitFor(options, 'participants', () => this.#native.participants())
   }
 
   /**
    * Leaves the session, ending it for everyone when this app moderates it. Idempotent.
-   * A close that times out or is aborted goes on in the background.
+   * A pending receive settles with `SESSION_CLOSED`. A close that times out or is aborted
+   * goes on in the background.
+   *
+   * @param options - How long to wait for the close.
+   * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    */
   close(options?: WaitOptions): Promise<void> {
     return waitFor(options, 'close', () => this.#native.close())
   }
 
+  /** Closes the session at the end of an `await using` block, as {@link Session.close} does. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
-  }
-
-  /** Builds message objects from a native batch (its layout: crates/slim-node/src/message.rs). */
-  #unpack(data: ArrayBuffer, extras: BatchExtras | null): void {
-    const table = new Uint32Array(data, 0, data.byteLength >>> 2)
-    const count = table[0] as number
-    if (count === 0) return
-    const batch = Buffer.from(data)
-    const payloadsAt = 4 * (1 + 3 * count)
-    const identitiesAt = payloadsAt + (table[count] as number)
-    const metadataOf = extras?.metadataOf
-    const metadata = extras?.metadata
-    let withMetadata = 0
-    let start = payloadsAt
-    let tokenStart = identitiesAt
-    for (let i = 1; i <= count; i++) {
-      const end = payloadsAt + (table[i] as number)
-      const tokenEnd = identitiesAt + (table[count + i] as number)
-      const hasMetadata = metadataOf !== undefined && metadataOf[withMetadata] === i - 1
-      this.#buffer.push(
-        new ReceivedMessage(
-          this.#envelopes[table[2 * count + i] as number] as Envelope,
-          batch.subarray(start, end),
-          hasMetadata ? (metadata?.[withMetadata++] ?? NO_METADATA) : NO_METADATA,
-          this.#id,
-          batch,
-          tokenStart,
-          tokenEnd,
-        ),
-      )
-      start = end
-      tokenStart = tokenEnd
-    }
   }
 
   #takeBuffered(): Message | undefined {

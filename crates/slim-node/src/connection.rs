@@ -3,44 +3,42 @@
 //! say) ends its reconnecting for good and drops the connection without a word. The
 //! app must learn that, and its sessions must not wait for acknowledgements forever.
 
+use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::app::AppCore;
+use crate::link::{ConnectionState, Link};
 use crate::runtime::spawn;
 
 /// Checking is a lookup in the node's connection table, cheap enough to do often.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// Watches `connection` until the app closes or disconnects, or upstream gives it up.
-pub fn watch(app: Weak<AppCore>, connection: u64, closed: CancellationToken) {
+/// Watches `connection` until the app closes or disconnects; runs `given_up` if upstream
+/// gives the connection up first.
+pub fn watch<F, Fut>(link: Weak<Link>, connection: u64, given_up: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let Some(closed) = link.upgrade().map(|link| link.closed.clone()) else {
+        return;
+    };
     spawn(async move {
         loop {
             tokio::select! {
                 _ = closed.cancelled() => return,
                 _ = tokio::time::sleep(CHECK_EVERY) => {}
             }
-            let Some(core) = app.upgrade() else { return };
-            match core.connection_state(connection) {
-                State::Up => continue,
-                State::Replaced => return,
-                State::GivenUp => {
-                    core.connection_lost(connection).await;
+            let Some(link) = link.upgrade() else { return };
+            match link.connection_state(connection) {
+                ConnectionState::Up => continue,
+                ConnectionState::Replaced => return,
+                ConnectionState::GivenUp => {
+                    drop(link);
+                    given_up().await;
                     return;
                 }
             }
         }
     });
-}
-
-/// Where an app's connection stands, as far as the watch is concerned.
-pub enum State {
-    /// Connected, or upstream is still reconnecting.
-    Up,
-    /// The app disconnected or closed on its own.
-    Replaced,
-    /// Upstream stopped reconnecting and dropped the connection.
-    GivenUp,
 }

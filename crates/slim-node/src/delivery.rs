@@ -3,8 +3,8 @@
 //! wait: napi's promises each create a thread-safe function and capture a stack trace,
 //! which cost more than the small batches they carried.
 //!
-//! The function is weak, so an idle session does not keep Node running; JavaScript
-//! holds it while it is waiting for something, as a pending promise would.
+//! The function is weak, so an idle session does not keep Node running; while JavaScript
+//! waits for something on it, it keeps Node alive, as a pending promise would.
 
 use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -33,28 +33,28 @@ impl<T: JsValuesTupleIntoVec + 'static> Delivery<T> {
 
     /// Whether the callback keeps Node's event loop alive. Called on the JavaScript
     /// thread, as Node requires.
-    pub fn hold(&self, env: &Env, alive: bool) -> napi::Result<()> {
+    pub fn keep_node_alive(&self, env: &Env, alive: bool) -> napi::Result<()> {
         // SAFETY: `env` is the current environment of the JavaScript thread calling us.
-        unsafe { self.hold_handle().set(env.raw(), alive) }
+        unsafe { self.keep_alive_handle().set(env.raw(), alive) }
     }
 
-    /// A handle that releases the hold from inside a call of the callback.
-    pub fn hold_handle(&self) -> Hold {
-        Hold(self.callback.raw())
+    /// A handle that lets Node exit again from inside a call of the callback.
+    pub fn keep_alive_handle(&self) -> KeepAlive {
+        KeepAlive(self.callback.raw())
     }
 }
 
-/// Whether a delivery keeps Node running, settable where only a raw env is at hand:
-/// an answer releases its request's hold while napi converts it, on the JavaScript
-/// thread, without a second call from JavaScript.
+/// Whether a delivery keeps Node running, settable where only a raw env is at hand: an
+/// answer lets Node exit again while napi converts it, on the JavaScript thread, without
+/// a second call from JavaScript.
 #[derive(Clone, Copy)]
-pub struct Hold(sys::napi_threadsafe_function);
+pub struct KeepAlive(sys::napi_threadsafe_function);
 
 // SAFETY: the handle is only used on the JavaScript thread (see `set`); moving the
 // pointer between threads is what napi's thread-safe functions are for.
-unsafe impl Send for Hold {}
+unsafe impl Send for KeepAlive {}
 
-impl Hold {
+impl KeepAlive {
     /// # Safety
     /// `env` must be the current environment of the JavaScript thread, and the
     /// delivery this came from must be alive (it is while its callback is being called).

@@ -1,31 +1,63 @@
 //! One error type for the addon. Every failure crossing into JavaScript carries a
-//! stable code; the TypeScript facade turns `[CODE] message` into a `SlimError`.
+//! stable code as the JavaScript error's `code` property; the same codes are generated
+//! into `index.d.ts` as the `ErrorCode` string enum, so they are listed only here.
 
+use napi::bindgen_prelude::JsError;
+use napi::{Env, Unknown};
+use napi_derive::napi;
 use slim_service::{ServiceError, SubscriptionAckError};
 use slim_session::SessionError;
 
-/// Stable error codes. The strings are part of the public API: never rename one.
+/// The stable error codes: the `code` of every {@link SlimError}. The strings are part of
+/// the public API: new codes may be added, existing ones never change meaning.
+///
+/// @example
+/// ```ts
+/// if (isSlimError(error) && error.code === ErrorCode.Timeout) console.log('try again later')
+/// ```
+/// @group Errors
+#[napi(string_enum = "UPPER_SNAKE")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub enum ErrorCode {
+    /// A SLIM name is malformed (expected `org/namespace/app`).
     InvalidName,
+    /// An argument has the wrong type or value.
     InvalidArgument,
+    /// Identity or authentication failed.
     Auth,
+    /// The app cannot reach or talk to its SLIM node.
     Connect,
+    /// A timeout given by the caller elapsed.
     Timeout,
+    /// The caller's AbortSignal fired.
     Aborted,
+    /// Another receive or listen is already pending on the same object.
     Busy,
+    /// The app (or node) was closed.
     Closed,
+    /// The session ended or was closed.
     SessionClosed,
+    /// Only the moderator of a group may do this.
     NotInitiator,
+    /// The operation needs a group session.
     NotGroup,
+    /// The name is not a member of the group.
     NotMember,
+    /// SLIM could not deliver a message (retries exhausted, peer gone).
     DeliveryFailed,
+    /// A message is larger than SLIM carries (`MAX_MESSAGE_BYTES`); nothing was sent.
     PayloadTooLarge,
+    /// The embedded node could not start or stop.
     Server,
+    /// A bug: an unexpected failure inside slim-node or SLIM (including a caught panic).
     Internal,
 }
 
+/// The short name the rest of the addon uses.
+pub type Code = ErrorCode;
+
 impl Code {
+    /// The string napi's `string_enum` gives the variant (checked by a test below).
     pub fn as_str(self) -> &'static str {
         match self {
             Code::InvalidName => "INVALID_NAME",
@@ -46,26 +78,11 @@ impl Code {
             Code::Internal => "INTERNAL",
         }
     }
+}
 
-    pub fn all() -> &'static [Code] {
-        &[
-            Code::InvalidName,
-            Code::InvalidArgument,
-            Code::Auth,
-            Code::Connect,
-            Code::Timeout,
-            Code::Aborted,
-            Code::Busy,
-            Code::Closed,
-            Code::SessionClosed,
-            Code::NotInitiator,
-            Code::NotGroup,
-            Code::NotMember,
-            Code::DeliveryFailed,
-            Code::PayloadTooLarge,
-            Code::Server,
-            Code::Internal,
-        ]
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -76,6 +93,22 @@ pub struct Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What an export returns: napi throws the error with its code as `code`. Named
+/// `Result` (in its own module) because that is how napi's macros recognise it.
+pub mod js {
+    pub type Result<T> = napi::Result<T, super::Code>;
+}
+
+/// A failure reported through a callback rather than thrown: the code beside the message.
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorInfo {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What happened, for people.
+    pub message: String,
+}
 
 impl Error {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
@@ -89,21 +122,40 @@ impl Error {
         Self::new(Code::InvalidArgument, message)
     }
 
-    /// The text handed to napi: the facade splits the code back out of it.
-    pub fn to_reason(&self) -> String {
-        format!("[{}] {}", self.code.as_str(), self.message)
+    pub fn session_closed(id: u32) -> Self {
+        Self::new(Code::SessionClosed, format!("session {id} is closed"))
+    }
+
+    pub fn info(&self) -> ErrorInfo {
+        ErrorInfo {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+
+    /// The JavaScript error object, for rejecting a promise on the JavaScript thread.
+    pub fn into_js(self, env: &Env) -> napi::Error {
+        let value: Unknown<'_> = JsError::from(napi::Error::<Code>::from(self)).into_unknown(*env);
+        napi::Error::from(value)
     }
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_reason())
+        write!(f, "[{}] {}", self.code.as_str(), self.message)
     }
 }
 
-impl From<Error> for napi::Error {
+impl From<Error> for napi::Error<Code> {
     fn from(err: Error) -> Self {
-        napi::Error::new(napi::Status::GenericFailure, err.to_reason())
+        napi::Error::new(err.code, err.message)
+    }
+}
+
+/// napi's own failures (creating a value, changing a reference) inside an export.
+impl From<napi::Error> for Error {
+    fn from(err: napi::Error) -> Self {
+        Error::new(Code::Internal, err.to_string())
     }
 }
 
@@ -209,19 +261,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_unique_and_upper_snake() {
-        let mut seen = std::collections::HashSet::new();
-        for code in Code::all() {
-            let text = code.as_str();
-            assert!(seen.insert(text), "duplicate code {text}");
-            assert!(text.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+    fn codes_are_the_upper_snake_case_of_their_variants() {
+        let variants = [
+            Code::InvalidName,
+            Code::InvalidArgument,
+            Code::Auth,
+            Code::Connect,
+            Code::Timeout,
+            Code::Aborted,
+            Code::Busy,
+            Code::Closed,
+            Code::SessionClosed,
+            Code::NotInitiator,
+            Code::NotGroup,
+            Code::NotMember,
+            Code::DeliveryFailed,
+            Code::PayloadTooLarge,
+            Code::Server,
+            Code::Internal,
+        ];
+        for code in variants {
+            let mut expected = String::new();
+            for (i, c) in format!("{code:?}").chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    expected.push('_');
+                }
+                expected.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(code.as_str(), expected);
         }
     }
 
     #[test]
-    fn reason_carries_the_code() {
+    fn display_shows_the_code() {
         let err = Error::new(Code::Timeout, "no message within 5 ms");
-        assert_eq!(err.to_reason(), "[TIMEOUT] no message within 5 ms");
+        assert_eq!(err.to_string(), "[TIMEOUT] no message within 5 ms");
     }
 
     #[test]

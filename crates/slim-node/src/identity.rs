@@ -8,11 +8,20 @@ use slim_auth::traits::{TokenProvider, Verifier};
 use slim_config::auth::identity::{IdentityProviderConfig, IdentityVerifierConfig};
 
 use crate::errors::{Code, Error, Result, chain};
+use crate::jwt::{JwtSigningKey, from_json, jwt_verifier, presented_jwt, signing_provider};
 
 /// Upstream's minimum HMAC key length for shared secrets.
 pub const MIN_SHARED_SECRET_BYTES: usize = 32;
 
-/// How an app authenticates: a shared secret, or JWTs verified against trusted keys.
+/// How an app authenticates: a shared secret, or JWTs verified against trusted keys, or
+/// a SPIRE agent.
+///
+/// @example
+/// ```ts
+/// const identity: IdentityOptions = { sharedSecret: 'a-shared-secret-of-at-least-32-bytes!' }
+/// const app = await createApp({ name: 'agntcy/ns/alice', identity })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct IdentityOptions {
@@ -24,7 +33,7 @@ pub struct IdentityOptions {
     /// This app signs its own JWTs with this private key instead of presenting a file.
     pub jwt_signing_key: Option<JwtSigningKey>,
     /// JSON object mapping each trust domain to its base64-encoded JWKS: the keys that
-    /// sign peers' JWTs (the seed's `spire_trust_bundle`).
+    /// sign peers' JWTs.
     pub spire_trust_bundle: Option<String>,
     /// Audiences a peer's JWT must carry (at least one). Signed JWTs carry these too.
     pub audience: Option<Vec<String>>,
@@ -33,6 +42,13 @@ pub struct IdentityOptions {
 }
 
 /// Where the SPIRE agent is and what to ask it for.
+///
+/// @example
+/// ```ts
+/// const spire: SpireOptions = { socketPath: 'unix:///run/spire/agent.sock', trustDomains: ['example.org'] }
+/// const app = await createApp({ name: 'agntcy/ns/alice', identity: { spire, audience: ['slim'] } })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct SpireOptions {
@@ -47,22 +63,6 @@ pub struct SpireOptions {
 /// How long the SPIRE agent may take to answer before app creation fails.
 const SPIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A private key this app signs its JWTs with.
-#[napi(object)]
-#[derive(Debug, Clone)]
-pub struct JwtSigningKey {
-    /// PEM text of the private key.
-    pub pem: String,
-    /// JWS algorithm, e.g. `ES256`, `ES384`, `RS256`, `EdDSA`.
-    pub algorithm: String,
-    /// The `sub` claim: this app's identity. Defaults to the app name.
-    pub subject: Option<String>,
-    /// The `iss` claim (peers require one). Defaults to the subject.
-    pub issuer: Option<String>,
-    /// The key id (`kid`) put in the token header, matching the JWKS entry.
-    pub key_id: Option<String>,
-}
-
 /// The kinds of identity, as far as the rest of the addon needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
@@ -71,6 +71,21 @@ pub enum IdentityKind {
     PresentedJwt,
     SignedJwt,
     Spire,
+}
+
+impl IdentityKind {
+    /// SLIM signs every session control message with a key bound to the app's identity;
+    /// a JWT read from a file carries none (upstream's peers drop its control messages,
+    /// and its MLS code panics). Refused before anything starts.
+    pub fn check_can_join_sessions(self) -> Result<()> {
+        if self == IdentityKind::PresentedJwt {
+            return Err(Error::new(
+                Code::Auth,
+                "sessions need an identity that can sign: a presented jwt file cannot with SLIM core 3.x; use jwtSigningKey or sharedSecret",
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub struct Identity {
@@ -89,114 +104,6 @@ fn check_shared_secret(secret: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// All the trust domains' keys as one JWKS: upstream tries each key in turn.
-fn merged_jwks(bundle: &str) -> Result<String> {
-    use base64::Engine;
-    let invalid = |why: String| Error::invalid_argument(format!("spireTrustBundle {why}"));
-    let domains: serde_json::Map<String, serde_json::Value> = serde_json::from_str(bundle)
-        .map_err(|e| {
-            invalid(format!(
-                "must be a JSON object of trust domain -> base64 JWKS: {e}"
-            ))
-        })?;
-    let mut keys = Vec::new();
-    for (domain, encoded) in domains {
-        let encoded = encoded
-            .as_str()
-            .ok_or_else(|| invalid(format!("entry {domain:?} is not a base64 string")))?;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| invalid(format!("entry {domain:?} is not base64: {e}")))?;
-        let jwks: serde_json::Value = serde_json::from_slice(&decoded)
-            .map_err(|e| invalid(format!("entry {domain:?} is not a JWKS: {e}")))?;
-        let list = jwks["keys"]
-            .as_array()
-            .ok_or_else(|| invalid(format!("entry {domain:?} has no \"keys\" array")))?;
-        keys.extend(list.iter().cloned());
-    }
-    if keys.is_empty() {
-        return Err(invalid("holds no keys".into()));
-    }
-    Ok(serde_json::json!({ "keys": keys }).to_string())
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str) -> Result<T> {
-    serde_json::from_value(value)
-        .map_err(|e| Error::invalid_argument(format!("invalid {what}: {e}")))
-}
-
-fn jwt_verifier(bundle: &str, audience: &[String]) -> Result<AuthVerifier> {
-    let config: IdentityVerifierConfig = from_json(
-        serde_json::json!({
-            "type": "jwt",
-            "claims": { "audience": audience },
-            // The algorithm of each key comes from its JWK entry; this one is a fallback.
-            "key": { "type": "decoding", "algorithm": "ES256", "format": "jwks", "key": { "data": merged_jwks(bundle)? } },
-        }),
-        "JWT verifier",
-    )?;
-    config
-        .build_auth_verifier()
-        .map_err(|e| Error::new(Code::Auth, chain(&e)))
-}
-
-fn signing_provider(key: &JwtSigningKey, app: &str, audience: &[String]) -> Result<AuthProvider> {
-    let subject = key.subject.clone().unwrap_or_else(|| app.to_string());
-    let issuer = key.issuer.clone().unwrap_or_else(|| subject.clone());
-    let claims = serde_json::json!({ "audience": audience, "subject": subject, "issuer": issuer });
-    let config: IdentityProviderConfig = from_json(
-        serde_json::json!({
-            "type": "jwt",
-            "claims": claims,
-            "key": { "type": "encoding", "algorithm": key.algorithm, "format": "pem", "key": { "data": key.pem } },
-        }),
-        "jwtSigningKey (algorithm must be one of HS256..512, ES256, ES384, RS256..512, PS256..512, EdDSA)",
-    )?;
-    // Building a signing provider only parses the key: a failure is the caller's input.
-    config.build_auth_provider().map_err(|e| {
-        Error::invalid_argument(format!("jwtSigningKey cannot be used: {}", chain(&e)))
-    })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The `exp` claim of a compact JWT, read without verifying it (peers verify).
-fn expiry_of(token: &str) -> Option<u64> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice::<serde_json::Value>(&claims).ok()?["exp"].as_u64()
-}
-
-fn presented_jwt(path: &str) -> Result<AuthProvider> {
-    // Upstream panics on a token file it cannot read, and presents expired tokens
-    // that every peer then refuses; check both first.
-    let token = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid_argument(format!("jwt file {path:?} cannot be read: {e}")))?;
-    if let Some(expiry) = expiry_of(token.trim()).filter(|&exp| exp <= unix_now()) {
-        return Err(Error::new(
-            Code::Auth,
-            format!(
-                "the JWT in {path:?} expired {} s ago (exp {expiry})",
-                unix_now() - expiry
-            ),
-        ));
-    }
-    let config: IdentityProviderConfig = from_json(
-        serde_json::json!({ "type": "static_jwt", "file": path }),
-        "jwt",
-    )?;
-    config
-        .build_auth_provider()
-        .map_err(|e| Error::new(Code::Auth, chain(&e)))
 }
 
 #[cfg(not(target_family = "windows"))]
@@ -358,27 +265,6 @@ mod tests {
         assert!(err.message.contains("spireTrustBundle"));
     }
 
-    #[test]
-    fn trust_bundles_merge_every_domain() {
-        use base64::Engine;
-        let encode = |keys: &str| base64::engine::general_purpose::STANDARD.encode(keys);
-        let bundle = serde_json::json!({
-            "a.org": encode(r#"{"keys":[{"kid":"1"}]}"#),
-            "b.org": encode(r#"{"keys":[{"kid":"2"},{"kid":"3"}]}"#),
-        })
-        .to_string();
-        let merged: serde_json::Value =
-            serde_json::from_str(&merged_jwks(&bundle).unwrap()).unwrap();
-        assert_eq!(merged["keys"].as_array().unwrap().len(), 3);
-        for bad in ["[]", r#"{"a.org": 5}"#, r#"{"a.org": "%%%"}"#, "{}"] {
-            assert_eq!(
-                merged_jwks(bad).unwrap_err().code,
-                Code::InvalidArgument,
-                "{bad}"
-            );
-        }
-    }
-
     #[tokio::test]
     async fn secret_and_jwt_together_are_refused() {
         let options = IdentityOptions {
@@ -388,65 +274,6 @@ mod tests {
         };
         let err = Identity::build("org/ns/app", &options).await.err().unwrap();
         assert_eq!(err.code, Code::InvalidArgument);
-    }
-
-    /// A P-256 key made for these tests, with its public half as a JWK.
-    const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNrSP6hF48iishA6A
-8OC/xDJxerE6G994sT+Gny5pnEKhRANCAAQ088BQoEua64TgbGry5x2kb5B8mVsu
-cDajnv/EIUS36K26YldswKtylvuq9ofzkg5gM0LqNkfGvEAkuXkGB+bp
------END PRIVATE KEY-----
-";
-    const TEST_KEY_JWK: &str = r#"{"kty":"EC","crv":"P-256","kid":"test","alg":"ES256","use":"sig",
-        "x":"NPPAUKBLmuuE4Gxq8ucdpG-QfJlbLnA2o57_xCFEt-g","y":"rbpiV2zAq3KW-6r2h_OSDmAzQuo2R8a8QCS5eQYH5uk"}"#;
-
-    #[tokio::test]
-    async fn expired_tokens_from_trusted_keys_are_refused() {
-        use base64::Engine;
-        use slim_auth::traits::Signer;
-        let jwks = format!(r#"{{"keys":[{TEST_KEY_JWK}]}}"#);
-        let bundle = serde_json::json!({
-            "test.org": base64::engine::general_purpose::STANDARD.encode(jwks)
-        })
-        .to_string();
-        let audience = vec!["slim-test".to_string()];
-        let verifier = jwt_verifier(&bundle, &audience).unwrap();
-        let key = JwtSigningKey {
-            pem: TEST_KEY_PEM.into(),
-            algorithm: "ES256".into(),
-            subject: None,
-            issuer: None,
-            key_id: Some("test".into()),
-        };
-        let AuthProvider::JwtSigner(signer) =
-            signing_provider(&key, "org/ns/peer", &audience).unwrap()
-        else {
-            panic!("a signing key builds a JWT signer");
-        };
-        let token_expiring_at = |exp: u64| {
-            let claims = serde_json::json!({
-                "iss": "org/ns/peer", "sub": "org/ns/peer", "aud": audience,
-                "iat": exp - 3600, "exp": exp,
-            });
-            signer.sign(&claims).unwrap()
-        };
-        // Beyond any clock-skew leeway in the past, and an hour ahead as the control.
-        let expired = token_expiring_at(unix_now() - 3600);
-        let fresh = token_expiring_at(unix_now() + 3600);
-        verifier.verify(fresh).await.unwrap();
-        let err = verifier.verify(expired).await.unwrap_err();
-        // Upstream displays every JWT failure as "token invalid"; the cause says which.
-        assert!(format!("{err:?}").contains("ExpiredSignature"), "{err:?}");
-    }
-
-    #[test]
-    fn expiry_is_read_from_the_payload() {
-        use base64::Engine;
-        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-        let token = format!("{}.{}.sig", encode("{}"), encode(r#"{"exp":42}"#));
-        assert_eq!(expiry_of(&token), Some(42));
-        assert_eq!(expiry_of("not a token"), None);
-        assert_eq!(expiry_of(&format!("x.{}.y", encode("{}"))), None);
     }
 
     #[tokio::test]

@@ -21,8 +21,8 @@ use napi_derive::napi;
 use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
 
-use crate::delivery::Hold;
-use crate::errors::{Code, Error, Result};
+use crate::delivery::KeepAlive;
+use crate::errors::{Code, Error, ErrorInfo, Result};
 use crate::name;
 
 /// What the messages from one sender over one connection have in common.
@@ -51,12 +51,12 @@ pub struct BatchExtras {
     /// Messages that carry metadata: their indexes, and the metadata at the same position.
     pub metadata_of: Option<Vec<u32>>,
     pub metadata: Option<Vec<HashMap<String, String>>>,
-    /// Session errors seen among the messages (e.g. a detected loss), as `[CODE] message`.
-    pub errors: Option<Vec<String>>,
-    /// Why the receive that asked for this batch failed (`[TIMEOUT] …`, `[ABORTED] …`).
-    pub failure: Option<String>,
-    /// Set on the session's last batch: why it ended, as `[SESSION_CLOSED] …`.
-    pub ended: Option<String>,
+    /// Session errors seen among the messages (e.g. a detected loss).
+    pub errors: Option<Vec<ErrorInfo>>,
+    /// Why the receive that asked for this batch failed (TIMEOUT, ABORTED).
+    pub failure: Option<ErrorInfo>,
+    /// Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL).
+    pub ended: Option<ErrorInfo>,
 }
 
 impl BatchExtras {
@@ -77,8 +77,8 @@ pub struct ReceivedBatch {
     identities: Vec<String>,
     envelope_of: Vec<u32>,
     pub extras: BatchExtras,
-    /// Set on the answer to a request: releases the hold the request took on Node.
-    pub release: Option<Hold>,
+    /// Set on the answer to a request, which kept Node alive until now.
+    pub release: Option<KeepAlive>,
 }
 
 impl ReceivedBatch {
@@ -90,9 +90,9 @@ impl ReceivedBatch {
     }
 
     /// The session's last batch: no messages, and why it ended.
-    pub fn end(reason: String) -> Self {
+    pub fn end(reason: &Error) -> Self {
         let mut batch = Self::default();
-        batch.extras.ended = Some(reason);
+        batch.extras.ended = Some(reason.info());
         batch
     }
 
@@ -105,8 +105,11 @@ impl ReceivedBatch {
         self.payloads.len() + self.extras.errors.as_ref().map_or(0, Vec::len)
     }
 
-    pub fn push_error(&mut self, reason: String) {
-        self.extras.errors.get_or_insert_default().push(reason);
+    pub fn push_error(&mut self, error: &Error) {
+        self.extras
+            .errors
+            .get_or_insert_default()
+            .push(error.info());
     }
 
     /// Takes the payload and header out of the protobuf message rather than cloning them.
@@ -163,7 +166,10 @@ impl ReceivedBatch {
         let payload_bytes: usize = self.payloads.iter().map(Vec::len).sum();
         let identity_bytes: usize = self.identities.iter().map(String::len).sum();
         if payload_bytes + identity_bytes + table > u32::MAX as usize {
-            return Err(Error::new(Code::Internal, "a receive batch grew beyond 4 GiB").into());
+            return Err(napi::Error::new(
+                Status::GenericFailure,
+                "a receive batch grew beyond 4 GiB",
+            ));
         }
         let total = table + payload_bytes + identity_bytes;
         let mut data = std::ptr::null_mut();
@@ -213,9 +219,9 @@ impl ReceivedBatch {
 
 impl JsValuesTupleIntoVec for ReceivedBatch {
     fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
-        if let Some(hold) = self.release {
+        if let Some(keep_alive) = self.release {
             // SAFETY: napi converts callback values on the JavaScript thread, with its env.
-            unsafe { hold.set(env, false)? };
+            unsafe { keep_alive.set(env, false)? };
         }
         // SAFETY: as above.
         let buffer = unsafe { self.to_buffer(env)? };

@@ -6,11 +6,21 @@ use slim_datapath::api::{NameId, ProtoName};
 use crate::errors::{Code, Error, Result};
 
 /// The parts of a SLIM name.
+///
+/// @example
+/// ```ts
+/// const parts: NameParts = parseName('agntcy/ns/alice')
+/// console.log(parts.org, parts.namespace, parts.app) // agntcy ns alice
+/// ```
+/// @group Names
 #[napi(object)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameParts {
+    /// The organisation, the first component.
     pub org: String,
+    /// The namespace within the organisation, the second component.
     pub namespace: String,
+    /// The application, the third component.
     pub app: String,
     /// The 128-bit instance id as a UUID string, when the name carries one.
     pub id: Option<String>,
@@ -106,28 +116,25 @@ pub fn id(name: &ProtoName) -> Option<String> {
     name.has_id().then(|| name.string_id())
 }
 
-/// Parses a SLIM name string into its parts.
-#[napi(catch_unwind)]
-pub fn parse_name(text: String) -> napi::Result<NameParts> {
-    let name = parse(&text)?;
+/// The parts of `name`, for JavaScript.
+pub fn parts(name: &ProtoName) -> NameParts {
     let (org, namespace, app) = name.str_components();
-    Ok(NameParts {
+    NameParts {
         org: org.to_string(),
         namespace: namespace.to_string(),
         app: app.to_string(),
-        id: id(&name),
-    })
+        id: id(name),
+    }
 }
 
-/// Formats name parts as `org/ns/app` or `org/ns/app/<uuid>`, validating each part.
-#[napi(catch_unwind)]
-pub fn format_name(parts: NameParts) -> napi::Result<String> {
+/// Parses parts back into a name, validating each of them.
+pub fn from_parts(parts: &NameParts) -> Result<ProtoName> {
     let mut text = format!("{}/{}/{}", parts.org, parts.namespace, parts.app);
-    if let Some(id) = parts.id {
+    if let Some(id) = &parts.id {
         text.push('/');
-        text.push_str(&id);
+        text.push_str(id);
     }
-    Ok(full(&parse(&text)?))
+    parse(&text)
 }
 
 #[cfg(test)]

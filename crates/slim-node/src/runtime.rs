@@ -5,10 +5,11 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use napi::bindgen_prelude::create_custom_tokio_runtime;
+use napi::Env;
+use napi::bindgen_prelude::{PromiseRaw, ToNapiValue, create_custom_tokio_runtime};
 use tokio_util::sync::CancellationToken;
 
-use crate::errors::{Code, Error, Result};
+use crate::errors::{Code, Error, Result, js};
 
 #[napi_derive::module_init]
 fn init_runtime() {
@@ -35,6 +36,7 @@ fn init_runtime() {
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 
+#[cfg(feature = "test-hooks")]
 /// Tasks alive on the addon runtime (upstream's and ours), for leak checks.
 pub fn alive_tasks() -> usize {
     HANDLE
@@ -48,6 +50,20 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     napi::bindgen_prelude::spawn(fut);
+}
+
+/// Runs `fut` on the addon runtime as a JavaScript promise. A failure rejects it with an
+/// error whose `code` is the error's code; napi's own `async fn` support could only give
+/// its fixed statuses.
+pub fn promise<'env, T, F>(env: &'env Env, fut: F) -> js::Result<PromiseRaw<'env, T>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, outcome| {
+        outcome.map_err(|err| err.into_js(env))
+    })
+    .map_err(|err| Error::from(err).into())
 }
 
 /// Runs `fut` until it completes, the optional timeout elapses or a token is cancelled.

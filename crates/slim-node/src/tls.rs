@@ -14,7 +14,15 @@ use tokio::net::TcpStream;
 
 use crate::errors::{Code, Error, Result, chain};
 
-/// TLS settings for an app's connection to a node.
+/// TLS settings for an app's connection to a node. Give a CA as a file or as PEM text,
+/// and for mutual TLS this app's certificate and key the same way.
+///
+/// @example
+/// ```ts
+/// const tls: TlsOptions = { caFile: '/etc/slim/ca.pem', certFile: 'app.pem', keyFile: 'app-key.pem' }
+/// await app.connect({ endpoint: 'https://slim.example:46357', tls })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -22,27 +30,43 @@ pub struct TlsOptions {
     pub insecure: Option<bool>,
     /// TLS without verifying the node's certificate (testing only).
     pub insecure_skip_verify: Option<bool>,
-    /// CA certificate(s) that sign the node's certificate: a file, or PEM text.
+    /// A file of the CA certificate(s) that sign the node's certificate.
     pub ca_file: Option<String>,
+    /// The same CA certificate(s) as PEM text.
     pub ca_pem: Option<String>,
-    /// This app's certificate and key, for nodes that require mutual TLS.
+    /// This app's certificate file, for nodes that require mutual TLS.
     pub cert_file: Option<String>,
+    /// The private key file of `certFile`.
     pub key_file: Option<String>,
+    /// This app's certificate as PEM text.
     pub cert_pem: Option<String>,
+    /// The private key of `certPem`, as PEM text.
     pub key_pem: Option<String>,
 }
 
-/// TLS for an embedded node.
+/// TLS for an embedded node: its certificate and key, and optionally the CA that
+/// clients' certificates must be signed by (mutual TLS).
+///
+/// @example
+/// ```ts
+/// const tls: ServerTlsOptions = { certFile: 'node.pem', keyFile: 'node-key.pem', clientCaFile: 'ca.pem' }
+/// const node = await startServer({ endpoint: '127.0.0.1:0', tls })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct ServerTlsOptions {
-    /// The node's certificate and key: files, or PEM text.
+    /// The node's certificate file.
     pub cert_file: Option<String>,
+    /// The private key file of `certFile`.
     pub key_file: Option<String>,
+    /// The node's certificate as PEM text.
     pub cert_pem: Option<String>,
+    /// The private key of `certPem`, as PEM text.
     pub key_pem: Option<String>,
-    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    /// When set, clients must present a certificate signed by this CA file (mutual TLS).
     pub client_ca_file: Option<String>,
+    /// The same client CA as PEM text.
     pub client_ca_pem: Option<String>,
 }
 
@@ -104,7 +128,9 @@ fn identity<'a>(
     }
 }
 
-pub fn client(options: Option<&TlsOptions>, endpoint: &str) -> Result<TlsClientConfig> {
+/// The TLS settings of a connection; a plain `http://` endpoint (`secure` false) without
+/// any TLS option is plain text.
+pub fn client(options: Option<&TlsOptions>, secure: bool) -> Result<TlsClientConfig> {
     let defaults = TlsOptions::default();
     let options = options.unwrap_or(&defaults);
     let ca = one_of(&options.ca_file, &options.ca_pem, "ca")?;
@@ -115,9 +141,7 @@ pub fn client(options: Option<&TlsOptions>, endpoint: &str) -> Result<TlsClientC
         &options.key_pem,
     )?;
     let wants_tls = ca.is_some() || pair.is_some() || options.insecure_skip_verify == Some(true);
-    let insecure = options
-        .insecure
-        .unwrap_or(endpoint.starts_with("http://") && !wants_tls);
+    let insecure = options.insecure.unwrap_or(!secure && !wants_tls);
     if insecure && wants_tls {
         return Err(Error::invalid_argument(
             "tls.insecure turns TLS off; drop it to use the CA, certificate or skip-verify settings",
@@ -216,8 +240,8 @@ mod tests {
 
     #[test]
     fn plain_http_is_insecure_by_default() {
-        assert!(client(None, "http://127.0.0.1:1").unwrap().insecure);
-        assert!(!client(None, "https://node:443").unwrap().insecure);
+        assert!(client(None, false).unwrap().insecure);
+        assert!(!client(None, true).unwrap().insecure);
     }
 
     #[test]
@@ -226,11 +250,7 @@ mod tests {
             ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
             ..Default::default()
         };
-        assert!(
-            !client(Some(&options), "http://127.0.0.1:1")
-                .unwrap()
-                .insecure
-        );
+        assert!(!client(Some(&options), false).unwrap().insecure);
     }
 
     #[test]
@@ -260,7 +280,7 @@ mod tests {
             },
         ];
         for options in cases {
-            let err = client(Some(&options), "https://node").unwrap_err();
+            let err = client(Some(&options), true).unwrap_err();
             assert_eq!(err.code, Code::InvalidArgument, "{options:?}");
         }
         assert!(server(Some(&ServerTlsOptions::default())).is_err());

@@ -21,6 +21,12 @@ use crate::errors::{Code, Error, Result};
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4317";
 
 /// OpenTelemetry export settings.
+///
+/// @example
+/// ```ts
+/// await enableOpentelemetry({ endpoint: 'http://127.0.0.1:4317', serviceName: 'chat-moderator' })
+/// ```
+/// @group Telemetry
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct TelemetryOptions {
@@ -146,15 +152,8 @@ fn meter_provider(endpoint: &str, options: &TelemetryOptions) -> Result<SdkMeter
         .build())
 }
 
-/// Exports spans over OTLP gRPC from now on (and logs per `RUST_LOG`). Call once, first.
-#[napi(catch_unwind)]
-pub async fn enable_opentelemetry(options: Option<TelemetryOptions>) -> napi::Result<()> {
-    Ok(install(Some(&options.unwrap_or_default()))?)
-}
-
 /// Sends the spans and metrics recorded so far; what is still buffered at exit is lost.
-#[napi(catch_unwind)]
-pub async fn flush_telemetry() -> napi::Result<()> {
+pub async fn flush() -> Result<()> {
     let providers = STATE.lock().ok().and_then(|state| {
         state
             .as_ref()

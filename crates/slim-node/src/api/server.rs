@@ -1,8 +1,12 @@
-//! An embedded SLIM node: the upstream data-plane server, run inside this process.
+//! The `Server` class and `startServer`: an embedded SLIM node, the upstream data-plane
+//! server run inside this process.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use slim_config::client::ClientConfig;
 use slim_config::component::id::{ID, Kind};
@@ -13,15 +17,23 @@ use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{ConnectOptions, client_config, probe, socket_address};
+use crate::client::{Client, ConnectOptions};
+use crate::endpoint::listen_address;
+use crate::errors::{Code, Error, Result, chain, js};
+use crate::runtime::promise;
 use crate::tls::{self, ServerTlsOptions};
 use slim_node_tcp::{self as transport, Sockets};
-
-use crate::errors::{Code, Error, Result, chain};
 
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
 
 /// Options for an embedded SLIM node.
+///
+/// @example
+/// ```ts
+/// const options: ServerOptions = { endpoint: '127.0.0.1:0', peers: [{ endpoint: 'http://10.0.0.2:46357' }] }
+/// const node = await startServer(options)
+/// ```
+/// @group Server
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -40,26 +52,27 @@ pub struct ServerOptions {
 pub struct Server {
     secure: bool,
     endpoint: String,
+    node: Arc<Node>,
+}
+
+/// What stopping the node needs, shared with the promises that stop it or wait for it.
+struct Node {
     service: Mutex<Option<Service>>,
     stopped: CancellationToken,
 }
 
-fn resolve(endpoint: &str) -> Result<SocketAddr> {
-    let bare = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .unwrap_or(endpoint)
-        .trim_end_matches('/');
-    bare.to_socket_addrs()
-        .map_err(|e| {
-            Error::invalid_argument(format!(
-                "server endpoint {endpoint:?} is not a host:port address: {e}"
-            ))
-        })?
-        .next()
-        .ok_or_else(|| {
-            Error::invalid_argument(format!("server endpoint {endpoint:?} resolves to nothing"))
-        })
+impl Node {
+    async fn stop(&self) -> Result<()> {
+        let service = self.service.lock().await.take();
+        self.stopped.cancel();
+        if let Some(service) = service {
+            service
+                .shutdown()
+                .await
+                .map_err(|e| Error::new(Code::Server, chain(&e)))?;
+        }
+        Ok(())
+    }
 }
 
 /// Port 0 means "any free port": reserve one from the OS and report it, since the
@@ -83,23 +96,22 @@ fn node_id() -> Result<ID> {
 
 /// The client side of each peer link, checked to be reachable now so that a wrong
 /// address fails the start instead of being retried in the background.
-async fn peer_links(peers: &[ConnectOptions]) -> Result<Vec<ClientConfig>> {
+async fn peer_links(peers: &[ConnectOptions]) -> Result<Vec<Client>> {
     let mut links = Vec::with_capacity(peers.len());
     for peer in peers {
-        let mut link = client_config(peer)?;
-        link.connection_type = ConnType::Peer;
-        probe(&link).await?;
+        let mut link = Client::new(peer)?;
+        link.config.connection_type = ConnType::Peer;
+        link.probe().await?;
         links.push(link);
     }
     Ok(links)
 }
 
-async fn peer_addresses(links: &[ClientConfig]) -> HashSet<SocketAddr> {
+async fn peer_addresses(links: &[Client]) -> HashSet<SocketAddr> {
     let mut addresses = HashSet::new();
     for link in links {
-        if let Some(address) = socket_address(link.endpoint.as_str()) {
-            addresses.extend(transport::resolve(&address).await);
-        }
+        let address = link.endpoint.socket_address();
+        addresses.extend(transport::resolve(&address).await);
     }
     addresses
 }
@@ -124,20 +136,18 @@ async fn launch(
     Ok(service)
 }
 
-/// Starts an embedded SLIM node and resolves once it accepts connections.
-#[napi(catch_unwind)]
-pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server> {
+async fn start(options: ServerOptions) -> Result<Server> {
     crate::tracing::install(None)?;
-    let options = options.unwrap_or_default();
     let tls = tls::server(options.tls.as_ref())?;
     let secure = !tls.insecure;
     let requested = options
         .endpoint
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let addr = concrete_address(resolve(&requested)?)?;
+    let addr = concrete_address(listen_address(&requested)?)?;
     let peers = peer_links(options.peers.as_deref().unwrap_or_default()).await?;
     let peer_addresses = peer_addresses(&peers).await;
-    let service = launch(addr, tls, peers).await?;
+    let configs = peers.into_iter().map(|peer| peer.config).collect();
+    let service = launch(addr, tls, configs).await?;
     let stopped = CancellationToken::new();
     transport::disable_nagle(&Sockets::ListeningOn(addr));
     if !peer_addresses.is_empty() {
@@ -146,9 +156,20 @@ pub async fn start_server(options: Option<ServerOptions>) -> napi::Result<Server
     Ok(Server {
         secure,
         endpoint: addr.to_string(),
-        service: Mutex::new(Some(service)),
-        stopped,
+        node: Arc::new(Node {
+            service: Mutex::new(Some(service)),
+            stopped,
+        }),
     })
+}
+
+/// Starts an embedded SLIM node and resolves once it accepts connections.
+#[napi(ts_return_type = "Promise<Server>", catch_unwind)]
+pub fn start_server(
+    env: &Env,
+    options: Option<ServerOptions>,
+) -> js::Result<PromiseRaw<'_, Server>> {
+    promise(env, start(options.unwrap_or_default()))
 }
 
 #[napi]
@@ -169,28 +190,25 @@ impl Server {
     /// Whether the node is still running.
     #[napi(getter)]
     pub fn running(&self) -> bool {
-        !self.stopped.is_cancelled()
+        !self.node.stopped.is_cancelled()
     }
 
-    /// Resolves when the node stops. While awaited it keeps the process alive,
+    /// Resolves when the node has stopped. While awaited it keeps the process alive,
     /// which a running node alone does not.
-    #[napi]
-    pub async fn closed(&self) {
-        self.stopped.cancelled().await;
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn stopped<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let node = self.node.clone();
+        promise(env, async move {
+            node.stopped.cancelled().await;
+            Ok(())
+        })
     }
 
     /// Stops the node and closes every connection to it. Idempotent.
-    #[napi(catch_unwind)]
-    pub async fn stop(&self) -> napi::Result<()> {
-        let service = self.service.lock().await.take();
-        self.stopped.cancel();
-        if let Some(service) = service {
-            service
-                .shutdown()
-                .await
-                .map_err(|e| Error::new(Code::Server, chain(&e)))?;
-        }
-        Ok(())
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn stop<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let node = self.node.clone();
+        promise(env, async move { node.stop().await })
     }
 }
 
@@ -202,11 +220,5 @@ mod tests {
     fn port_zero_becomes_a_real_port() {
         let addr = concrete_address("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_ne!(addr.port(), 0);
-    }
-
-    #[test]
-    fn endpoints_accept_an_http_prefix() {
-        assert_eq!(resolve("http://127.0.0.1:5000").unwrap().port(), 5000);
-        assert!(resolve("not an endpoint").is_err());
     }
 }

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Delivery;
-use crate::errors::{Code, Error, Result};
-use crate::session::{PublishOptions, session_closed};
+use crate::errors::{Code, Error, ErrorInfo, Result};
+use crate::session::options::PublishOptions;
 
 /// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
 /// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
@@ -56,12 +56,12 @@ type Outcome = (u32, Result<()>);
 #[napi(object)]
 #[derive(Default)]
 pub struct PublishFailures {
-    /// Tickets of publishes that failed, with `[CODE] message` reasons at the same index.
+    /// Tickets of publishes that failed, with why at the same index of `reasons`.
     pub tickets: Vec<u32>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<ErrorInfo>,
     /// Set when the publisher stopped without reporting every ticket (it panicked):
     /// every publish still pending failed for this reason.
-    pub ended: Option<String>,
+    pub ended: Option<ErrorInfo>,
 }
 
 /// One call of a session's outcome callback:
@@ -79,7 +79,7 @@ impl PublishOutcomes {
             Ok(()) => self.done.push(ticket),
             Err(err) => {
                 self.failures.tickets.push(ticket);
-                self.failures.reasons.push(err.to_reason());
+                self.failures.reasons.push(err.info());
             }
         }
     }
@@ -89,9 +89,9 @@ impl PublishOutcomes {
     }
 
     /// What a publisher that panicked reports: every pending publish failed.
-    pub fn ended(reason: String) -> Self {
+    pub fn ended(reason: &Error) -> Self {
         let mut outcomes = Self::default();
-        outcomes.failures.ended = Some(reason);
+        outcomes.failures.ended = Some(reason.info());
         outcomes
     }
 
@@ -233,7 +233,7 @@ pub async fn run(
         .is_err()
     {
         let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
-        outcomes.send(PublishOutcomes::ended(ended.to_reason()));
+        outcomes.send(PublishOutcomes::ended(&ended));
     }
 }
 
@@ -310,7 +310,7 @@ async fn drain(
         };
         let ticket = request.ticket;
         let Some(live) = controller.upgrade() else {
-            report((ticket, Err(session_closed(session_id))));
+            report((ticket, Err(Error::session_closed(session_id))));
             continue;
         };
         match publish_one(&live, &destination, request).await {
@@ -319,7 +319,7 @@ async fn drain(
                 in_flight.push(async move {
                     let outcome = tokio::select! {
                         done = handle => done.map_err(Error::from),
-                        _ = unanswerable.cancelled() => Err(session_closed(session_id)),
+                        _ = unanswerable.cancelled() => Err(Error::session_closed(session_id)),
                     };
                     drop(slot);
                     (ticket, outcome)
@@ -332,10 +332,10 @@ async fn drain(
     queue.close();
     let mut never_sent = PublishOutcomes::default();
     if let Some((request, _)) = waiting.take() {
-        never_sent.push((request.ticket, Err(session_closed(session_id))));
+        never_sent.push((request.ticket, Err(Error::session_closed(session_id))));
     }
     while let Some(request) = queue.recv().await {
-        never_sent.push((request.ticket, Err(session_closed(session_id))));
+        never_sent.push((request.ticket, Err(Error::session_closed(session_id))));
     }
     if !never_sent.is_empty() {
         outcomes.send(never_sent);

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::name;
 use crate::runtime::spawn;
-use crate::session::{SessionCore, member_state};
+use crate::session::roster::member_state;
 
 /// The session metadata entry in which a slim-node moderator names itself.
 pub const MODERATOR_KEY: &str = "slim-node-moderator";
@@ -44,8 +44,12 @@ fn moderator_of(controller: &SessionController) -> Result<Option<ProtoName>, ()>
     }
 }
 
-/// Ends `session` once its moderator is listed offline.
-pub fn watch(session: Weak<SessionCore>, closed: CancellationToken) {
+/// Runs `gone` with the reason once the moderator of `session` is listed offline.
+pub fn watch<F, Fut>(session: Weak<SessionController>, closed: CancellationToken, gone: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     spawn(async move {
         let mut moderator: Option<ProtoName> = None;
         loop {
@@ -53,10 +57,7 @@ pub fn watch(session: Weak<SessionCore>, closed: CancellationToken) {
                 _ = closed.cancelled() => return,
                 _ = tokio::time::sleep(CHECK_EVERY) => {}
             }
-            let Some(core) = session.upgrade() else {
-                return;
-            };
-            let Ok(controller) = core.controller() else {
+            let Some(controller) = session.upgrade() else {
                 return;
             };
             if moderator.is_none() {
@@ -70,8 +71,11 @@ pub fn watch(session: Weak<SessionCore>, closed: CancellationToken) {
             };
             if member_state(&controller, moderator).await == Some(ParticipantState::Offline) {
                 drop(controller);
-                let reason = format!("its moderator {} went offline", name::base(moderator));
-                core.end(&reason).await;
+                gone(format!(
+                    "its moderator {} went offline",
+                    name::base(moderator)
+                ))
+                .await;
                 return;
             }
         }

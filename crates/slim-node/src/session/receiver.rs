@@ -19,7 +19,15 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::Delivery;
 use crate::errors::{Code, Error, Result};
 use crate::message::{Envelopes, ReceivedBatch};
-use crate::session::SessionCore;
+
+/// What the receive loop needs of its session once the session's messages stop.
+pub trait Ending: Send + Sync + 'static {
+    /// Closes the session here too (upstream may have ended it, the moderator say), so
+    /// that its publisher settles what is pending and stops.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+    /// Why the session ended.
+    fn closed_error(&self) -> Error;
+}
 
 /// One receive, as JavaScript asked for it.
 pub struct Request {
@@ -111,29 +119,24 @@ pub async fn run(
     inbox: Arc<Inbox>,
     deliver: Arc<Delivery<ReceivedBatch>>,
     closed: CancellationToken,
-    session: Weak<SessionCore>,
+    session: Weak<impl Ending>,
     session_id: u32,
 ) {
     let served = std::panic::AssertUnwindSafe(serve(rx, &inbox, &deliver, &closed, session_id))
         .catch_unwind();
     let panicked = served.await.is_err();
     let core = session.upgrade();
-    // Ended upstream (the moderator closed the group, say): close it here too, so its
-    // publisher settles what is pending and stops.
     if let Some(core) = &core {
-        let _ = core.close().await;
+        core.close().await;
     }
     let ended = match core {
         _ if panicked => Error::new(Code::Internal, "the receive loop of the addon panicked"),
         Some(core) => core.closed_error(),
-        None => Error::new(
-            Code::SessionClosed,
-            format!("session {session_id} is closed"),
-        ),
+        None => Error::session_closed(session_id),
     };
     inbox.answered();
-    let mut end = ReceivedBatch::end(ended.to_reason());
-    end.release = Some(deliver.hold_handle());
+    let mut end = ReceivedBatch::end(&ended);
+    end.release = Some(deliver.keep_alive_handle());
     deliver.send(end);
 }
 
@@ -219,8 +222,8 @@ fn answer(
     failure: Option<Error>,
 ) -> bool {
     inbox.answered();
-    batch.extras.failure = failure.map(|err| err.to_reason());
-    batch.release = Some(deliver.hold_handle());
+    batch.extras.failure = failure.map(|err| err.info());
+    batch.release = Some(deliver.keep_alive_handle());
     deliver.send(batch)
 }
 
@@ -240,10 +243,10 @@ fn collect(
         match next {
             Ok(message) => {
                 if let Err(err) = batch.push(message, envelopes) {
-                    batch.push_error(err.to_reason());
+                    batch.push_error(&err);
                 }
             }
-            Err(err) => batch.push_error(Error::from(err).to_reason()),
+            Err(err) => batch.push_error(&Error::from(err)),
         }
         if batch.len() >= max {
             return true;

@@ -1,0 +1,191 @@
+//! The `App` class and `createApp`.
+
+use std::sync::Arc;
+
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
+use napi_derive::napi;
+
+use crate::api::session::Session;
+use crate::app::AppCore;
+use crate::cancel::{CancelToken, token_of};
+use crate::client::{Client, ConnectOptions};
+use crate::errors::{ErrorInfo, js};
+use crate::identity::IdentityOptions;
+use crate::name;
+use crate::runtime::{millis, promise};
+use crate::session::options::SessionOptions;
+
+/// Creates an app.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// The app's name, `org/ns/app`.
+    pub name: String,
+    /// How the app proves who it is and checks its peers.
+    pub identity: IdentityOptions,
+}
+
+/// A SLIM application.
+#[napi]
+pub struct App {
+    core: Arc<AppCore>,
+}
+
+/// Creates an app with its identity. It can create sessions once connected.
+#[napi(ts_return_type = "Promise<App>", catch_unwind)]
+pub fn create_app(env: &Env, options: AppOptions) -> js::Result<PromiseRaw<'_, App>> {
+    promise(env, async move {
+        crate::tracing::install(None)?;
+        let core = AppCore::create(&options.name, &options.identity).await?;
+        Ok(App { core })
+    })
+}
+
+#[napi]
+impl App {
+    /// The app's name, `org/ns/app`.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        name::base(&self.core.link.name)
+    }
+
+    /// The app instance's 128-bit id (a UUID), derived from its identity.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        name::id(&self.core.link.name).unwrap_or_default()
+    }
+
+    /// Whether the app has been closed.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core.link.closed.is_cancelled()
+    }
+
+    /// Resolves with why (code CONNECT) if SLIM gives the app's connection up; rejects
+    /// with CLOSED when the app closes first.
+    #[napi(ts_return_type = "Promise<ErrorInfo>", catch_unwind)]
+    pub fn connection_lost<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ErrorInfo>> {
+        let core = self.core.clone();
+        promise(
+            env,
+            async move { Ok(core.wait_connection_lost().await?.info()) },
+        )
+    }
+
+    /// Connects to a SLIM node and subscribes the app's name there, within `timeout`
+    /// milliseconds (each attempt also gives up after 10 s) unless cancelled first.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn connect<'env>(
+        &self,
+        env: &'env Env,
+        options: ConnectOptions,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let timeout = millis(timeout, "timeout")?;
+        let client = Client::new(&options)?;
+        let core = self.core.clone();
+        promise(env, core.connect(client, timeout, token_of(cancel)))
+    }
+
+    /// Receives messages sent to `name` as well as to the app's own name.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn subscribe<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let target = name::parse(&name)?;
+        let core = self.core.clone();
+        promise(env, async move { core.subscribe(target).await })
+    }
+
+    /// Stops receiving messages sent to `name`.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn unsubscribe<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let target = name::parse(&name)?;
+        let core = self.core.clone();
+        promise(env, async move { core.unsubscribe(target).await })
+    }
+
+    /// Routes traffic for `name` through the node this app is connected to.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn set_route<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let target = name::parse(&name)?;
+        let core = self.core.clone();
+        promise(env, async move { core.link.set_route(&target).await })
+    }
+
+    /// Removes a route set with `setRoute`.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn remove_route<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let target = name::parse(&name)?;
+        let core = self.core.clone();
+        promise(env, async move { core.remove_route(target).await })
+    }
+
+    /// Creates a session towards `destination`: a group channel, or the peer of a
+    /// point-to-point session. Resolves when the session is established; a session
+    /// given up on (timeout, abort) is deleted again.
+    #[napi(ts_return_type = "Promise<Session>", catch_unwind)]
+    pub fn create_session<'env>(
+        &self,
+        env: &'env Env,
+        destination: String,
+        options: Option<SessionOptions>,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, Session>> {
+        let destination = name::parse(&destination)?;
+        let mut config = options.unwrap_or_default().to_config()?;
+        let timeout = millis(timeout, "timeout")?;
+        self.core.prepare_session(&mut config)?;
+        let core = self.core.clone();
+        let abort = token_of(cancel);
+        promise(env, async move {
+            let session = core.create_session(destination, config, timeout, abort);
+            Ok(Session::new(session.await?))
+        })
+    }
+
+    /// Waits for another app to invite this one into a session.
+    #[napi(ts_return_type = "Promise<Session>", catch_unwind)]
+    pub fn listen_for_session<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, Session>> {
+        let timeout = millis(timeout, "timeout")?;
+        let listener = self.core.listener()?;
+        let core = self.core.clone();
+        let abort = token_of(cancel);
+        promise(env, async move {
+            let session = core.listen(listener, timeout, abort);
+            Ok(Session::new(session.await?))
+        })
+    }
+
+    /// Closes every session, disconnects and releases the app. Idempotent.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        promise(env, async move {
+            core.close().await;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! The `Session` class.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use napi::Env;
+use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
+use napi_derive::napi;
+
+use crate::cancel::{CancelToken, token_of};
+use crate::delivery::Callback;
+use crate::errors::{Error, js};
+use crate::message::ReceivedBatch;
+use crate::name;
+use crate::runtime::{millis, promise};
+use crate::session::core::SessionCore;
+use crate::session::membership;
+use crate::session::options::{PublishOptions, SessionSettings, SessionType};
+use crate::session::publisher::{PublishOutcomes, Target};
+use crate::session::receiver::Request;
+use crate::session::roster::{self, Participant};
+
+/// Where a reply goes: the original sender, through the connection it came on.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct ReplyTarget {
+    /// The sender's name, `org/ns/app`.
+    pub source: String,
+    /// The sender instance's id (a UUID), or empty for any instance.
+    pub source_id: String,
+    /// The connection the message came on.
+    pub input_connection: i64,
+}
+
+/// A group or point-to-point session.
+#[napi]
+pub struct Session {
+    core: Arc<SessionCore>,
+}
+
+impl Session {
+    pub fn new(core: Arc<SessionCore>) -> Self {
+        Self { core }
+    }
+}
+
+/// The payload as bytes: the only copy, from JavaScript memory into the message.
+fn payload_of(data: Either<Uint8ArraySlice<'_>, String>) -> Vec<u8> {
+    match data {
+        Either::A(bytes) => bytes.to_vec(),
+        Either::B(text) => text.into_bytes(),
+    }
+}
+
+#[napi]
+impl Session {
+    /// The session id, shared by every participant.
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.core.id
+    }
+
+    /// `group` or `point-to-point`.
+    #[napi(getter, js_name = "type")]
+    pub fn session_type(&self) -> SessionType {
+        self.core.session_type
+    }
+
+    /// This app's name, `org/ns/app`.
+    #[napi(getter)]
+    pub fn source(&self) -> String {
+        name::base(&self.core.source)
+    }
+
+    /// The group channel, or the peer of a point-to-point session.
+    #[napi(getter)]
+    pub fn destination(&self) -> String {
+        name::base(&self.core.destination)
+    }
+
+    /// Whether this app created the session (and so moderates a group).
+    #[napi(getter)]
+    pub fn is_initiator(&self) -> bool {
+        self.core.initiator
+    }
+
+    /// The metadata the session's creator set.
+    #[napi(getter)]
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.core.metadata()
+    }
+
+    /// The session's effective retry and encryption settings.
+    #[napi(getter)]
+    pub fn settings(&self) -> SessionSettings {
+        SessionSettings::of(&self.core.config)
+    }
+
+    /// Whether the session has been closed (here, by its moderator, or with the app).
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Queues a publish to the session and returns its ticket; the outcome callback
+    /// reports when SLIM acknowledged it (reliable sessions) or took it (otherwise).
+    #[napi(catch_unwind)]
+    pub fn publish(
+        &self,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+    ) -> js::Result<u32> {
+        let payload = payload_of(data);
+        Ok(self
+            .core
+            .enqueue(payload, options.unwrap_or_default(), Target::Destination)?)
+    }
+
+    /// Queues a reply to the sender of a received message; returns its ticket.
+    #[napi(catch_unwind)]
+    pub fn publish_to(
+        &self,
+        to: ReplyTarget,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+    ) -> js::Result<u32> {
+        let mut full = to.source.clone();
+        if !to.source_id.is_empty() {
+            full = format!("{full}/{}", to.source_id);
+        }
+        let name = name::parse(&full)?;
+        let connection = u64::try_from(to.input_connection).map_err(|_| {
+            Error::invalid_argument(format!(
+                "inputConnection {} is not valid",
+                to.input_connection
+            ))
+        })?;
+        let payload = payload_of(data);
+        let target = Target::Reply { name, connection };
+        Ok(self
+            .core
+            .enqueue(payload, options.unwrap_or_default(), target)?)
+    }
+
+    /// Starts the session's delivery to JavaScript: `onMessages` answers each
+    /// `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
+    )]
+    pub fn attach(
+        &self,
+        on_messages: Callback<ReceivedBatch>,
+        on_outcomes: Callback<PublishOutcomes>,
+    ) -> js::Result<()> {
+        Ok(self.core.attach(on_messages, on_outcomes)?)
+    }
+
+    /// Asks for up to `max` messages: waits for the first, then takes what is already
+    /// queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
+    /// messages, a timeout or abort, or the session's end) comes through `onMessages`;
+    /// until then the session keeps Node running. An `abortable` request ends early
+    /// with ABORTED on `abortReceive`.
+    #[napi(catch_unwind)]
+    pub fn request_messages(
+        &self,
+        env: &Env,
+        max: u32,
+        timeout: Option<f64>,
+        abortable: bool,
+    ) -> js::Result<()> {
+        let request = Request {
+            max: max.max(1) as usize,
+            timeout: millis(timeout, "timeout")?,
+            abortable,
+        };
+        let messages = self.core.request_messages(request)?;
+        messages.keep_node_alive(env, true).map_err(Error::from)?;
+        Ok(())
+    }
+
+    /// Ends the pending abortable request with ABORTED; a no-op once it is answered.
+    #[napi(catch_unwind)]
+    pub fn abort_receive(&self) {
+        self.core.abort_receive();
+    }
+
+    /// Whether Node stays alive for the publish outcomes: true while publishes await one.
+    #[napi(catch_unwind)]
+    pub fn keep_alive_for_outcomes(&self, env: &Env, alive: bool) -> js::Result<()> {
+        if let Some(outcomes) = self.core.outcomes() {
+            outcomes.keep_node_alive(env, alive).map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// Invites a member to a group this app moderates; resolves once it has joined.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn invite<'env>(
+        &self,
+        env: &'env Env,
+        member: String,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let member = name::parse(&member)?;
+        let timeout = millis(timeout, "timeout")?;
+        let change = membership::invite(self.core.clone(), member, timeout, token_of(cancel));
+        promise(env, change)
+    }
+
+    /// Removes a member from a group this app moderates; resolves once it has left.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn remove<'env>(
+        &self,
+        env: &'env Env,
+        member: String,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let member = name::parse(&member)?;
+        let timeout = millis(timeout, "timeout")?;
+        let change =
+            membership::remove_listed(self.core.clone(), member, timeout, token_of(cancel));
+        promise(env, change)
+    }
+
+    /// The current members of the session, this app included.
+    #[napi(ts_return_type = "Promise<Participant[]>", catch_unwind)]
+    pub fn participants<'env>(
+        &self,
+        env: &'env Env,
+    ) -> js::Result<PromiseRaw<'env, Vec<Participant>>> {
+        let core = self.core.clone();
+        promise(env, async move {
+            let controller = core.controller()?;
+            roster::participants(&controller).await
+        })
+    }
+
+    /// Leaves the session (ending it for everyone when this app moderates it).
+    /// Pending receives settle with SESSION_CLOSED. Idempotent.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        promise(env, async move { core.close().await })
+    }
+}

@@ -1,0 +1,159 @@
+//! What an app and its sessions share: the upstream app, its connection to the node and
+//! the app's closing. Sessions reach SLIM only through this, never through the app.
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
+use slim_datapath::api::ProtoName;
+use slim_service::Service;
+use slim_session::CompletionHandle;
+use slim_session::session_controller::SessionController;
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::{Code, Error, Result};
+use crate::identity::IdentityKind;
+
+pub type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
+
+pub struct Link {
+    pub name: ProtoName,
+    pub identity: IdentityKind,
+    pub service: Service,
+    slim: RwLock<Option<Arc<SlimApp>>>,
+    connection: RwLock<Option<u64>>,
+    /// Cancelled when the app closes; every wait of the app and its sessions ends then.
+    pub closed: CancellationToken,
+    /// Cancelled when upstream gave the connection up; `lost_because` says why.
+    pub lost: CancellationToken,
+    lost_because: Mutex<Option<Error>>,
+}
+
+/// Where a connection stands, as the connection watch sees it.
+pub enum ConnectionState {
+    /// Connected, or upstream is still reconnecting.
+    Up,
+    /// The app disconnected or closed on its own.
+    Replaced,
+    /// Upstream stopped reconnecting and dropped the connection.
+    GivenUp,
+}
+
+pub fn app_closed() -> Error {
+    Error::new(Code::Closed, "the app is closed")
+}
+
+/// A wait that the app's closing interrupted reports the app as closed.
+pub fn closed_as_app(err: Error) -> Error {
+    if err.code == Code::Closed {
+        app_closed()
+    } else {
+        err
+    }
+}
+
+impl Link {
+    pub fn new(slim: SlimApp, service: Service, identity: IdentityKind) -> Self {
+        Self {
+            name: slim.app_name().clone(),
+            identity,
+            service,
+            slim: RwLock::new(Some(Arc::new(slim))),
+            connection: RwLock::new(None),
+            closed: CancellationToken::new(),
+            lost: CancellationToken::new(),
+            lost_because: Mutex::new(None),
+        }
+    }
+
+    pub fn slim(&self) -> Result<Arc<SlimApp>> {
+        self.slim.read().clone().ok_or_else(app_closed)
+    }
+
+    /// The upstream app, taken when the app closes.
+    pub fn take_slim(&self) -> Option<Arc<SlimApp>> {
+        self.slim.write().take()
+    }
+
+    /// The connection to the node, or why there is none.
+    pub fn connection(&self) -> Result<u64> {
+        self.slim()?;
+        if let Some(lost) = self.lost_reason() {
+            return Err(lost);
+        }
+        self.connection.read().ok_or_else(|| {
+            Error::new(
+                Code::Connect,
+                "the app is not connected to a SLIM node; call connect() first",
+            )
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection.read().is_some()
+    }
+
+    pub fn set_connection(&self, connection: u64) {
+        *self.connection.write() = Some(connection);
+    }
+
+    pub fn take_connection(&self) -> Option<u64> {
+        self.connection.write().take()
+    }
+
+    pub fn lost_reason(&self) -> Option<Error> {
+        self.lost_because.lock().clone()
+    }
+
+    pub fn connection_state(&self, connection: u64) -> ConnectionState {
+        if self.closed.is_cancelled() || *self.connection.read() != Some(connection) {
+            ConnectionState::Replaced
+        } else if self
+            .service
+            .message_processor()
+            .connection_table()
+            .get(connection)
+            .is_none()
+        {
+            ConnectionState::GivenUp
+        } else {
+            ConnectionState::Up
+        }
+    }
+
+    /// Records that upstream gave `connection` up; false when it is no longer the app's.
+    pub fn mark_lost(&self, connection: u64) -> bool {
+        {
+            let mut current = self.connection.write();
+            if *current != Some(connection) {
+                return false;
+            }
+            current.take();
+        }
+        *self.lost_because.lock() = Some(Error::new(
+            Code::Connect,
+            "the connection to the SLIM node was lost and SLIM stopped reconnecting; \
+             create the app again",
+        ));
+        self.lost.cancel();
+        true
+    }
+
+    pub async fn set_route(&self, target: &ProtoName) -> Result<()> {
+        let connection = self.connection()?;
+        Ok(self.slim()?.set_route(target, connection).await?)
+    }
+
+    pub fn delete_session(&self, session: &SessionController) -> Result<CompletionHandle> {
+        Ok(self.slim()?.delete_session(session)?)
+    }
+
+    /// Deletes a session nobody will use, without waiting for upstream's teardown.
+    pub fn abandon_session(&self, session: &SessionController) {
+        if let Ok(handle) = self.delete_session(session) {
+            crate::runtime::spawn(async move {
+                let _ = handle.await;
+            });
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! A session's state and lifecycle: made from upstream's session context, started once
+//! JavaScript attached its callbacks, closed by the app, by JavaScript or by its end
+//! upstream. What it sends goes through its publisher, what it receives through its
+//! receiver; membership changes are in `membership`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use slim_datapath::api::ProtoName;
+use slim_session::context::SessionContext;
+use slim_session::session_controller::SessionController;
+use slim_session::{AppChannelReceiver, CompletionHandle, SessionConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{Callback, Delivery};
+use crate::errors::{Code, Error, Result};
+use crate::link::Link;
+use crate::message::ReceivedBatch;
+use crate::runtime::{bounded, spawn};
+use crate::session::moderator::{self, MODERATOR_KEY};
+use crate::session::options::{PublishOptions, SessionType, check_size};
+use crate::session::publisher::{self, PublishOutcomes, PublishRequest, Target};
+use crate::session::receiver::{self, Ending, Inbox, Request};
+use crate::session::roster;
+
+/// Upstream stores the join request's signature among the session metadata; it is
+/// protocol state, not something the creator set.
+const PAYLOAD_SIGNATURE_KEY: &str = "slim-payload-sig";
+/// How long closing a session may wait for upstream to finish its teardown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a session needs once JavaScript attached its callbacks.
+struct Unstarted {
+    messages: AppChannelReceiver,
+    publishes: mpsc::UnboundedReceiver<PublishRequest>,
+}
+
+/// The callbacks, held weakly: the tasks own them, so they are released when the
+/// tasks end and never keep a closed session (and its JavaScript object) alive.
+struct Callbacks {
+    messages: Weak<Delivery<ReceivedBatch>>,
+    outcomes: Weak<Delivery<PublishOutcomes>>,
+}
+
+pub struct SessionCore {
+    pub id: u32,
+    pub session_type: SessionType,
+    pub source: ProtoName,
+    pub destination: ProtoName,
+    pub initiator: bool,
+    pub config: SessionConfig,
+    controller: Weak<SessionController>,
+    unstarted: parking_lot::Mutex<Option<Unstarted>>,
+    callbacks: parking_lot::Mutex<Option<Callbacks>>,
+    inbox: Arc<Inbox>,
+    publish_tx: mpsc::UnboundedSender<PublishRequest>,
+    next_ticket: AtomicU32,
+    closed: CancellationToken,
+    /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
+    unanswerable: CancellationToken,
+    /// Why the session ended, when something other than a close ended it.
+    ended_because: parking_lot::Mutex<Option<String>>,
+    pub link: Arc<Link>,
+}
+
+/// A wait that the session's closing interrupted reports the session as closed.
+fn closed_as_session(err: Error, id: u32) -> Error {
+    if err.code == Code::Closed {
+        Error::session_closed(id)
+    } else {
+        err
+    }
+}
+
+impl SessionCore {
+    /// Takes over a session upstream made (created here or joined by invitation).
+    pub fn start(context: SessionContext, link: Arc<Link>) -> Result<Arc<Self>> {
+        let (controller, rx) = context.into_parts();
+        let live = controller.upgrade().ok_or_else(|| {
+            Error::new(
+                Code::SessionClosed,
+                "the session ended before it could be used",
+            )
+        })?;
+        if let Err(err) = link.identity.check_can_join_sessions() {
+            // Invited into a session this identity cannot take part in: leave it.
+            link.abandon_session(&live);
+            return Err(err);
+        }
+        let config = live.session_config();
+        let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+        let core = Arc::new(SessionCore {
+            id: live.id(),
+            session_type: SessionType::of(&config),
+            source: live.source().clone(),
+            destination: live.dst().clone(),
+            initiator: live.is_initiator(),
+            config,
+            controller: controller.clone(),
+            unstarted: parking_lot::Mutex::new(Some(Unstarted {
+                messages: rx,
+                publishes: publish_rx,
+            })),
+            callbacks: parking_lot::Mutex::new(None),
+            inbox: Arc::default(),
+            publish_tx,
+            next_ticket: AtomicU32::new(0),
+            closed: link.closed.child_token(),
+            unanswerable: CancellationToken::new(),
+            ended_because: parking_lot::Mutex::new(None),
+            link,
+        });
+        if !core.initiator && core.session_type == SessionType::Group {
+            let session = Arc::downgrade(&core);
+            moderator::watch(controller, core.closed.clone(), |reason| async move {
+                if let Some(core) = session.upgrade() {
+                    core.end(&reason).await;
+                }
+            });
+        }
+        Ok(core)
+    }
+
+    pub fn controller(&self) -> Result<Arc<SessionController>> {
+        if self.closed.is_cancelled() {
+            return Err(Error::session_closed(self.id));
+        }
+        self.controller
+            .upgrade()
+            .ok_or_else(|| Error::session_closed(self.id))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled() || self.controller.strong_count() == 0
+    }
+
+    /// The metadata the creator set, without what SLIM and slim-node keep there.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        let mut metadata = self.config.metadata.clone();
+        metadata.remove(PAYLOAD_SIGNATURE_KEY);
+        metadata.remove(MODERATOR_KEY);
+        metadata
+    }
+
+    /// Waits for an upstream completion while honouring close and abort.
+    pub async fn complete(
+        &self,
+        handle: CompletionHandle,
+        timeout: Option<Duration>,
+        abort: Option<&CancellationToken>,
+        what: &str,
+    ) -> Result<()> {
+        let done = async { handle.await.map_err(Error::from) };
+        bounded(done, timeout, &self.closed, abort, what)
+            .await
+            .map_err(|e| closed_as_session(e, self.id))
+    }
+
+    /// Ends the session because nobody can answer any more (the app's connection or the
+    /// moderator is gone): what is in flight settles at once, receives learn why.
+    pub async fn end(&self, reason: &str) {
+        self.ended_because
+            .lock()
+            .get_or_insert_with(|| format!("session {} ended: {reason}", self.id));
+        self.unanswerable.cancel();
+        let _ = self.close().await;
+    }
+
+    /// The error for using the session after it ended, saying why when that is known.
+    pub fn closed_error(&self) -> Error {
+        match self.ended_because.lock().clone() {
+            Some(reason) => Error::new(Code::SessionClosed, reason),
+            None => Error::session_closed(self.id),
+        }
+    }
+
+    /// Leaves the session (ending it for everyone when this app moderates a group).
+    pub async fn close(&self) -> Result<()> {
+        if self.closed.is_cancelled() {
+            return Ok(());
+        }
+        let controller = self.controller.upgrade();
+        self.closed.cancel();
+        let Some(controller) = controller else {
+            return Ok(());
+        };
+        let moderates_group = self.initiator && self.session_type == SessionType::Group;
+        let has_members = !moderates_group || roster::has_others(&controller, &self.source).await;
+        let handle = match self.link.delete_session(&controller) {
+            Ok(handle) => handle,
+            // Already removed upstream (e.g. the moderator ended it): nothing left to do.
+            Err(_) => return Ok(()),
+        };
+        drop(controller);
+        if !has_members {
+            // Upstream still retransmits the close of an empty group to nobody until its
+            // retries run out; there is nothing to wait for, nor any ack to come.
+            self.unanswerable.cancel();
+            spawn(async move {
+                let _ = handle.await;
+            });
+            return Ok(());
+        }
+        match tokio::time::timeout(CLOSE_TIMEOUT, handle).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => match Error::from(err) {
+                err if err.code == Code::SessionClosed => Ok(()),
+                err => Err(err),
+            },
+            // Closed on this side already; a peer that no longer answers (a crashed
+            // moderator, say) only keeps upstream's teardown retrying in the background.
+            Err(_) => {
+                tracing::debug!(
+                    session_id = self.id,
+                    "session teardown still running after {CLOSE_TIMEOUT:?}"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts delivery to JavaScript through the two callbacks. Once only.
+    pub fn attach(
+        self: &Arc<Self>,
+        on_messages: Callback<ReceivedBatch>,
+        on_outcomes: Callback<PublishOutcomes>,
+    ) -> Result<()> {
+        let Some(unstarted) = self.unstarted.lock().take() else {
+            return Err(Error::new(
+                Code::Busy,
+                "the session's callbacks are already attached",
+            ));
+        };
+        let messages = Arc::new(Delivery::new(on_messages));
+        let outcomes = Arc::new(Delivery::new(on_outcomes));
+        *self.callbacks.lock() = Some(Callbacks {
+            messages: Arc::downgrade(&messages),
+            outcomes: Arc::downgrade(&outcomes),
+        });
+        spawn(receiver::run(
+            unstarted.messages,
+            self.inbox.clone(),
+            messages,
+            self.closed.clone(),
+            Arc::downgrade(self),
+            self.id,
+        ));
+        spawn(publisher::run(
+            self.controller.clone(),
+            self.destination.clone(),
+            self.id,
+            unstarted.publishes,
+            outcomes,
+            self.closed.clone(),
+            self.unanswerable.clone(),
+        ));
+        Ok(())
+    }
+
+    /// One of the callbacks, while the task that feeds it runs.
+    fn callback<T: napi::bindgen_prelude::JsValuesTupleIntoVec>(
+        &self,
+        which: impl FnOnce(&Callbacks) -> &Weak<Delivery<T>>,
+    ) -> Result<Arc<Delivery<T>>> {
+        let callbacks = self.callbacks.lock();
+        let Some(callbacks) = callbacks.as_ref() else {
+            return Err(Error::new(
+                Code::Internal,
+                "the session's callbacks are not attached",
+            ));
+        };
+        which(callbacks)
+            .upgrade()
+            .ok_or_else(|| self.closed_error())
+    }
+
+    /// Registers a receive; returns the delivery that will answer it, for JavaScript to
+    /// keep Node alive on until then.
+    pub fn request_messages(&self, request: Request) -> Result<Arc<Delivery<ReceivedBatch>>> {
+        let messages = self.callback(|callbacks| &callbacks.messages)?;
+        self.inbox.ask(request, self.id)?;
+        Ok(messages)
+    }
+
+    /// Ends the pending abortable receive with ABORTED.
+    pub fn abort_receive(&self) {
+        self.inbox.abort();
+    }
+
+    /// The delivery of publish outcomes, while the publisher runs.
+    pub fn outcomes(&self) -> Option<Arc<Delivery<PublishOutcomes>>> {
+        self.callback(|callbacks| &callbacks.outcomes).ok()
+    }
+
+    /// Queues a publish and returns its ticket; its outcome comes through the callback.
+    pub fn enqueue(
+        &self,
+        payload: Vec<u8>,
+        options: PublishOptions,
+        target: Target,
+    ) -> Result<u32> {
+        if self.closed.is_cancelled() {
+            return Err(Error::session_closed(self.id));
+        }
+        check_size(payload.len(), &options)?;
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let request = PublishRequest {
+            payload,
+            options,
+            target,
+            ticket,
+        };
+        self.publish_tx
+            .send(request)
+            .map_err(|_| Error::session_closed(self.id))?;
+        Ok(ticket)
+    }
+}
+
+impl Ending for SessionCore {
+    async fn close(&self) {
+        let _ = SessionCore::close(self).await;
+    }
+
+    fn closed_error(&self) -> Error {
+        SessionCore::closed_error(self)
+    }
+}

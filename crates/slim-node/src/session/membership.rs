@@ -1,0 +1,102 @@
+//! Inviting and removing members of a group this app moderates. Each change resolves
+//! when upstream reports it done (the member joined, or left).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slim_datapath::api::{ParticipantState, ProtoName};
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::{Code, Error, Result};
+use crate::name;
+use crate::session::core::SessionCore;
+use crate::session::options::SessionType;
+use crate::session::roster::member_state;
+
+/// Upstream's own checks, done before any route is set so errors come first.
+fn check_moderator(core: &SessionCore) -> Result<()> {
+    if core.session_type == SessionType::PointToPoint {
+        return Err(Error::new(
+            Code::NotGroup,
+            "only group sessions have members to invite or remove; this is a point-to-point session",
+        ));
+    }
+    if !core.initiator {
+        return Err(Error::new(
+            Code::NotInitiator,
+            "only the moderator (the app that created the group) can invite or remove members",
+        ));
+    }
+    Ok(())
+}
+
+/// Invites `member`, resolving once it has joined. A member that crashed stays listed,
+/// offline, until it is removed: it is removed first, then invited again.
+pub async fn invite(
+    core: Arc<SessionCore>,
+    member: ProtoName,
+    timeout: Option<Duration>,
+    abort: Option<CancellationToken>,
+) -> Result<()> {
+    let controller = core.controller()?;
+    check_moderator(&core)?;
+    core.link.set_route(&member).await?;
+    match member_state(&controller, &member).await {
+        Some(ParticipantState::Online) => {
+            return Err(Error::invalid_argument(format!(
+                "{} is already a member of this group",
+                name::base(&member)
+            )));
+        }
+        Some(_) => remove(&core, &member, timeout, abort.as_ref()).await?,
+        None => {}
+    }
+    let handle = controller
+        .invite_participant(&member)
+        .await
+        .map_err(Error::from)?;
+    drop(controller);
+    core.complete(handle, timeout, abort.as_ref(), "invite")
+        .await
+}
+
+/// Removes a listed `member`, resolving once it has left.
+pub async fn remove_listed(
+    core: Arc<SessionCore>,
+    member: ProtoName,
+    timeout: Option<Duration>,
+    abort: Option<CancellationToken>,
+) -> Result<()> {
+    let controller = core.controller()?;
+    check_moderator(&core)?;
+    if member_state(&controller, &member).await.is_none() {
+        return Err(Error::new(
+            Code::NotMember,
+            format!("{} is not a member of this group", name::base(&member)),
+        ));
+    }
+    drop(controller);
+    remove(&core, &member, timeout, abort.as_ref()).await
+}
+
+/// Removes `member`. One that went offline cannot acknowledge its removal, so upstream
+/// reports a delivery failure after taking it off the list: that counts as removed.
+async fn remove(
+    core: &SessionCore,
+    member: &ProtoName,
+    timeout: Option<Duration>,
+    abort: Option<&CancellationToken>,
+) -> Result<()> {
+    let handle = core
+        .controller()?
+        .remove_participant(member)
+        .await
+        .map_err(Error::from)?;
+    match core.complete(handle, timeout, abort, "remove").await {
+        Err(err) if err.code == Code::DeliveryFailed => match core.controller() {
+            Ok(controller) if member_state(&controller, member).await.is_none() => Ok(()),
+            _ => Err(err),
+        },
+        outcome => outcome,
+    }
+}
