@@ -1,8 +1,6 @@
 // Bad input across the API and the command lines: each case must end in a typed error
 // with a useful message, never a crash or a hang, and leave the process usable.
-import { execFile } from 'node:child_process'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { root, typescriptFlags } from '../scripts/processes.mjs'
 import {
@@ -17,7 +15,17 @@ import {
   startServer,
   type WaitOptions,
 } from '../src-ts/index.js'
-import { closeAll, closedPort, connectApp, rejectionOf, SECRET, startTestServer, text } from './helpers.js'
+import {
+  closedPort,
+  connectApp,
+  rejectionOf,
+  run,
+  SECRET,
+  sharedResources,
+  startTestServer,
+  text,
+  track,
+} from './helpers.js'
 
 interface Context {
   server: SlimServer
@@ -138,19 +146,19 @@ const cases: BadInput[] = [
   {
     what: 'an endpoint that is no URL',
     code: 'INVALID_ARGUMENT',
-    attempt: async () => (await createApp({ name: 'org/bad/url', identity })).connect({ endpoint: 'not a url' }),
+    attempt: async () => track(await createApp({ name: 'org/bad/url', identity })).connect({ endpoint: 'not a url' }),
   },
   {
     what: 'an endpoint with port 99999',
     code: 'INVALID_ARGUMENT',
     attempt: async () =>
-      (await createApp({ name: 'org/bad/port', identity })).connect({ endpoint: 'http://127.0.0.1:99999' }),
+      track(await createApp({ name: 'org/bad/port', identity })).connect({ endpoint: 'http://127.0.0.1:99999' }),
   },
   {
     what: 'an endpoint nobody listens on',
     code: 'CONNECT',
     attempt: async () =>
-      (await createApp({ name: 'org/bad/closed', identity })).connect({
+      track(await createApp({ name: 'org/bad/closed', identity })).connect({
         endpoint: `http://127.0.0.1:${await closedPort()}`,
       }),
   },
@@ -159,7 +167,7 @@ const cases: BadInput[] = [
     code: 'INVALID_ARGUMENT',
     says: /nonexistent/,
     attempt: async ({ server }) =>
-      (await createApp({ name: 'org/bad/ca', identity })).connect({
+      track(await createApp({ name: 'org/bad/ca', identity })).connect({
         endpoint: server.url.replace('http:', 'https:'),
         tls: { caFile: '/nonexistent/ca.pem' },
       }),
@@ -168,7 +176,7 @@ const cases: BadInput[] = [
     what: 'a CA PEM that is garbage',
     code: 'INVALID_ARGUMENT',
     attempt: async ({ server }) =>
-      (await createApp({ name: 'org/bad/capem', identity })).connect({
+      track(await createApp({ name: 'org/bad/capem', identity })).connect({
         endpoint: server.url.replace('http:', 'https:'),
         tls: { caPem: 'garbage' },
       }),
@@ -265,7 +273,7 @@ const cases: BadInput[] = [
     what: 'publishing on a closed session',
     code: 'SESSION_CLOSED',
     attempt: async ({ app }) => {
-      const session = await app.createGroupSession('org/bad/closed-session')
+      const session = track(await app.createGroupSession('org/bad/closed-session'))
       await session.close()
       await session.close()
       return session.publish('late')
@@ -275,7 +283,7 @@ const cases: BadInput[] = [
     what: 'receiving on a closed session',
     code: 'SESSION_CLOSED',
     attempt: async ({ app }) => {
-      const session = await app.createGroupSession('org/bad/closed-receive')
+      const session = track(await app.createGroupSession('org/bad/closed-receive'))
       await session.close()
       return session.getMessage({ timeout: 1_000 })
     },
@@ -284,7 +292,7 @@ const cases: BadInput[] = [
     what: 'creating a session on a closed app',
     code: 'CLOSED',
     attempt: async ({ server }) => {
-      const app = await connectApp(server, 'org/bad/closed-app')
+      const app = track(await connectApp(server, 'org/bad/closed-app'))
       await app.close()
       await app.close()
       return app.createGroupSession('org/bad/after')
@@ -294,7 +302,7 @@ const cases: BadInput[] = [
     what: 'a second getMessage while one is pending',
     code: 'BUSY',
     attempt: async ({ app }) => {
-      const session = await app.createGroupSession('org/bad/busy')
+      const session = track(await app.createGroupSession('org/bad/busy'))
       return secondWhilePending(session, (options) => session.getMessage(options))
     },
   },
@@ -302,7 +310,7 @@ const cases: BadInput[] = [
     what: 'a second listenForSession while one is pending',
     code: 'BUSY',
     attempt: async ({ server }) => {
-      const app = await connectApp(server, 'org/bad/listener')
+      const app = track(await connectApp(server, 'org/bad/listener'))
       return secondWhilePending(app, (options) => app.listenForSession(options))
     },
   },
@@ -363,17 +371,18 @@ const cases: BadInput[] = [
   {
     what: 'inviting into a point-to-point session',
     code: 'NOT_GROUP',
-    attempt: async ({ app }) => (await app.createPointToPointSession('org/bad/peer')).invite('org/bad/x'),
+    attempt: async ({ app }) => track(await app.createPointToPointSession('org/bad/peer')).invite('org/bad/x'),
   },
 ]
 
 describe('bad input through the API', () => {
   const context = {} as Context
+  const shared = sharedResources()
   beforeAll(async () => {
-    context.server = await startTestServer()
-    context.app = await connectApp(context.server, 'org/bad/app')
-    context.peer = await connectApp(context.server, 'org/bad/peer')
-    context.group = await context.app.createGroupSession('org/bad/group')
+    context.server = shared(await startTestServer())
+    context.app = shared(await connectApp(context.server, 'org/bad/app'))
+    context.peer = shared(await connectApp(context.server, 'org/bad/peer'))
+    context.group = shared(await context.app.createGroupSession('org/bad/group'))
   })
 
   test('covers at least 30 cases', () => {
@@ -388,18 +397,20 @@ describe('bad input through the API', () => {
   })
 
   afterAll(async () => {
-    // After all of that, the same process still carries messages.
-    const member = await connectApp(context.server, 'org/bad/member')
-    const joined = member.listenForSession({ timeout: 30_000 })
-    await context.group.invite('org/bad/member')
-    const session = await joined
-    await context.group.publish('still working')
-    expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('still working')
-    await closeAll(context.group, context.app, context.peer, member, context.server)
+    try {
+      // After all of that, the same process still carries messages.
+      const member = shared(await connectApp(context.server, 'org/bad/member'))
+      const joined = member.listenForSession({ timeout: 30_000 })
+      await context.group.invite('org/bad/member')
+      const session = await joined
+      await context.group.publish('still working')
+      expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('still working')
+    } finally {
+      // Here too: once an afterAll hook fails, vitest runs none of the others.
+      await shared.release()
+    }
   })
 })
-
-const run = promisify(execFile)
 
 /** Runs a command line to its end; bad input must exit 1 with one `error:` line. */
 async function failure(args: string[]): Promise<string> {

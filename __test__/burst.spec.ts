@@ -3,7 +3,7 @@
 // `SLIM_BURST_COUNT` scales it up for the soak (`npm run soak`).
 import { expect, test } from 'vitest'
 import type { Session } from '../src-ts/index.js'
-import { closeAll, connectApp, startTestServer } from './helpers.js'
+import { connectApp, startTestServer, track } from './helpers.js'
 
 const COUNT = Number(process.env.SLIM_BURST_COUNT ?? 2_000)
 const MEMBERS = Number(process.env.SLIM_BURST_MEMBERS ?? 5)
@@ -36,12 +36,13 @@ async function receiveBursts(session: Session, self: number): Promise<number[]> 
 test.each([false, true])(
   `mls=%s: ${MEMBERS} members each publish ${COUNT} messages; all arrive once, in order`,
   async (mls) => {
-    const server = await startTestServer()
+    const server = track(await startTestServer())
     const names = Array.from({ length: MEMBERS }, (_, i) => `org/burst/member-${mls}-${i}`)
-    const apps = await Promise.all(names.map((name) => connectApp(server, name)))
+    const apps = await Promise.all(names.map(async (name) => track(await connectApp(server, name))))
     const [moderatorApp, ...memberApps] = apps
     if (!moderatorApp) throw new Error('no moderator')
-    const moderator = await moderatorApp.createGroupSession(`org/burst/group-${mls}`, { mls })
+    // Released first, it ends the group for every member at once.
+    const moderator = track(await moderatorApp.createGroupSession(`org/burst/group-${mls}`, { mls }))
     const joined = memberApps.map((app) => app.listenForSession({ timeout: 30_000 }))
     for (const name of names.slice(1)) await moderator.invite(name)
     const sessions = [moderator, ...(await Promise.all(joined))]
@@ -62,8 +63,6 @@ test.each([false, true])(
       await expect(session.getMessage({ timeout: 200 })).rejects.toMatchObject({ code: 'TIMEOUT' })
     }
     expect(warnings).toEqual([])
-    // The moderator ending the group ends it for every member at once.
-    await closeAll(moderator, ...apps, server)
   },
   Math.max(120_000, COUNT * 60),
 )

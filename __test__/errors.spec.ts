@@ -1,5 +1,5 @@
 import { getEventListeners } from 'node:events'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { beforeAll, describe, expect, test } from 'vitest'
 import {
   createApp,
   createLocalApp,
@@ -10,24 +10,23 @@ import {
   type SlimServer,
 } from '../src-ts/index.js'
 import {
-  closeAll,
   closedPort,
   connectApp,
   joinedPair,
   receive,
   rejectionOf,
   SECRET,
+  sharedResources,
   startTestServer,
   text,
+  track,
 } from './helpers.js'
 
 describe('typed errors', () => {
   let server: SlimServer
+  const shared = sharedResources()
   beforeAll(async () => {
-    server = await startTestServer()
-  })
-  afterAll(async () => {
-    await server.stop()
+    server = shared(await startTestServer())
   })
 
   test('a short shared secret is refused with the minimum length', async () => {
@@ -42,7 +41,7 @@ describe('typed errors', () => {
     expect(() => formatName({ org: 'a', namespace: '', app: 'c' })).toThrow(
       expect.objectContaining({ code: 'INVALID_NAME' }),
     )
-    await expect(connectApp(server, 'not a name')).rejects.toMatchObject({ code: 'INVALID_NAME' })
+    await expect(connectApp(server, 'not a name').then(track)).rejects.toMatchObject({ code: 'INVALID_NAME' })
     expect(parseName('org/ns/app')).toEqual({ org: 'org', namespace: 'ns', app: 'app' })
   })
 
@@ -58,8 +57,8 @@ describe('typed errors', () => {
   })
 
   test('publish after close, getMessage timeout and abort', async () => {
-    const alice = await connectApp(server, 'org/err/alice')
-    const group = await alice.createGroupSession('org/err/chat')
+    const alice = track(await connectApp(server, 'org/err/alice'))
+    const group = track(await alice.createGroupSession('org/err/chat'))
 
     await expect(group.getMessage({ timeout: 50 })).rejects.toMatchObject({ code: 'TIMEOUT' })
 
@@ -86,27 +85,25 @@ describe('typed errors', () => {
   })
 
   test('invites: not on a point-to-point session, and only by the moderator', async () => {
-    const moderator = await connectApp(server, 'org/err/mod')
-    const member = await connectApp(server, 'org/err/member')
-    const peer = await connectApp(server, 'org/err/peer')
+    const moderator = track(await connectApp(server, 'org/err/mod'))
+    const member = track(await connectApp(server, 'org/err/member'))
+    track(await connectApp(server, 'org/err/peer'))
 
-    const p2p = await moderator.createPointToPointSession('org/err/peer')
+    const p2p = track(await moderator.createPointToPointSession('org/err/peer'))
     await expect(p2p.invite('org/err/member')).rejects.toMatchObject({ code: 'NOT_GROUP' })
 
-    const group = await moderator.createGroupSession('org/err/room')
+    const group = track(await moderator.createGroupSession('org/err/room'))
     const joined = member.listenForSession({ timeout: 30_000 })
     await group.invite('org/err/member')
     const memberSession = await joined
     await expect(memberSession.invite('org/err/peer')).rejects.toMatchObject({ code: 'NOT_INITIATOR' })
     await expect(memberSession.remove('org/err/mod')).rejects.toMatchObject({ code: 'NOT_INITIATOR' })
     await expect(group.invite('bad name')).rejects.toMatchObject({ code: 'INVALID_NAME' })
-
-    await closeAll(moderator, member, peer)
   })
 
   test('wrong JavaScript types become INVALID_ARGUMENT, not crashes', async () => {
-    const app = await connectApp(server, 'org/err/types')
-    const group = await app.createGroupSession('org/err/typed')
+    const app = track(await connectApp(server, 'org/err/types'))
+    const group = track(await app.createGroupSession('org/err/typed'))
     // @ts-expect-error deliberately wrong type
     await expect(group.publish(42)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
     await expect(group.getMessage({ timeout: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
@@ -114,14 +111,13 @@ describe('typed errors', () => {
     await expect(app.createGroupSession('org/err/x', { interval: 0 })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     })
-    await app.close()
   })
 })
 
 describe('receives that give up', () => {
   test('lose nothing: what arrives after a timeout or an abort goes to the next receive, in order', async () => {
-    const server = await startTestServer()
-    const { moderator, member, group, session } = await joinedPair(server, 'giveup')
+    const server = track(await startTestServer())
+    const { group, session } = await joinedPair(server, 'giveup')
 
     await expect(session.getMessage({ timeout: 20 })).rejects.toMatchObject({ code: 'TIMEOUT' })
     await group.publish('first')
@@ -137,12 +133,11 @@ describe('receives that give up', () => {
     const rest = await receive(session, outcome === 'first' ? 1 : 2)
     expect([...(outcome === 'first' ? ['first'] : []), ...rest.map(text)]).toEqual(['first', 'second'])
     if (outcome !== 'first') expect(outcome).toBe('ABORTED')
-    await closeAll(group, member, moderator, server)
   })
 
   test('one signal for every receive of a loop: one listener, which goes when the session ends', async () => {
-    const server = await startTestServer()
-    const { moderator, member, group, session } = await joinedPair(server, 'onesignal')
+    const server = track(await startTestServer())
+    const { group, session } = await joinedPair(server, 'onesignal')
     const controller = new AbortController()
     const { signal } = controller
     for (const word of ['a', 'b', 'c']) {
@@ -165,6 +160,5 @@ describe('receives that give up', () => {
     await group.close()
     expect((await last).code).toBe('SESSION_CLOSED')
     expect(getEventListeners(other.signal, 'abort')).toHaveLength(0)
-    await closeAll(member, moderator, server)
   })
 })

@@ -1,19 +1,9 @@
-import { execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
-import { afterEach, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { nodeBinary } from '../scripts/node-binaries.mjs'
-import { ExampleProcess, root, startExampleServer } from '../scripts/processes.mjs'
-import { closedPort } from './helpers.js'
-
-const running: ExampleProcess[] = []
-afterEach(() => {
-  for (const process of running.splice(0)) process.stop()
-})
-function track<T extends ExampleProcess>(process: T): T {
-  running.push(process)
-  return process
-}
+import { ExampleProcess, root, typescriptFlags } from '../scripts/processes.mjs'
+import { closedPort, run, track, trackedExampleServer } from './helpers.js'
 
 const received = (from: string, text: string) => `-> Received message from ${from}: ${text}`
 const receivedLines = (process: ExampleProcess) =>
@@ -21,8 +11,7 @@ const receivedLines = (process: ExampleProcess) =>
 
 describe.each([false, true])('the seed multicast example, mls=%s', (mls) => {
   test('members receive exactly what the moderator and a client publish; everyone exits 0', async () => {
-    const { server, slim } = await startExampleServer()
-    track(server)
+    const { server, slim } = await trackedExampleServer()
     const [one, two] = ['agntcy/ns/client-1', 'agntcy/ns/client-2'].map((local) =>
       track(new ExampleProcess(local, 'client.ts', ['--local', local, '--slim', slim])),
     ) as [ExampleProcess, ExampleProcess]
@@ -80,8 +69,7 @@ describe('the example CLIs on bad input', () => {
   })
 
   test('a short shared secret is one line stating the minimum, not a stack trace', async () => {
-    const { server, slim } = await startExampleServer()
-    track(server)
+    const { slim } = await trackedExampleServer()
     const client = track(new ExampleProcess('client', 'client.ts', ['--slim', slim, '--shared-secret', 'short']))
     expect(await client.exitCode()).toBe(1)
     expect(client.errors).toEqual(['error: sharedSecret must be at least 32 bytes, got 5 (INVALID_ARGUMENT)'])
@@ -94,8 +82,7 @@ describe('the example CLIs on bad input', () => {
   })
 
   test('the moderator exits 0 on Ctrl+C while waiting for input', async () => {
-    const { server, slim } = await startExampleServer()
-    track(server)
+    const { slim } = await trackedExampleServer()
     const client = track(new ExampleProcess('client', 'client.ts', ['--slim', slim]))
     await client.waitFor('Waiting for session')
     const moderator = track(
@@ -110,13 +97,14 @@ describe('the example CLIs on bad input', () => {
 describe('the slim-node command', () => {
   test('`slim-node server` listens until SIGINT; --version names the core', async () => {
     const cli = join(root, 'dist', 'cli.js')
-    const { stdout } = await promisify(execFile)(process.execPath, [cli, '--version'])
+    const { stdout } = await run(process.execPath, [cli, '--version'])
     expect(stdout.trim()).toMatch(/^slim-node \d+\.\d+\.\d+, SLIM core 3\.4\.6$/)
 
-    const { spawn } = await import('node:child_process')
-    const child = spawn(process.execPath, [cli, 'server', '--endpoint', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
+    const child = track(
+      spawn(process.execPath, [cli, 'server', '--endpoint', '127.0.0.1:0'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    )
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
     const line = await new Promise<string>((resolve) =>
       child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())),
@@ -130,8 +118,7 @@ describe('the slim-node command', () => {
 describe.each(['22', '24'] as const)('the examples on Node %s, with its own type stripping', (major) => {
   test('node examples/*.ts runs the group with no loader', async () => {
     const node = nodeBinary(major)
-    const { server, slim } = await startExampleServer({ node })
-    track(server)
+    const { slim } = await trackedExampleServer({ node })
     const client = track(new ExampleProcess('client', 'client.ts', ['--slim', slim], { node }))
     await client.waitFor('-> Waiting for session...')
     const moderator = track(
@@ -150,13 +137,10 @@ describe.each(['22', '24'] as const)('the examples on Node %s, with its own type
 })
 
 test('on a terminal the app name is bold and coloured, as in the seed', async () => {
-  const { server, slim } = await startExampleServer()
-  track(server)
-  const { spawn } = await import('node:child_process')
-  const { typescriptFlags } = await import('../scripts/processes.mjs')
+  const { slim } = await trackedExampleServer()
   const command = [process.execPath, ...typescriptFlags(), join(root, 'examples', 'client.ts'), '--slim', `'${slim}'`]
   // `script` gives the client a pseudo-terminal for stdout.
-  const child = spawn('script', ['-qfc', command.join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = track(spawn('script', ['-qfc', command.join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] }))
   let output = ''
   const waiting = new Promise<void>((resolve) => {
     child.stdout.on('data', (chunk: Buffer) => {
@@ -166,5 +150,4 @@ test('on a terminal the app name is bold and coloured, as in the seed', async ()
   })
   await waiting
   expect(output).toContain('\x1b[1;36magntcy/ns/client-1\x1b[0m -> Waiting for session...')
-  child.kill('SIGKILL')
 })

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
+import { track } from './helpers.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/open-and-close.mjs', import.meta.url))
 
 test('a process that closes everything exits by itself within 2 s of its last statement', async () => {
-  const child = spawn(process.execPath, [fixture], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = track(spawn(process.execPath, [fixture], { stdio: ['ignore', 'pipe', 'inherit'] }))
   let output = ''
   let lastStatementAt = 0
   child.stdout.on('data', (chunk: Buffer) => {

@@ -1,31 +1,27 @@
 // Crashed members and a restarted node, with the members and the node in processes of
 // their own so they can be killed for real.
 import { join } from 'node:path'
-import { afterEach, expect, test, vi } from 'vitest'
+import { expect, test, vi } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { App, Session, SlimServer } from '../src-ts/index.js'
-import { closeAll, closedPort, connectApp, rejectionOf, startTestServer, text } from './helpers.js'
+import { closedPort, connectApp, rejectionOf, startTestServer, text, track } from './helpers.js'
 
-const started: ExampleProcess[] = []
-afterEach(() => {
-  for (const child of started.splice(0)) child.child.kill('SIGKILL')
-})
-
-/** A group member (or moderator) in its own process: __test__/fixtures/group-member.mjs. */
+/** A group member (or moderator) in its own process: __test__/fixtures/group-member.mjs. Killed when the test ends. */
 function member(...args: string[]): ExampleProcess {
-  const child = new ExampleProcess(args[1] ?? 'member', 'group-member.mjs', args, {
-    dir: join(root, '__test__', 'fixtures'),
-  })
-  started.push(child)
-  return child
+  return track(
+    new ExampleProcess(args[1] ?? 'member', 'group-member.mjs', args, {
+      dir: join(root, '__test__', 'fixtures'),
+    }),
+  )
 }
 
-/** A SLIM node in its own process, through the package's CLI. */
+/** A SLIM node in its own process, through the package's CLI. Killed when the test ends. */
 async function nodeProcess(port: number): Promise<ExampleProcess> {
-  const node = new ExampleProcess('node', 'cli.js', ['server', '--endpoint', `127.0.0.1:${port}`], {
-    dir: join(root, 'dist'),
-  })
-  started.push(node)
+  const node = track(
+    new ExampleProcess('node', 'cli.js', ['server', '--endpoint', `127.0.0.1:${port}`], {
+      dir: join(root, 'dist'),
+    }),
+  )
   await node.waitFor('listening')
   return node
 }
@@ -39,13 +35,13 @@ const onlineOf = async (group: Session, name: string): Promise<boolean | undefin
   (await group.participants()).find((participant) => participant.name === name)?.online
 
 test('a member killed with SIGKILL: the others go on, the moderator sees it offline and re-invites it', async () => {
-  const server = await startTestServer()
-  const moderator = await connectApp(server, 'org/fault/moderator')
-  const survivor = await connectApp(server, 'org/fault/survivor')
+  const server = track(await startTestServer())
+  const moderator = track(await connectApp(server, 'org/fault/moderator'))
+  const survivor = track(await connectApp(server, 'org/fault/survivor'))
   const victim = member('member', 'org/fault/victim', server.url)
   await victim.waitFor('ready')
 
-  const group = await moderator.createGroupSession('org/fault/group', { maxRetries: 3, interval: 500 })
+  const group = track(await moderator.createGroupSession('org/fault/group', { maxRetries: 3, interval: 500 }))
   const joined = survivor.listenForSession({ timeout: 30_000 })
   await group.invite('org/fault/survivor')
   await group.invite('org/fault/victim')
@@ -76,17 +72,15 @@ test('a member killed with SIGKILL: the others go on, the moderator sees it offl
   expect(text(await survivorSession.getMessage({ timeout: 10_000 }))).toBe('after')
   // An online member cannot be invited twice.
   await expect(group.invite('org/fault/survivor')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
-
-  await closeAll(group, moderator, survivor, server)
 })
 
 test('the node restarted mid-session: the session delivers again, or the app reports its connection lost and a new one delivers', async () => {
   const port = await closedPort()
-  let node = await nodeProcess(port)
+  const node = await nodeProcess(port)
   const server = { url: `http://127.0.0.1:${port}` } as SlimServer
   const lost = new Set<App>()
   const connect = async (name: string): Promise<App> => {
-    const app = await connectApp(server, name)
+    const app = track(await connectApp(server, name))
     app.on('disconnected', (error) => {
       expect(error.code).toBe('CONNECT')
       lost.add(app)
@@ -95,7 +89,7 @@ test('the node restarted mid-session: the session delivers again, or the app rep
   }
   const moderator = await connect('org/restart/moderator')
   const participant = await connect('org/restart/member')
-  const group = await moderator.createGroupSession('org/restart/group', { maxRetries: 10, interval: 500 })
+  const group = track(await moderator.createGroupSession('org/restart/group', { maxRetries: 10, interval: 500 }))
   const joined = participant.listenForSession({ timeout: 30_000 })
   await group.invite('org/restart/member')
   const session = await joined
@@ -103,7 +97,7 @@ test('the node restarted mid-session: the session delivers again, or the app rep
   expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('before')
 
   await kill(node)
-  node = await nodeProcess(port)
+  await nodeProcess(port) // on the same port
   // Until the apps are back, SLIM core counts the member as unreachable: publishes resolve
   // at once and the receiver recovers them when a later message shows it the gap. So keep
   // publishing until the first one arrives, or until an app says SLIM gave it up.
@@ -126,14 +120,13 @@ test('the node restarted mid-session: the session delivers again, or the app rep
     expect(received).toEqual(Array.from({ length: published }, (_, i) => `after-${i}`))
     console.log(`node restart: SLIM reconnected; ${published} publishes later the session delivered`)
     expect(moderator.closed || participant.closed || group.closed || session.closed).toBe(false)
-    await closeAll(group, moderator, participant)
   } else {
     // SLIM stopped reconnecting an app (upstream gives up on some failed attempts): its
     // sessions ended, and the application goes on with a new app and a new session.
     for (const app of lost) expect(app === moderator ? group.closed : session.closed).toBe(true)
     const nextModerator = lost.has(moderator) ? await connect('org/restart/moderator') : moderator
     const nextMember = lost.has(participant) ? await connect('org/restart/member') : participant
-    const nextGroup = await nextModerator.createGroupSession('org/restart/group-2')
+    const nextGroup = track(await nextModerator.createGroupSession('org/restart/group-2'))
     const rejoined = nextMember.listenForSession({ timeout: 60_000 })
     // The app SLIM did not give up may still be reconnecting: its invite fails until then.
     await vi.waitFor(() => nextGroup.invite('org/restart/member', { timeout: 5_000 }), {
@@ -144,14 +137,12 @@ test('the node restarted mid-session: the session delivers again, or the app rep
     await nextGroup.publish('again')
     expect(text(await nextSession.getMessage({ timeout: 10_000 }))).toBe('again')
     console.log(`node restart: SLIM gave up ${lost.size} app(s); a new session delivered`)
-    await closeAll(group, nextGroup, moderator, participant, nextModerator, nextMember)
   }
-  await kill(node)
 }, 120_000)
 
 test('the moderator killed: participants see it offline and their session ends', async () => {
-  const server = await startTestServer()
-  const participant = await connectApp(server, 'org/orphan/member')
+  const server = track(await startTestServer())
+  const participant = track(await connectApp(server, 'org/orphan/member'))
   const joined = participant.listenForSession({ timeout: 30_000 })
   const moderator = member('moderator', 'org/orphan/moderator', server.url, 'org/orphan/group', 'org/orphan/member')
   await moderator.waitFor('joined')
@@ -166,5 +157,4 @@ test('the moderator killed: participants see it offline and their session ends',
   expect(ended.code).toBe('SESSION_CLOSED')
   expect(ended.message).toContain('its moderator org/orphan/moderator went offline')
   expect(session.closed).toBe(true)
-  await closeAll(session, participant, server)
 }, 90_000)

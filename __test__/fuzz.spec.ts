@@ -5,10 +5,10 @@
 // SLIM_FUZZ_RUNS sets the number of cases (`npm run soak` runs tens of thousands).
 import { appendFileSync } from 'node:fs'
 import fc from 'fast-check'
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { beforeAll, expect, test } from 'vitest'
 import * as slim from '../src-ts/index.js'
 import { type App, type Session, SlimError, type SlimServer } from '../src-ts/index.js'
-import { closeAll, connectApp, receive, SECRET, startTestServer, text } from './helpers.js'
+import { closeAll, connectApp, receive, SECRET, sharedResources, startTestServer, text, track } from './helpers.js'
 
 const RUNS = Number(process.env.SLIM_FUZZ_RUNS ?? 200)
 const trace = process.env.FUZZ_TRACE
@@ -219,11 +219,11 @@ const operations: Record<string, Operation> = {
       await own.stop()
     }
   },
-  serverClosed: async (_, [a]) => {
+  serverStopped: async (_, [a]) => {
     const own = await slim.startServer({ endpoint: '127.0.0.1:0' })
-    const closed = settle(() => own.closed(a as Loose))
+    const stopped = settle(() => own.stopped(a as Loose))
     await own.stop()
-    const outcome = await closed
+    const outcome = await stopped
     if (!outcome.ok) throw outcome.error
   },
 }
@@ -266,8 +266,9 @@ async function release(value: unknown): Promise<void> {
 let server: SlimServer
 const seen = new Map<string, number>()
 
+const shared = sharedResources()
 beforeAll(async () => {
-  server = await startTestServer()
+  server = shared(await startTestServer())
 })
 
 test(
@@ -276,8 +277,9 @@ test(
     let index = 0
     await fc.assert(
       fc.asyncProperty(fc.array(call, { minLength: 1, maxLength: 4 }), fc.boolean(), async (calls, afterClose) => {
-        const app = await connectApp(server, `org/fuzz/app-${index++}`)
-        const group = await app.createGroupSession('org/fuzz/chat', { maxRetries: 1, interval: 50 })
+        // Disposed of when the case ends, however it ends: a failing case leaves nothing to the next.
+        await using app = await connectApp(server, `org/fuzz/app-${index++}`)
+        await using group = await app.createGroupSession('org/fuzz/chat', { maxRetries: 1, interval: 50 })
         const context: Case = { app, group }
         // A case that blocks the process cannot report itself: FUZZ_TRACE=<file> logs each first.
         if (trace) appendFileSync(trace, `${index} ${afterClose} ${fc.stringify(calls)}\n`)
@@ -296,12 +298,11 @@ test(
           SETTLE_MS,
           calls.map((c) => c.operation).join(', '),
         )
+        // What the calls made goes first, so that a case failing on an error below leaks none of it.
+        for (const outcome of outcomes) if (outcome.ok) await release(outcome.value)
         for (const [i, outcome] of outcomes.entries()) {
           const name = calls[i]?.operation ?? '?'
-          if (outcome.ok) {
-            await release(outcome.value)
-            continue
-          }
+          if (outcome.ok) continue
           const { error } = outcome
           if (!(error instanceof SlimError)) throw new Error(`${name} failed with a non-SlimError: ${String(error)}`)
           if (error.code === 'INTERNAL') throw new Error(`${name} failed with INTERNAL: ${error.message}`)
@@ -319,16 +320,13 @@ test(
 )
 
 test('afterwards the same process still carries an MLS group message end to end', async () => {
-  const moderator = await connectApp(server, 'org/fuzz/moderator')
-  const member = await connectApp(server, 'org/fuzz/member')
-  const group = await moderator.createGroupSession('org/fuzz/after', { mls: true })
+  const moderator = track(await connectApp(server, 'org/fuzz/moderator'))
+  const member = track(await connectApp(server, 'org/fuzz/member'))
+  const group = track(await moderator.createGroupSession('org/fuzz/after', { mls: true }))
   const joined = member.listenForSession({ timeout: 30_000 })
   await group.invite('org/fuzz/member')
   const session = await joined
   await group.publish('still carried, encrypted')
   const [message] = await receive(session, 1)
   expect(message && text(message)).toBe('still carried, encrypted')
-  await closeAll(session, group, moderator, member)
 })
-
-afterAll(() => server.stop())

@@ -1,6 +1,6 @@
 import { expect, test, vi } from 'vitest'
 import type { App } from '../src-ts/index.js'
-import { closeAll, connectApp, startTestServer, text } from './helpers.js'
+import { closeAll, connectApp, startTestServer, text, track } from './helpers.js'
 
 /** Every session a member is invited into, and which messages arrived in each. */
 function record(app: App, log: Map<number, string[]>): Promise<void> {
@@ -15,14 +15,14 @@ function record(app: App, log: Map<number, string[]>): Promise<void> {
 }
 
 test('upstream group scenario: 5 members, remove and re-invite every 10 messages', async () => {
-  const server = await startTestServer()
-  const moderator = await connectApp(server, 'org/churn/moderator')
+  const server = track(await startTestServer())
+  const moderator = track(await connectApp(server, 'org/churn/moderator'))
   const names = ['org/churn/t0', 'org/churn/t1', 'org/churn/t2', 'org/churn/t3', 'org/churn/t4']
-  const apps = await Promise.all(names.map((name) => connectApp(server, name)))
+  const apps = await Promise.all(names.map(async (name) => track(await connectApp(server, name))))
   const deliveries = new Map<number, string[]>()
   const loops = apps.map((app) => record(app, deliveries))
 
-  const group = await moderator.createGroupSession('org/churn/channel', { maxRetries: 10, interval: 1000 })
+  const group = track(await moderator.createGroupSession('org/churn/channel', { maxRetries: 10, interval: 1000 }))
   const members = new Set(names.slice(0, 4))
   for (const name of members) await group.invite(name)
 
@@ -58,7 +58,7 @@ test('upstream group scenario: 5 members, remove and re-invite every 10 messages
     { timeout: 10_000, interval: 50 },
   )
 
+  // The members' loops end, without an error, once their apps close.
   await closeAll(group, moderator, ...apps)
   await Promise.all(loops)
-  await closeAll(server)
 })

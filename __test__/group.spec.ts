@@ -1,17 +1,17 @@
 import { setTimeout } from 'node:timers/promises'
 import { describe, expect, test } from 'vitest'
 import type { Session } from '../src-ts/index.js'
-import { closeAll, connectApp, receive, rejectionOf, startTestServer, text } from './helpers.js'
+import { connectApp, receive, rejectionOf, startTestServer, text, track } from './helpers.js'
 
 describe.each([false, true])('group session, mls=%s', (mls) => {
   test('every member receives every other member’s messages with the right source', async () => {
-    const server = await startTestServer()
+    const server = track(await startTestServer())
     const moderatorName = 'org/group/moderator'
     const names = ['org/group/p1', 'org/group/p2', 'org/group/p3']
-    const moderator = await connectApp(server, moderatorName)
-    const members = await Promise.all(names.map((name) => connectApp(server, name)))
+    const moderator = track(await connectApp(server, moderatorName))
+    const members = await Promise.all(names.map(async (name) => track(await connectApp(server, name))))
 
-    const group = await moderator.createGroupSession('org/group/chat', { maxRetries: 5, interval: 1000, mls })
+    const group = track(await moderator.createGroupSession('org/group/chat', { maxRetries: 5, interval: 1000, mls }))
     expect(group.type).toBe('group')
     expect(group.isInitiator).toBe(true)
     expect(group.settings).toMatchObject({ maxRetries: 5, interval: 1000, mls })
@@ -49,17 +49,15 @@ describe.each([false, true])('group session, mls=%s', (mls) => {
       // Nothing else arrives: no echo of one's own message, no duplicates.
       await expect(session.getMessage({ timeout: 200 })).rejects.toMatchObject({ code: 'TIMEOUT' })
     }
-
-    await closeAll(group, moderator, ...members, server)
   })
 })
 
 describe('a group with no members yet', () => {
   test('holds a publish until the first member joins, then delivers it', async () => {
-    const server = await startTestServer()
-    const moderator = await connectApp(server, 'org/early/moderator')
-    const member = await connectApp(server, 'org/early/member')
-    const group = await moderator.createGroupSession('org/early/chat')
+    const server = track(await startTestServer())
+    const moderator = track(await connectApp(server, 'org/early/moderator'))
+    const member = track(await connectApp(server, 'org/early/member'))
+    const group = track(await moderator.createGroupSession('org/early/chat'))
 
     let settled = false
     const early = group.publish('sent before anyone joined').finally(() => {
@@ -74,17 +72,14 @@ describe('a group with no members yet', () => {
     const session = await joined
     expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('sent before anyone joined')
     await early
-
-    await closeAll(group, moderator, member, server)
   })
 
   test('rejects a held publish with SESSION_CLOSED when the group closes first', async () => {
-    const server = await startTestServer()
-    const moderator = await connectApp(server, 'org/early/moderator')
-    const group = await moderator.createGroupSession('org/early/chat')
+    const server = track(await startTestServer())
+    const moderator = track(await connectApp(server, 'org/early/moderator'))
+    const group = track(await moderator.createGroupSession('org/early/chat'))
     const held = rejectionOf(group.publish('nobody will read this'))
     await group.close()
     expect((await held).code).toBe('SESSION_CLOSED')
-    await closeAll(moderator, server)
   })
 })

@@ -1,15 +1,146 @@
+import { ChildProcess, type ExecFileOptions, execFile } from 'node:child_process'
 import { createServer } from 'node:net'
-import {
-  type App,
-  createLocalApp,
-  type Message,
-  type Session,
-  SlimError,
-  type SlimServer,
-  startServer,
-} from '../src-ts/index.js'
+import { promisify } from 'node:util'
+import { afterAll, onTestFinished } from 'vitest'
+import { ExampleProcess } from '../scripts/processes.mjs'
+import { App, createLocalApp, type Message, Session, SlimError, SlimServer, startServer } from '../src-ts/index.js'
 
 export const SECRET = 'slim-node-test-secret-0123456789abcdef'
+
+/**
+ * What a test must give back however it ends: apps and sessions close, nodes stop, child
+ * processes (a ChildProcess, or an object holding one as `child`) are killed, and anything
+ * else with `close()` (a listener, a collector) closes.
+ */
+export type Resource = AsyncDisposable | ChildProcess | { readonly child: ChildProcess } | { close(): Promise<unknown> }
+
+/** Registers a resource for release and returns it, as {@link track} and {@link sharedResources} do. */
+export type Keep = <T extends Resource>(resource: T) => T
+
+/** What the running test tracked so far; its onTestFinished hook releases it. */
+let tracked: Resource[] | undefined
+
+/**
+ * Releases `resource` when the current test ends, passed or failed, and returns it:
+ * `const app = track(await connectApp(server, name))`. Call it inside a test, not in a hook
+ * (for beforeAll, see {@link sharedResources}). Releasing twice is harmless, so a test may
+ * still close what it tracked itself.
+ */
+export function track<T extends Resource>(resource: T): T {
+  if (!tracked) {
+    const resources: Resource[] = []
+    onTestFinished(async () => {
+      if (tracked === resources) tracked = undefined
+      await releaseAll(resources)
+    })
+    tracked = resources
+  }
+  tracked.push(resource)
+  return resource
+}
+
+/**
+ * For resources a file or describe block shares: call it at collection time (it registers
+ * an afterAll), then wrap each resource as beforeAll makes it, `server = shared(await
+ * startTestServer())`. afterAll releases every one that exists, also when beforeAll failed
+ * partway; `shared.release()` releases them earlier, from an afterAll that must release
+ * them even if it fails itself.
+ */
+export function sharedResources(): Keep & { release(): Promise<void> } {
+  const resources: Resource[] = []
+  const release = () => releaseAll(resources)
+  afterAll(release)
+  return Object.assign(
+    <T extends Resource>(resource: T): T => {
+      resources.push(resource)
+      return resource
+    },
+    { release },
+  )
+}
+
+/** Apps and sessions go first, so that their closes still reach the nodes, processes and listeners they use. */
+const releasedFirst = (resource: Resource): boolean => resource instanceof App || resource instanceof Session
+
+/**
+ * Releases and forgets `resources`, newest first: apps and sessions, then the rest. One
+ * failing does not keep the others held; the failures are thrown after.
+ */
+async function releaseAll(resources: Resource[]): Promise<void> {
+  const newestFirst = resources.splice(0).reverse()
+  const errors: unknown[] = []
+  for (const resource of [...newestFirst.filter(releasedFirst), ...newestFirst.filter((r) => !releasedFirst(r))]) {
+    try {
+      await release(resource)
+    } catch (error) {
+      errors.push(error)
+    }
+  }
+  if (errors.length === 1) throw errors[0]
+  if (errors.length > 1) throw new AggregateError(errors, `${errors.length} resources failed to release`)
+}
+
+async function release(resource: Resource): Promise<void> {
+  if (resource instanceof ChildProcess) await kill(resource)
+  else if ('child' in resource) await kill(resource.child)
+  else if (Symbol.asyncDispose in resource) await resource[Symbol.asyncDispose]()
+  else await resource.close()
+}
+
+/** Kills `child` unless it is gone already, and waits until it has exited. */
+async function kill(child: ChildProcess): Promise<void> {
+  // A process that failed to spawn has no pid and may never emit `exit`.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  child.kill('SIGKILL')
+  await exited
+}
+
+const execFileAsync = promisify(execFile)
+
+/**
+ * `promisify(execFile)`, its output as strings, whose process is killed when the test
+ * ends (or, with `keep` from {@link sharedResources}, with the suite) if it still runs.
+ */
+export function run(
+  file: string,
+  args: readonly string[],
+  options: Omit<ExecFileOptions, 'encoding'> = {},
+  keep: Keep = track,
+): Promise<{ stdout: string; stderr: string }> {
+  const running = execFileAsync(file, args, { ...options, encoding: 'utf8' })
+  keep(running.child)
+  return running
+}
+
+/**
+ * The server example (examples/server.ts by default) on a free port, as `startExampleServer`
+ * of scripts/processes.mjs starts it, but tracked from the moment it is spawned: a node that
+ * never prints its URL is killed with the test too.
+ */
+export async function trackedExampleServer({
+  echo,
+  node,
+  dir,
+  cwd,
+  script = 'server.ts',
+}: {
+  echo?: boolean
+  node?: string
+  dir?: string
+  cwd?: string
+  script?: string
+} = {}): Promise<{
+  server: ExampleProcess
+  url: string
+  slim: string
+}> {
+  const options = { stdin: 'ignore', echo, node, dir, cwd } as const
+  const server = track(new ExampleProcess('server', script, ['--endpoint', '127.0.0.1:0'], options))
+  const line = await server.waitFor('SLIM node listening on')
+  const url = line.slice(line.indexOf('http://'))
+  return { server, url, slim: JSON.stringify({ endpoint: url, tls: { insecure: true } }) }
+}
 
 /** An embedded node on a free loopback port. */
 export function startTestServer(): Promise<SlimServer> {
@@ -20,14 +151,17 @@ export function connectApp(server: SlimServer, name: string): Promise<App> {
   return createLocalApp({ local: name, slim: { endpoint: server.url, tls: { insecure: true } }, sharedSecret: SECRET })
 }
 
-/** A group `org/<ns>/chat` moderated by `org/<ns>/moderator`, with `org/<ns>/member` joined. */
+/**
+ * A group `org/<ns>/chat` moderated by `org/<ns>/moderator`, with `org/<ns>/member` joined;
+ * both apps and the group are released when the test ends.
+ */
 export async function joinedPair(
   server: SlimServer,
   ns: string,
 ): Promise<{ moderator: App; member: App; group: Session; session: Session }> {
-  const moderator = await connectApp(server, `org/${ns}/moderator`)
-  const member = await connectApp(server, `org/${ns}/member`)
-  const group = await moderator.createGroupSession(`org/${ns}/chat`)
+  const moderator = track(await connectApp(server, `org/${ns}/moderator`))
+  const member = track(await connectApp(server, `org/${ns}/member`))
+  const group = track(await moderator.createGroupSession(`org/${ns}/chat`))
   const joined = member.listenForSession({ timeout: 30_000 })
   await group.invite(`org/${ns}/member`)
   return { moderator, member, group, session: await joined }
@@ -51,14 +185,19 @@ export async function closeAll(...items: Array<{ close(): Promise<void> } | { st
 
 export const text = (message: Message): string => Buffer.from(message.payload).toString('utf8')
 
-/** The SlimError a promise rejects with; fails the test if it resolves or rejects otherwise. */
+/**
+ * The SlimError a promise rejects with; fails the test if it resolves or rejects otherwise.
+ * An app, session or node it resolves with instead is released when the test ends.
+ */
 export async function rejectionOf(promise: Promise<unknown>): Promise<SlimError> {
+  let value: unknown
   try {
-    await promise
+    value = await promise
   } catch (error) {
     if (error instanceof SlimError) return error
     throw new Error(`expected a SlimError, got ${String(error)}`, { cause: error })
   }
+  if (value instanceof App || value instanceof Session || value instanceof SlimServer) track(value)
   throw new Error('expected a rejection, but the promise resolved')
 }
 

@@ -5,31 +5,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stripVTControlCharacters } from 'node:util'
-import { afterEach, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { upstreamNode } from '../scripts/upstream-node.mjs'
-import type { App, Message, Session } from '../src-ts/index.js'
+import type { Message, Session } from '../src-ts/index.js'
 import { createLocalApp, startServer } from '../src-ts/index.js'
-import { closedPort, receive, SECRET, text } from './helpers.js'
+import { closedPort, receive, SECRET, text, track } from './helpers.js'
 import { PythonPeer } from './python-peer.js'
 
-const peers: PythonPeer[] = []
-const apps: App[] = []
-afterEach(async () => {
-  for (const peer of peers.splice(0)) peer.kill()
-  for (const app of apps.splice(0)) await app.close()
-})
-
 const TYPE = 'text/interop'
-const python = (role: string, args: string[]) => {
-  const peer = new PythonPeer(role, [...args, '--secret', SECRET])
-  peers.push(peer)
-  return peer
-}
-const app = async (url: string, name: string) => {
-  const created = await createLocalApp({ local: name, slim: { endpoint: url }, sharedSecret: SECRET })
-  apps.push(created)
-  return created
-}
+/** A Python peer, killed when the test ends. */
+const python = (role: string, args: string[]) => track(new PythonPeer(role, [...args, '--secret', SECRET]))
+/** A slim-node app, closed when the test ends. */
+const app = async (url: string, name: string) =>
+  track(await createLocalApp({ local: name, slim: { endpoint: url }, sharedSecret: SECRET }))
 /** What a member publishes, in the Python peer's format. */
 const publishAll = async (session: Session, local: string, count: number) => {
   for (let i = 1; i <= count; i++) {
@@ -52,7 +40,7 @@ async function nodeModeratedGroup(url: string, mls: boolean, tag: string) {
   const moderator = await app(url, moderatorName)
   const js = await app(url, jsName)
   const py = python('participant', ['--slim', url, '--local', pyName, '--count', '2', '--expect', '4'])
-  const group = await moderator.createGroupSession(`org/${tag}/room`, { mls, maxRetries: 5, interval: 500 })
+  const group = track(await moderator.createGroupSession(`org/${tag}/room`, { mls, maxRetries: 5, interval: 500 }))
   const joined = js.listenForSession({ timeout: 30_000 })
   await group.invite(jsName)
   const session = await joined
@@ -78,18 +66,18 @@ async function nodeModeratedGroup(url: string, mls: boolean, tag: string) {
   }
   py.close()
   expect(await py.exited).toBe(0)
+  // Ended here, while its node still runs: a caller may shut that node down next.
   await group.close()
 }
 
 describe.each([false, true])('with Python slim-bindings 3.3.8, mls=%s', (mls) => {
   test('a slim-node moderator, a Python and a slim-node participant all receive everything', async () => {
-    const node = await startServer({ endpoint: '127.0.0.1:0' })
+    const node = track(await startServer({ endpoint: '127.0.0.1:0' }))
     await nodeModeratedGroup(node.url, mls, `interop-a${Number(mls)}`)
-    await node.stop()
   }, 90_000)
 
   test('a Python moderator invites two slim-node participants', async () => {
-    const node = await startServer({ endpoint: '127.0.0.1:0' })
+    const node = track(await startServer({ endpoint: '127.0.0.1:0' }))
     const tag = `interop-b${Number(mls)}`
     const names = [`org/${tag}/js-1`, `org/${tag}/js-2`]
     const members = await Promise.all(names.map((name) => app(node.url, name)))
@@ -120,11 +108,10 @@ describe.each([false, true])('with Python slim-bindings 3.3.8, mls=%s', (mls) =>
     expect(seen(moderator.messages())).toEqual(expected(names, 2))
     moderator.close()
     expect(await moderator.exited).toBe(0)
-    await node.stop()
   }, 90_000)
 
   test('point-to-point request/reply, slim-node to Python and Python to slim-node', async () => {
-    const node = await startServer({ endpoint: '127.0.0.1:0' })
+    const node = track(await startServer({ endpoint: '127.0.0.1:0' }))
     const tag = `interop-c${Number(mls)}`
     // slim-node asks, Python answers.
     const responder = python('responder', ['--slim', node.url, '--local', `org/${tag}/py`, '--count', '3'])
@@ -169,13 +156,11 @@ describe.each([false, true])('with Python slim-bindings 3.3.8, mls=%s', (mls) =>
     expect(requester.messages().map((m) => [m.source, m.payload, m.payloadType, m.metadata?.['replied-by']])).toEqual(
       [1, 2, 3].map((i) => [answerer.name, `reply:request #${i}`, TYPE, answerer.name]),
     )
-    await node.stop()
   }, 90_000)
 })
 
 test('the group works on a SLIM node hosted by the Python package, with MLS', async () => {
-  const host = new PythonPeer('node', ['--endpoint', '127.0.0.1:0'])
-  peers.push(host)
+  const host = track(new PythonPeer('node', ['--endpoint', '127.0.0.1:0']))
   const { url } = await host.waitFor('listening')
   await nodeModeratedGroup(url as string, true, 'interop-d')
   host.close()
@@ -201,25 +186,19 @@ test('the group works on upstream’s own `slim` node binary, with MLS', async (
       '',
     ].join('\n'),
   )
-  const node = spawn(upstreamNode(), ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise((resolve) => node.on('exit', resolve))
-  try {
-    await new Promise<void>((resolve, reject) => {
-      let output = ''
-      const timer = setTimeout(() => reject(new Error(`slim did not start: ${output}`)), 30_000)
-      const read = (chunk: Buffer) => {
-        output += stripVTControlCharacters(chunk.toString())
-        if (output.includes('dataplane server started')) {
-          clearTimeout(timer)
-          resolve()
-        }
+  const node = track(spawn(upstreamNode(), ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] }))
+  await new Promise<void>((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => reject(new Error(`slim did not start: ${output}`)), 30_000)
+    const read = (chunk: Buffer) => {
+      output += stripVTControlCharacters(chunk.toString())
+      if (output.includes('dataplane server started')) {
+        clearTimeout(timer)
+        resolve()
       }
-      node.stdout.on('data', read)
-      node.stderr.on('data', read)
-    })
-    await nodeModeratedGroup(`http://127.0.0.1:${port}`, true, 'interop-e')
-  } finally {
-    node.kill('SIGTERM')
-    await exited
-  }
+    }
+    node.stdout.on('data', read)
+    node.stderr.on('data', read)
+  })
+  await nodeModeratedGroup(`http://127.0.0.1:${port}`, true, 'interop-e')
 }, 90_000)

@@ -1,18 +1,20 @@
 import { expect, test } from 'vitest'
-import { closeAll, connectApp, rejectionOf, startTestServer } from './helpers.js'
+import { startServer } from '../src-ts/index.js'
+import { closeAll, connectApp, rejectionOf, startTestServer, track } from './helpers.js'
 
 test('Symbol.asyncDispose closes sessions, apps and the node; closing twice is harmless', async () => {
-  const server = await startTestServer()
+  // Tracked as well, in case the test fails before disposing of them itself.
+  const server = track(await startTestServer())
   expect(server.running).toBe(true)
   expect(server.url).toBe(`http://${server.endpoint}`)
   expect(Number(server.endpoint.split(':')[1])).toBeGreaterThan(0)
 
-  const moderator = await connectApp(server, 'org/life/moderator')
-  const member = await connectApp(server, 'org/life/member')
+  const moderator = track(await connectApp(server, 'org/life/moderator'))
+  const member = track(await connectApp(server, 'org/life/member'))
   expect(moderator.name).toBe('org/life/moderator')
   expect(moderator.id).toMatch(/^[0-9a-f-]{36}$/)
 
-  const group = await moderator.createGroupSession('org/life/chat')
+  const group = track(await moderator.createGroupSession('org/life/chat'))
   const joined = member.listenForSession({ timeout: 30_000 })
   await group.invite('org/life/member')
   const memberSession = await joined
@@ -36,22 +38,20 @@ test('Symbol.asyncDispose closes sessions, apps and the node; closing twice is h
 })
 
 test('a server cannot take a port that is already in use', async () => {
-  const server = await startTestServer()
-  const { startServer } = await import('../src-ts/index.js')
+  const server = track(await startTestServer())
   const error = await rejectionOf(startServer({ endpoint: server.endpoint }))
   expect(error.code).toBe('SERVER')
   expect(error.message).toContain(server.endpoint)
-  await server.stop()
 })
 
 test('subscribing an extra name makes the app reachable under it; routes can be set and removed', async () => {
-  const server = await startTestServer()
-  const alice = await connectApp(server, 'org/route/alice')
-  const bob = await connectApp(server, 'org/route/bob')
+  const server = track(await startTestServer())
+  const alice = track(await connectApp(server, 'org/route/alice'))
+  const bob = track(await connectApp(server, 'org/route/bob'))
   await bob.subscribe('org/route/helpdesk')
 
   const incoming = bob.listenForSession({ timeout: 30_000 })
-  const session = await alice.createPointToPointSession('org/route/helpdesk')
+  const session = track(await alice.createPointToPointSession('org/route/helpdesk'))
   const bobSession = await incoming
   await session.publish('anyone there?')
   const message = await bobSession.getMessage({ timeout: 10_000 })
@@ -63,5 +63,4 @@ test('subscribing an extra name makes the app reachable under it; routes can be 
   await bob.unsubscribe('org/route/helpdesk')
   await alice.setRoute('org/route/elsewhere')
   await alice.removeRoute('org/route/elsewhere')
-  await closeAll(alice, bob, server)
 })

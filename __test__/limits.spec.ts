@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import { MAX_MESSAGE_BYTES } from '../src-ts/index.js'
-import { closeAll, connectApp, rejectionOf, startTestServer, text } from './helpers.js'
+import { connectApp, rejectionOf, startTestServer, text, track } from './helpers.js'
 
 test('the message limit is the largest MLS-padded message under gRPC’s 4 MiB, less room for headers', () => {
   expect(MAX_MESSAGE_BYTES).toBe(3.5 * 1024 * 1024 - 64 * 1024)
@@ -9,10 +9,10 @@ test('the message limit is the largest MLS-padded message under gRPC’s 4 MiB, 
 test.each([false, true])(
   'mls=%s: a payload at the limit arrives intact; one byte more is refused before sending',
   async (mls) => {
-    const server = await startTestServer()
-    const moderator = await connectApp(server, `org/limits/moderator-${mls}`)
-    const member = await connectApp(server, `org/limits/member-${mls}`)
-    const session = await moderator.createGroupSession(`org/limits/channel-${mls}`, { mls })
+    const server = track(await startTestServer())
+    const moderator = track(await connectApp(server, `org/limits/moderator-${mls}`))
+    const member = track(await connectApp(server, `org/limits/member-${mls}`))
+    const session = track(await moderator.createGroupSession(`org/limits/channel-${mls}`, { mls }))
     const joined = member.listenForSession({ timeout: 30_000 })
     await session.invite(`org/limits/member-${mls}`)
     const memberSession = await joined
@@ -39,6 +39,5 @@ test.each([false, true])(
     // Nothing of the refused publishes went out, and the session goes on.
     await session.publish('after')
     expect(text(await memberSession.getMessage({ timeout: 10_000 }))).toBe('after')
-    await closeAll(session, moderator, member, server)
   },
 )

@@ -1,17 +1,19 @@
 import { expect, test } from 'vitest'
-import { closeAll, connectApp, startTestServer, text } from './helpers.js'
+import { connectApp, startTestServer, text, track } from './helpers.js'
 
 test('point-to-point request/reply over 1000 messages, with payload type and metadata', async () => {
-  const server = await startTestServer()
-  const alice = await connectApp(server, 'org/p2p/alice')
-  const bob = await connectApp(server, 'org/p2p/bob')
+  const server = track(await startTestServer())
+  const alice = track(await connectApp(server, 'org/p2p/alice'))
+  const bob = track(await connectApp(server, 'org/p2p/bob'))
 
   const incoming = bob.listenForSession({ timeout: 30_000 })
-  const session = await alice.createPointToPointSession('org/p2p/bob', {
-    maxRetries: 5,
-    interval: 1000,
-    metadata: { a: '1', k: 'session' },
-  })
+  const session = track(
+    await alice.createPointToPointSession('org/p2p/bob', {
+      maxRetries: 5,
+      interval: 1000,
+      metadata: { a: '1', k: 'session' },
+    }),
+  )
   const bobSession = await incoming
   expect(bobSession.type).toBe('point-to-point')
   expect(bobSession.id).toBe(session.id)
@@ -50,5 +52,4 @@ test('point-to-point request/reply over 1000 messages, with payload type and met
 
   await session.close()
   await echo // bob's loop ends when alice closes the session
-  await closeAll(alice, bob, server)
 })

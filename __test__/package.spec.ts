@@ -1,16 +1,14 @@
 // What `npm install slim-node` gives a user: the packed main and platform packages,
 // installed from their tarballs alone into fresh projects with no Rust toolchain.
-import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
-import { promisify } from 'node:util'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { hostPlatform, pack, type Tarball } from '../scripts/pack.mjs'
-import { ExampleProcess, root, startExampleServer } from '../scripts/processes.mjs'
+import { ExampleProcess, root } from '../scripts/processes.mjs'
+import { type Keep, run, sharedResources, track, trackedExampleServer } from './helpers.js'
 
-const run = promisify(execFile)
 const work = mkdtempSync(join(tmpdir(), 'slim-node-package-'))
 const platformPackage = `slim-node-${hostPlatform()}`
 
@@ -23,31 +21,30 @@ env.PATH = (process.env.PATH ?? '')
   .filter((dir) => !existsSync(join(dir, 'cargo')) && !existsSync(join(dir, 'rustc')))
   .join(delimiter)
 
-/** A new project with `tarballs` installed, offline, from an empty npm cache. */
-async function projectWith(name: string, tarballs: string[]): Promise<string> {
+/** A new project with `tarballs` installed, offline, from an empty npm cache; `keep` holds its commands. */
+async function projectWith(name: string, tarballs: string[], keep: Keep = track): Promise<string> {
   const dir = join(work, name)
-  await run('mkdir', ['-p', dir])
+  await run('mkdir', ['-p', dir], {}, keep)
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true }))
   const cache = join(work, `${name}-npm-cache`)
-  await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--cache', cache, ...tarballs], {
-    cwd: dir,
-    env,
-  })
+  await run(
+    'npm',
+    ['install', '--offline', '--no-audit', '--no-fund', '--cache', cache, ...tarballs],
+    { cwd: dir, env },
+    keep,
+  )
   return dir
 }
 
 let tarballs: { main: Tarball; platform: Tarball }
 let project: string
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+// Registered after the removal, so that its afterAll, which runs first, stops what still writes there.
+const shared = sharedResources()
 beforeAll(async () => {
   tarballs = pack(join(work, 'tarballs'))
-  project = await projectWith('consumer', [tarballs.main.path, tarballs.platform.path])
+  project = await projectWith('consumer', [tarballs.main.path, tarballs.platform.path], shared)
 }, 300_000)
-afterAll(() => rmSync(work, { recursive: true, force: true }))
-
-const running: ExampleProcess[] = []
-afterEach(() => {
-  for (const process of running.splice(0)) process.stop()
-})
 
 test('the test environment has no Rust toolchain, and installs only this platform', async () => {
   await expect(run('sh', ['-c', 'command -v cargo || command -v rustc'], { env })).rejects.toThrow()
@@ -105,18 +102,17 @@ describe.each(['20', '22', '24'] as const)('installed from tarballs, on Node %s'
   test('the example CLIs and the slim-node command run from the installed package', async () => {
     const dir = join(project, 'node_modules', 'slim-node', 'dist', 'examples')
     const options = { node: node(), dir, cwd: project, env: { PATH: env.PATH ?? '' } }
-    const { server, slim } = await startExampleServer({ ...options, script: 'server.js' })
-    running.push(server)
-    const client = new ExampleProcess('client', 'client.js', ['--slim', slim], options)
-    running.push(client)
+    const { server, slim } = await trackedExampleServer({ ...options, script: 'server.js' })
+    const client = track(new ExampleProcess('client', 'client.js', ['--slim', slim], options))
     await client.waitFor('-> Waiting for session...')
-    const moderator = new ExampleProcess(
-      'moderator',
-      'moderator.js',
-      ['--slim', slim, '--invites', 'agntcy/ns/client-1', '--enable-mls'],
-      options,
+    const moderator = track(
+      new ExampleProcess(
+        'moderator',
+        'moderator.js',
+        ['--slim', slim, '--invites', 'agntcy/ns/client-1', '--enable-mls'],
+        options,
+      ),
     )
-    running.push(moderator)
     await moderator.waitFor('add agntcy/ns/client-1 to the group')
     moderator.write(`installed on node ${major}`)
     await client.waitFor(`-> Received message from agntcy/ns/moderator: installed on node ${major}`)

@@ -78,6 +78,11 @@ export class PythonPeer {
     return this.events.filter((e) => e.event === 'message')
   }
 
+  /** The Python process: a test that tracks this peer kills it when it ends. */
+  get child(): ChildProcess {
+    return this.#child
+  }
+
   /** Asks the peer to close its session and exit. */
   close(): void {
     this.#child.stdin?.end('close\n')

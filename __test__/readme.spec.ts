@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import ts from 'typescript'
-import { expect, test } from 'vitest'
+import { expect, onTestFinished, test } from 'vitest'
+import { run } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -17,14 +16,11 @@ test('the README quick start runs and prints what it says', async () => {
   expect(snippet).toBeDefined()
   // Inside the package directory, `slim-node` resolves to this package (self-reference).
   const dir = mkdtempSync(join(root, '.tmp-readme-'))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'quickstart.mjs')
   writeFileSync(file, snippet as string)
-  try {
-    const { stdout } = await promisify(execFile)(process.execPath, [file], { timeout: 30_000 })
-    expect(stdout.split('\n').filter(Boolean)).toEqual(['agntcy/ns/moderator: hello group', 'hello moderator'])
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const { stdout } = await run(process.execPath, [file], { timeout: 30_000 })
+  expect(stdout.split('\n').filter(Boolean)).toEqual(['agntcy/ns/moderator: hello group', 'hello moderator'])
 })
 
 /** Names the README's snippets use as placeholders for the reader's own values. */
@@ -47,27 +43,24 @@ test('the README snippets type-check against the package', () => {
     .filter((snippet) => snippet !== quickStart(readme)) // run by the test above
   expect(snippets.length).toBeGreaterThanOrEqual(4)
   const dir = mkdtempSync(join(root, '.tmp-readme-'))
-  try {
-    const files = snippets.map((snippet, index) => {
-      const file = join(dir, `snippet-${index + 1}.ts`)
-      writeFileSync(file, `${snippet}\n${placeholders}\nexport {}\n`)
-      return file
-    })
-    const program = ts.createProgram(files, {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
-      types: ['node'],
-      strict: true,
-      noEmit: true,
-    })
-    const problems = ts.getPreEmitDiagnostics(program).map((diagnostic) => {
-      const where = diagnostic.file ? diagnostic.file.fileName.slice(dir.length + 1) : ''
-      return `${where}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`
-    })
-    expect(problems).toEqual([])
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const files = snippets.map((snippet, index) => {
+    const file = join(dir, `snippet-${index + 1}.ts`)
+    writeFileSync(file, `${snippet}\n${placeholders}\nexport {}\n`)
+    return file
+  })
+  const program = ts.createProgram(files, {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
+    types: ['node'],
+    strict: true,
+    noEmit: true,
+  })
+  const problems = ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+    const where = diagnostic.file ? diagnostic.file.fileName.slice(dir.length + 1) : ''
+    return `${where}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`
+  })
+  expect(problems).toEqual([])
 })

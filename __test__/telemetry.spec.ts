@@ -2,7 +2,7 @@ import { createServer, type Http2ServerRequest, type Http2ServerResponse, type S
 import type { AddressInfo } from 'node:net'
 import { expect, test, vi } from 'vitest'
 import { createLocalApp, enableOpentelemetry, flushTelemetry, startServer } from '../src-ts/index.js'
-import { closeAll, SECRET } from './helpers.js'
+import { SECRET, track } from './helpers.js'
 
 /** A loopback OTLP/gRPC collector: answers every export with OK and keeps the request bodies. */
 async function collector() {
@@ -32,19 +32,19 @@ async function collector() {
 }
 
 test('spans and metrics of a publish/receive round trip reach an OTLP gRPC collector', async () => {
-  const otlp = await collector()
+  const otlp = track(await collector())
   await enableOpentelemetry({ endpoint: otlp.endpoint, serviceName: 'slim-node-test' })
   // Process-wide: a second, different endpoint is refused.
   await expect(enableOpentelemetry({ endpoint: 'http://127.0.0.1:1' })).rejects.toMatchObject({
     code: 'INVALID_ARGUMENT',
   })
 
-  const node = await startServer({ endpoint: '127.0.0.1:0' })
+  const node = track(await startServer({ endpoint: '127.0.0.1:0' }))
   const slim = { endpoint: node.url }
-  const alice = await createLocalApp({ local: 'org/otel/alice', slim, sharedSecret: SECRET })
-  const bob = await createLocalApp({ local: 'org/otel/bob', slim, sharedSecret: SECRET })
+  const alice = track(await createLocalApp({ local: 'org/otel/alice', slim, sharedSecret: SECRET }))
+  const bob = track(await createLocalApp({ local: 'org/otel/bob', slim, sharedSecret: SECRET }))
   const incoming = bob.listenForSession({ timeout: 30_000 })
-  const session = await alice.createPointToPointSession('org/otel/bob')
+  const session = track(await alice.createPointToPointSession('org/otel/bob'))
   await session.publish('traced')
   expect((await (await incoming).getMessage({ timeout: 10_000 })).payload.toString()).toBe('traced')
 
@@ -60,6 +60,4 @@ test('spans and metrics of a publish/receive round trip reach an OTLP gRPC colle
     expect(counters).toContain('num_active_connections')
     expect(counters).toContain('slim-node-test')
   })
-  await closeAll(alice, bob, node)
-  await otlp.close()
 })

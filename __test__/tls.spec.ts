@@ -2,25 +2,28 @@ import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, test } from 'vitest'
 import { createLocalApp, startServer, type TlsOptions } from '../src-ts/index.js'
 import { type Certificates, makeCertificates } from './certs.js'
-import { closeAll, rejectionOf, SECRET } from './helpers.js'
+import { rejectionOf, SECRET, track } from './helpers.js'
 
 const certs: Certificates = makeCertificates()
 afterAll(() => rmSync(certs.dir, { recursive: true, force: true }))
 
-const connect = (endpoint: string, local: string, tls: TlsOptions) =>
-  createLocalApp({ local, slim: { endpoint, tls }, sharedSecret: SECRET })
+/** An app connected over `tls`, closed when the test ends. */
+const connect = async (endpoint: string, local: string, tls: TlsOptions) =>
+  track(await createLocalApp({ local, slim: { endpoint, tls }, sharedSecret: SECRET }))
 
 describe('TLS between apps and the node', () => {
   test('with the right CA, messages flow over TLS; a wrong CA fails with CONNECT naming TLS', async () => {
-    const server = await startServer({
-      endpoint: '127.0.0.1:0',
-      tls: { certFile: certs.serverCert, keyFile: certs.serverKey },
-    })
+    const server = track(
+      await startServer({
+        endpoint: '127.0.0.1:0',
+        tls: { certFile: certs.serverCert, keyFile: certs.serverKey },
+      }),
+    )
     expect(server.url).toMatch(/^https:\/\//)
     const alice = await connect(server.url, 'org/tls/alice', { caFile: certs.ca })
     const bob = await connect(server.url, 'org/tls/bob', { caPem: certs.pem(certs.ca) })
     const joined = bob.listenForSession({ timeout: 30_000 })
-    const session = await alice.createPointToPointSession('org/tls/bob')
+    const session = track(await alice.createPointToPointSession('org/tls/bob'))
     await session.publish('over tls')
     expect((await (await joined).getMessage({ timeout: 10_000 })).payload.toString()).toBe('over tls')
 
@@ -33,31 +36,30 @@ describe('TLS between apps and the node', () => {
     expect(error.code).toBe('CONNECT')
     expect(error.message).toMatch(/TLS/)
     expect(performance.now() - started).toBeLessThan(12_000)
-
-    await closeAll(alice, bob, server)
   })
 
   test('mutual TLS: a client certificate from the CA is accepted, none is refused', async () => {
-    const server = await startServer({
-      endpoint: '127.0.0.1:0',
-      tls: { certFile: certs.serverCert, keyFile: certs.serverKey, clientCaFile: certs.ca },
-    })
+    const server = track(
+      await startServer({
+        endpoint: '127.0.0.1:0',
+        tls: { certFile: certs.serverCert, keyFile: certs.serverKey, clientCaFile: certs.ca },
+      }),
+    )
     const app = await connect(server.url, 'org/mtls/alice', {
       caFile: certs.ca,
       certFile: certs.clientCert,
       keyFile: certs.clientKey,
     })
-    const group = await app.createGroupSession('org/mtls/room')
+    const group = track(await app.createGroupSession('org/mtls/room'))
     expect(group.type).toBe('group')
 
     const refused = await rejectionOf(connect(server.url, 'org/mtls/anonymous', { caFile: certs.ca }))
     expect(refused.code).toBe('CONNECT')
     expect(refused.message).toMatch(/TLS/)
-    await closeAll(app, server)
   })
 
   test('bad TLS settings are refused before connecting', async () => {
-    const server = await startServer({ endpoint: '127.0.0.1:0' })
+    const server = track(await startServer({ endpoint: '127.0.0.1:0' }))
     const bad: TlsOptions[] = [
       { certFile: certs.clientCert },
       { caFile: '/nonexistent/ca.pem' },
@@ -69,6 +71,5 @@ describe('TLS between apps and the node', () => {
     expect(
       (await rejectionOf(startServer({ endpoint: '127.0.0.1:0', tls: { certFile: certs.serverCert } }))).code,
     ).toBe('INVALID_ARGUMENT')
-    await server.stop()
   })
 })

@@ -1,15 +1,25 @@
 // Every call that can wait takes { timeout, signal } and settles with TIMEOUT / ABORTED,
 // losing and duplicating nothing that was already handed to SLIM.
 import { createServer, type Server, type Socket } from 'node:net'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { beforeAll, describe, expect, test } from 'vitest'
 import { createApp, MAX_TIMEOUT_MS, type SlimServer } from '../src-ts/index.js'
-import { closeAll, connectApp, receive, rejectionOf, SECRET, startTestServer, text } from './helpers.js'
+import {
+  closeAll,
+  connectApp,
+  receive,
+  rejectionOf,
+  SECRET,
+  sharedResources,
+  startTestServer,
+  text,
+  track,
+} from './helpers.js'
 
 let server: SlimServer
+const shared = sharedResources()
 beforeAll(async () => {
-  server = await startTestServer()
+  server = shared(await startTestServer())
 })
-afterAll(() => server.stop())
 
 /** A loopback listener that accepts connections and never answers: a connect to it hangs. */
 async function silentListener(): Promise<{ url: string; close(): Promise<void> }> {
@@ -29,9 +39,9 @@ async function silentListener(): Promise<{ url: string; close(): Promise<void> }
 
 describe('publish', () => {
   test('a publish to an empty group times out, and still reaches the first member once', async () => {
-    const moderator = await connectApp(server, 'org/wait/moderator')
-    const member = await connectApp(server, 'org/wait/member')
-    const group = await moderator.createGroupSession('org/wait/chat')
+    const moderator = track(await connectApp(server, 'org/wait/moderator'))
+    const member = track(await connectApp(server, 'org/wait/member'))
+    const group = track(await moderator.createGroupSession('org/wait/chat'))
     const error = await rejectionOf(group.publish('held by the empty group', { timeout: 200 }))
     expect(error.code).toBe('TIMEOUT')
     expect(error.message).toMatch(/publish timed out after 200 ms/)
@@ -45,12 +55,11 @@ describe('publish', () => {
     expect(after && text(after)).toBe('after the join')
     // Nothing is sent twice: no third message follows.
     expect((await rejectionOf(session.getMessage({ timeout: 500 }))).code).toBe('TIMEOUT')
-    await closeAll(session, group, moderator, member)
   })
 
   test('an abort ends the wait with ABORTED and the signal as cause', async () => {
-    const app = await connectApp(server, 'org/wait/aborter')
-    const group = await app.createGroupSession('org/wait/abort-chat')
+    const app = track(await connectApp(server, 'org/wait/aborter'))
+    const group = track(await app.createGroupSession('org/wait/abort-chat'))
     const controller = new AbortController()
     const publishing = group.publish('x', { signal: controller.signal })
     controller.abort(new Error('enough'))
@@ -58,22 +67,20 @@ describe('publish', () => {
     expect(error.code).toBe('ABORTED')
     expect((error.cause as Error).message).toBe('enough')
     expect((await rejectionOf(group.publish('y', { signal: AbortSignal.abort() }))).code).toBe('ABORTED')
-    await closeAll(group, app)
   })
 
   test('a publish that settles in time resolves as usual with a timeout given', async () => {
-    const app = await connectApp(server, 'org/wait/unreliable')
-    const group = await app.createGroupSession('org/wait/fast', { reliable: false })
+    const app = track(await connectApp(server, 'org/wait/unreliable'))
+    const group = track(await app.createGroupSession('org/wait/fast', { reliable: false }))
     await expect(group.publish('quick', { timeout: 10_000, signal: new AbortController().signal })).resolves.toBe(
       undefined,
     )
-    await closeAll(group, app)
   })
 })
 
 describe('sessions and connections', () => {
   test('a point-to-point session with nobody times out long before its retries end, and is closed', async () => {
-    const app = await connectApp(server, 'org/wait/caller')
+    const app = track(await connectApp(server, 'org/wait/caller'))
     const started = Date.now()
     const error = await rejectionOf(
       app.createPointToPointSession('org/wait/nobody', { maxRetries: 100, interval: 1_000 }, { timeout: 300 }),
@@ -83,7 +90,7 @@ describe('sessions and connections', () => {
     const aborted = await rejectionOf(app.createGroupSession('org/wait/g', {}, { signal: AbortSignal.abort() }))
     expect(aborted.code).toBe('ABORTED')
     // The app is still usable, and closes without waiting for the abandoned session.
-    const group = await app.createGroupSession('org/wait/after', {}, { timeout: 10_000 })
+    const group = track(await app.createGroupSession('org/wait/after', {}, { timeout: 10_000 }))
     expect(group.closed).toBe(false)
     const closing = Date.now()
     await closeAll(group, app)
@@ -91,8 +98,8 @@ describe('sessions and connections', () => {
   })
 
   test('a connect that hangs times out, leaves no connection behind, and can be tried again', async () => {
-    const silent = await silentListener()
-    const app = await createApp({ name: 'org/wait/connector', identity: { sharedSecret: SECRET } })
+    const silent = track(await silentListener())
+    const app = track(await createApp({ name: 'org/wait/connector', identity: { sharedSecret: SECRET } }))
     const error = await rejectionOf(app.connect({ endpoint: silent.url, timeout: 300 }))
     expect(error.code).toBe('TIMEOUT')
     const controller = new AbortController()
@@ -102,13 +109,12 @@ describe('sessions and connections', () => {
     await silent.close()
     // Not "already connected": the abandoned attempts left nothing.
     await app.connect({ endpoint: server.url, timeout: 10_000 })
-    const group = await app.createGroupSession('org/wait/connected')
-    await closeAll(group, app)
+    track(await app.createGroupSession('org/wait/connected'))
   })
 
   test('close, participants and routing calls take the same options', async () => {
-    const app = await connectApp(server, 'org/wait/closer')
-    const group = await app.createGroupSession('org/wait/close-chat')
+    const app = track(await connectApp(server, 'org/wait/closer'))
+    const group = track(await app.createGroupSession('org/wait/close-chat'))
     expect(await group.participants({ timeout: 10_000 })).toBeInstanceOf(Array)
     await app.subscribe('org/wait/extra', { timeout: 10_000 })
     await app.unsubscribe('org/wait/extra', { signal: new AbortController().signal })
@@ -119,12 +125,11 @@ describe('sessions and connections', () => {
   })
 
   test('timeouts outside 0 to MAX_TIMEOUT_MS are refused before anything starts', async () => {
-    const app = await connectApp(server, 'org/wait/limits')
+    const app = track(await connectApp(server, 'org/wait/limits'))
     for (const timeout of [-1, Number.NaN, MAX_TIMEOUT_MS + 1, Number.POSITIVE_INFINITY]) {
       const error = await rejectionOf(app.listenForSession({ timeout }))
       expect(error.code).toBe('INVALID_ARGUMENT')
       expect(error.message).toMatch(/timeout/)
     }
-    await app.close()
   })
 })
