@@ -9,7 +9,7 @@ const received = (from: string, text: string) => `-> Received message from ${fro
 const receivedLines = (process: ExampleProcess) =>
   process.lines.filter((line) => line.includes('-> Received message')).map((line) => line.slice(line.indexOf('->')))
 
-describe.each([false, true])('the seed multicast example, mls=%s', (mls) => {
+describe.each([false, true])('the multicast example from Python, mls=%s', (mls) => {
   test('members receive exactly what the moderator and a client publish; everyone exits 0', async () => {
     const { server, slim } = await trackedExampleServer()
     const [one, two] = ['agntcy/ns/client-1', 'agntcy/ns/client-2'].map((local) =>
@@ -136,7 +136,7 @@ describe.each(['22', '24'] as const)('the examples on Node %s, with its own type
   }, 120_000)
 })
 
-test('on a terminal the app name is bold and coloured, as in the seed', async () => {
+test('on a terminal the app name is bold and coloured, as in the Python example', async () => {
   const { slim } = await trackedExampleServer()
   const command = [process.execPath, ...typescriptFlags(), join(root, 'examples', 'client.ts'), '--slim', `'${slim}'`]
   // `script` gives the client a pseudo-terminal for stdout.

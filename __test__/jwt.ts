@@ -22,7 +22,7 @@ export function signingKey(): SigningKey {
   }
 }
 
-/** The seed's SPIRE trust bundle: trust domain -> base64-encoded JWKS. */
+/** A SPIRE trust bundle as the Python example takes it: trust domain -> base64-encoded JWKS. */
 export function trustBundle(domains: Record<string, SigningKey[]>): string {
   const entries = Object.entries(domains).map(([domain, keys]) => [
     domain,

@@ -1,4 +1,4 @@
-// Shared by the moderator and client examples: the seed's flags, create_local_app,
+// Shared by the moderator and client examples: the Python example's flags, create_local_app,
 // and its output format.
 import { Command, InvalidArgumentError } from 'commander'
 import { type App, createLocalApp, isSlimError, type SlimConnection } from 'slim-node'
@@ -34,7 +34,7 @@ function slimConfig(text: string): SlimConnection {
   return parsed as SlimConnection
 }
 
-/** The seed's command line, shared by both roles. */
+/** The Python example's command line, shared by both roles. */
 export function command(name: string, description: string, local: string): Command {
   return new Command(name)
     .description(description)
@@ -51,7 +51,7 @@ export function command(name: string, description: string, local: string): Comma
 
 const isTerminal = Boolean(process.stdout.isTTY)
 
-/** The seed's format_message_print: a bold cyan name on a terminal, plain text otherwise. */
+/** The Python example's format_message_print: a bold cyan name on a terminal, plain text otherwise. */
 export function say(prefix: string, text: string): void {
   console.log(isTerminal ? `\x1b[1;36m${prefix}\x1b[0m ${text}` : `${prefix} ${text}`)
 }
@@ -63,7 +63,7 @@ export function fail(error: unknown): never {
   process.exit(1)
 }
 
-/** The seed's create_local_app, from the parsed flags. */
+/** create_local_app of the Python example, from the parsed flags. */
 export async function connect(options: CommonOptions): Promise<App> {
   const usesJwt = Boolean(options.jwt || options.spireTrustBundle || options.audience.length)
   const app = await createLocalApp({

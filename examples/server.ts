@@ -1,4 +1,4 @@
-// Starts an embedded SLIM node: the seed's `task python:example:server`.
+// Starts an embedded SLIM node: the Python example's `task python:example:server`.
 //   node examples/server.ts [--endpoint 127.0.0.1:46357]
 import { Command } from 'commander'
 import { startServer } from 'slim-node'

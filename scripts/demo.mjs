@@ -1,4 +1,4 @@
-// `npm run demo`: the seed's multicast example, end to end, on an embedded node.
+// `npm run demo`: the multicast example (from SLIM's Python bindings), end to end, on an embedded node.
 // A node, two clients and a moderator with MLS run as separate processes; the
 // moderator and a client publish, and every member's view is printed at the end.
 import { spawnSync } from 'node:child_process'

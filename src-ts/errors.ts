@@ -8,8 +8,10 @@ import type { ErrorCode, ErrorInfo } from '../index.js'
 // Loaded first, so that a missing binary is reported by native.ts.
 import { addon } from './native.js'
 
-// The enum object comes from the addon: each code is documented once, in Rust.
-export { ErrorCode } from '../index.js'
+// The codes are defined and documented once, in Rust, as the generated ErrorCode enum.
+// Re-exported as a type only: a runtime re-export would load index.js as an ES module
+// while native.ts require()s it, which Node 20 refuses as a cycle.
+export type { ErrorCode } from '../index.js'
 
 /**
  * A stable error code, one of the strings of {@link ErrorCode}: new codes may be added,

@@ -41,7 +41,7 @@ export {
   type SessionOptions,
 } from './app.js'
 export { MAX_TIMEOUT_MS, type WaitOptions } from './cancel.js'
-export { ErrorCode, isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
+export { type ErrorCode, isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
 export { type ServerOptions, SlimServer, startServer } from './server.js'
 export {
   MAX_MESSAGE_BYTES,

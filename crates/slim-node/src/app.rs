@@ -28,6 +28,17 @@ type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionErr
 /// The right to wait for the next invitation: one waiter per app at a time.
 pub type Listener = OwnedMutexGuard<Notifications>;
 
+/// What an app can ask its node about a name.
+#[derive(Debug, Clone, Copy)]
+pub enum Routing {
+    /// Receive messages sent to the name.
+    Subscribe,
+    Unsubscribe,
+    /// Send traffic for the name through this app's connection.
+    SetRoute,
+    RemoveRoute,
+}
+
 pub struct AppCore {
     pub link: Arc<Link>,
     notifications: Arc<Mutex<Notifications>>,
@@ -313,30 +324,22 @@ impl AppCore {
         Ok(session)
     }
 
-    /// Receives messages sent to `target` as well as to the app's own name.
-    pub async fn subscribe(&self, target: ProtoName) -> Result<()> {
-        let connection = self.link.connection()?;
-        Ok(self
-            .link
-            .slim()?
-            .subscribe(&target, Some(connection))
-            .await?)
-    }
-
-    pub async fn unsubscribe(&self, target: ProtoName) -> Result<()> {
-        // Subscriptions are recorded under this app's id; unsubscribe the same name.
-        let target = target.with_id(self.link.name.id());
-        let connection = self.link.connection()?;
-        Ok(self
-            .link
-            .slim()?
-            .unsubscribe(&target, Some(connection))
-            .await?)
-    }
-
-    pub async fn remove_route(&self, target: ProtoName) -> Result<()> {
-        let connection = self.link.connection()?;
-        Ok(self.link.slim()?.remove_route(&target, connection).await?)
+    /// Subscribes, unsubscribes, sets or removes a route for `target` on the node.
+    pub async fn change_routing(self: Arc<Self>, change: Routing, target: ProtoName) -> Result<()> {
+        let link = &self.link;
+        let connection = link.connection()?;
+        let slim = link.slim()?;
+        match change {
+            Routing::Subscribe => slim.subscribe(&target, Some(connection)).await?,
+            // Subscriptions are recorded under this app's id; unsubscribe the same name.
+            Routing::Unsubscribe => {
+                let target = target.with_id(link.name.id());
+                slim.unsubscribe(&target, Some(connection)).await?
+            }
+            Routing::SetRoute => slim.set_route(&target, connection).await?,
+            Routing::RemoveRoute => slim.remove_route(&target, connection).await?,
+        }
+        Ok(())
     }
 
     /// Closes every session, disconnects and releases the app. Idempotent.

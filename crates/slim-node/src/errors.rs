@@ -8,12 +8,14 @@ use napi_derive::napi;
 use slim_service::{ServiceError, SubscriptionAckError};
 use slim_session::SessionError;
 
-/// The stable error codes: the `code` of every {@link SlimError}. The strings are part of
-/// the public API: new codes may be added, existing ones never change meaning.
+/// The stable error codes: each member's value is the `code` a {@link SlimError} carries
+/// (a {@link SlimErrorCode}). The strings are part of the public API: new codes may be
+/// added, existing ones never change meaning.
 ///
 /// @example
 /// ```ts
-/// if (isSlimError(error) && error.code === ErrorCode.Timeout) console.log('try again later')
+/// const timeout: `${ErrorCode.Timeout}` = 'TIMEOUT'
+/// if (isSlimError(error, timeout)) console.log('try again later')
 /// ```
 /// @group Errors
 #[napi(string_enum = "UPPER_SNAKE")]

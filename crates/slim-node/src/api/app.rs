@@ -7,7 +7,7 @@ use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 
 use crate::api::session::Session;
-use crate::app::AppCore;
+use crate::app::{AppCore, Routing};
 use crate::cancel::{CancelToken, token_of};
 use crate::client::{Client, ConnectOptions};
 use crate::errors::{ErrorInfo, js};
@@ -40,6 +40,18 @@ pub fn create_app(env: &Env, options: AppOptions) -> js::Result<PromiseRaw<'_, A
         let core = AppCore::create(&options.name, &options.identity).await?;
         Ok(App { core })
     })
+}
+
+impl App {
+    fn change_routing<'env>(
+        &self,
+        env: &'env Env,
+        change: Routing,
+        name: &str,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let target = name::parse(name)?;
+        promise(env, self.core.clone().change_routing(change, target))
+    }
 }
 
 #[napi]
@@ -96,9 +108,7 @@ impl App {
         env: &'env Env,
         name: String,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let target = name::parse(&name)?;
-        let core = self.core.clone();
-        promise(env, async move { core.subscribe(target).await })
+        self.change_routing(env, Routing::Subscribe, &name)
     }
 
     /// Stops receiving messages sent to `name`.
@@ -108,9 +118,7 @@ impl App {
         env: &'env Env,
         name: String,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let target = name::parse(&name)?;
-        let core = self.core.clone();
-        promise(env, async move { core.unsubscribe(target).await })
+        self.change_routing(env, Routing::Unsubscribe, &name)
     }
 
     /// Routes traffic for `name` through the node this app is connected to.
@@ -120,9 +128,7 @@ impl App {
         env: &'env Env,
         name: String,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let target = name::parse(&name)?;
-        let core = self.core.clone();
-        promise(env, async move { core.link.set_route(&target).await })
+        self.change_routing(env, Routing::SetRoute, &name)
     }
 
     /// Removes a route set with `setRoute`.
@@ -132,9 +138,7 @@ impl App {
         env: &'env Env,
         name: String,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let target = name::parse(&name)?;
-        let core = self.core.clone();
-        promise(env, async move { core.remove_route(target).await })
+        self.change_routing(env, Routing::RemoveRoute, &name)
     }
 
     /// Creates a session towards `destination`: a group channel, or the peer of a
