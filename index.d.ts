@@ -118,6 +118,13 @@ export declare class Session {
   invite(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** Removes a member from a group this app moderates; resolves once it has left. */
   remove(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  /**
+   * Tells the group this member goes offline (a soft close): the session stays, and
+   * `rejoin` brings the member back. Group sessions only.
+   */
+  goOffline(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  /** Tells the group this member is back after `goOffline`. */
+  rejoin(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
   /** The current members of the session, this app included. */
   participants(): Promise<Participant[]>
   /**
@@ -133,6 +140,8 @@ export interface AppOptions {
   name: string
   /** How the app proves who it is and checks its peers. */
   identity: IdentityOptions
+  /** Which data messages the app sends and receives (default both). */
+  direction?: `${Direction}`
 }
 
 /** The rare parts of a batch; absent fields mean none. */
@@ -152,6 +161,49 @@ export interface BatchExtras {
   ended?: ErrorInfo
 }
 
+/**
+ * How a binary was built.
+ *
+ * @example
+ * ```ts
+ * const { slimNode, slimCore }: BuildInfo = buildInfo()
+ * console.log(`slim-node ${slimNode.version} (${slimNode.gitSha}, ${slimNode.profile})`)
+ * ```
+ * @group Versions
+ */
+export interface Build {
+  /** The package or crate version. */
+  version: string
+  /** The git commit it was built from (short form; empty outside a git checkout). */
+  gitSha: string
+  /** When it was built, ISO 8601 in UTC. */
+  date: string
+  /** The cargo profile: `debug` for development builds, `release` for packages. */
+  profile: string
+}
+
+/**
+ * How this addon and the SLIM core inside it were built: versions, commits, dates and
+ * profiles (upstream's `get_build_info`).
+ */
+export declare function buildInfo(): BuildInfo
+
+/**
+ * How this addon and the SLIM core inside it were built.
+ *
+ * @example
+ * ```ts
+ * const info: BuildInfo = buildInfo()
+ * ```
+ * @group Versions
+ */
+export interface BuildInfo {
+  /** This package's addon. */
+  slimNode: Build
+  /** The upstream SLIM core crates, as their own build stamped them. */
+  slimCore: Build
+}
+
 /** Where and how to reach a SLIM node. */
 export interface ConnectOptions {
   /** The node URL, e.g. `http://127.0.0.1:46357`. */
@@ -162,6 +214,27 @@ export interface ConnectOptions {
 
 /** Creates an app with its identity. It can create sessions once connected. */
 export declare function createApp(options: AppOptions): Promise<App>
+
+/**
+ * Which data messages an app takes part in; control messages (joining, leaving,
+ * acknowledgements) flow either way.
+ *
+ * @example
+ * ```ts
+ * const sensor = await createApp({ name: 'agntcy/ns/sensor', identity, direction: 'send' })
+ * ```
+ * @group Apps
+ */
+export declare enum Direction {
+  /** Sends data messages and receives none. */
+  Send = 'send',
+  /** Receives data messages and sends none. */
+  Receive = 'receive',
+  /** Sends and receives (the default). */
+  Bidirectional = 'bidirectional',
+  /** Neither: the app only manages sessions (a moderator that relays nothing, say). */
+  None = 'none',
+}
 
 /** Exports spans over OTLP gRPC from now on (and logs per `RUST_LOG`). Call once, first. */
 export declare function enableOpentelemetry(options?: TelemetryOptions | undefined | null): Promise<void>
@@ -311,6 +384,29 @@ export declare const MAX_MESSAGE_BYTES: number
 export declare const MAX_TIMEOUT_MS: number
 
 /**
+ * MLS settings, given as `mls: { … }` instead of `mls: true`.
+ *
+ * @example
+ * ```ts
+ * const mls: MlsOptions = { headerIntegrityValidationPercent: 10, maxSeenControlMessageIds: 4096 }
+ * const group = await app.createGroupSession('agntcy/ns/chat', { mls })
+ * ```
+ * @group Options
+ */
+export interface MlsOptions {
+  /**
+   * Percentage (0 to 100) of received messages whose SLIM header is checked against its
+   * MLS signature (default 100: every message).
+   */
+  headerIntegrityValidationPercent?: number
+  /**
+   * How many control message ids are remembered per sender to drop replays (default:
+   * upstream's).
+   */
+  maxSeenControlMessageIds?: number
+}
+
+/**
  * The parts of a SLIM name.
  *
  * @example
@@ -441,8 +537,8 @@ export interface SessionOptions {
   interval?: number
   /** Reliable delivery with acknowledgements (default true). */
   reliable?: boolean
-  /** End-to-end encryption with MLS (default false). */
-  mls?: boolean
+  /** End-to-end encryption with MLS (default false); settings in place of `true`. */
+  mls?: boolean | MlsOptions
   /** Session metadata sent to every participant. */
   metadata?: Record<string, string>
 }

@@ -773,12 +773,14 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, createApp, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, SessionType, startServer, version } = nativeBinding
+const { App, CancelToken, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, SessionType, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { Server }
 export { Session }
+export { buildInfo }
 export { createApp }
+export { Direction }
 export { enableOpentelemetry }
 export { ErrorCode }
 export { flushTelemetry }

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type {
+  Direction,
   IdentityOptions,
+  MlsOptions,
   App as NativeApp,
   ConnectOptions as NativeConnectOptions,
   SessionOptions as NativeSessionOptions,
@@ -53,8 +55,11 @@ export interface SessionOptions {
   timeout?: number
   /** Acknowledged delivery with retransmissions (default true). */
   reliable?: boolean
-  /** End-to-end encryption with MLS (default false). */
-  mls?: boolean
+  /**
+   * End-to-end encryption with MLS (default false); {@link MlsOptions} turn it on with
+   * settings other than the defaults.
+   */
+  mls?: boolean | MlsOptions
   /** Session metadata, visible to every participant. */
   metadata?: Record<string, string>
 }
@@ -81,7 +86,24 @@ export interface AppOptions {
    * SPIRE agent.
    */
   identity: IdentityOptions
+  /**
+   * Which data messages the app takes part in: `'send'`, `'receive'`, `'bidirectional'`
+   * (the default) or `'none'`. Control messages (joins, acknowledgements) flow either way.
+   */
+  direction?: AppDirection
 }
+
+/**
+ * Which data messages an app sends and receives (see {@link AppOptions.direction}).
+ *
+ * @example
+ * ```ts
+ * const direction: AppDirection = 'receive'
+ * const dashboard = await createApp({ name: 'agntcy/ns/dashboard', identity, direction })
+ * ```
+ * @group Apps
+ */
+export type AppDirection = `${Direction}`
 
 function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptions): NativeSessionOptions {
   const { timeout, interval, ...rest } = options

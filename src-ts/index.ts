@@ -17,7 +17,10 @@
  * @packageDocumentation
  */
 import type {
+  Build,
+  BuildInfo,
   JwtSigningKey,
+  MlsOptions,
   NameParts,
   ServerTlsOptions,
   SpireOptions,
@@ -33,6 +36,7 @@ import { addon } from './native.js'
 
 export {
   App,
+  type AppDirection,
   type AppEvents,
   type AppOptions,
   type ConnectOptions,
@@ -47,6 +51,7 @@ export {
   MAX_MESSAGE_BYTES,
   type Message,
   type Participant,
+  type ParticipantChange,
   type Payload,
   type PublishOptions,
   Session,
@@ -54,7 +59,18 @@ export {
   type SessionSettings,
   type SessionType,
 } from './session.js'
-export type { JwtSigningKey, NameParts, ServerTlsOptions, SpireOptions, TelemetryOptions, TlsOptions, Versions }
+export type {
+  Build,
+  BuildInfo,
+  JwtSigningKey,
+  MlsOptions,
+  NameParts,
+  ServerTlsOptions,
+  SpireOptions,
+  TelemetryOptions,
+  TlsOptions,
+  Versions,
+}
 
 /**
  * Where an app's SLIM node is and how to reach it: the `slim` field of
@@ -245,6 +261,23 @@ export function formatName(parts: NameParts): string {
  */
 export function version(): Versions {
   return addon.version()
+}
+
+/**
+ * How this addon and the SLIM core inside it were built: version, git commit, build date
+ * and cargo profile of each (`debug` in a development build, `release` in the packages).
+ *
+ * @example
+ * ```ts
+ * import { buildInfo } from 'slim-node'
+ *
+ * const { slimNode, slimCore } = buildInfo()
+ * console.log(`slim-node ${slimNode.version} ${slimNode.gitSha} ${slimNode.profile}, core ${slimCore.version}`)
+ * ```
+ * @group Versions
+ */
+export function buildInfo(): BuildInfo {
+  return addon.buildInfo()
 }
 
 /**

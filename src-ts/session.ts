@@ -14,8 +14,10 @@ import { fromInfo, SlimError, toSlimError } from './errors.js'
 import { bytesOrText, plainOptions, text } from './input.js'
 import { type Message, type Payload, ReceivedMessage, unpackBatch } from './message.js'
 import { Outcomes } from './outcomes.js'
+import { type ParticipantChange, RosterWatch } from './roster.js'
 
 export { MAX_MESSAGE_BYTES, type Message, type Payload } from './message.js'
+export type { ParticipantChange } from './roster.js'
 export type { Participant, SessionSettings }
 
 /**
@@ -67,6 +69,11 @@ interface Receiving {
 export interface SessionEvents {
   /** SLIM reported a delivery problem on this session (for example a detected loss). */
   warning: [error: SlimError]
+  /**
+   * A member joined or left the group, or went offline or came back online. Listening
+   * starts watching the participant list; removing the last listener stops it.
+   */
+  participant: [change: ParticipantChange]
 }
 
 /**
@@ -113,6 +120,16 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     this.#native = native
     this.#id = native.id
     this.#outcomes = new Outcomes((alive) => native.keepAliveForOutcomes(alive))
+    const roster = new RosterWatch(
+      () => native.participants(),
+      (change) => this.emit('participant', change),
+    )
+    // Node's own events about listeners, outside SessionEvents.
+    const emitter = this as unknown as EventEmitter
+    emitter.on('newListener', (event: string | symbol) => event === 'participant' && roster.start())
+    emitter.on('removeListener', (event: string | symbol) => {
+      if (event === 'participant' && this.listenerCount('participant') === 0) roster.stop()
+    })
     native.attach(
       (batch, extras) => this.#onMessages(batch, extras),
       (done, failures) => this.#outcomes.settle(done, failures),
@@ -352,6 +369,44 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     return withSignal(options, 'remove', (timeout, token) =>
       this.#native.remove(text(member, 'remove name'), timeout, token),
     )
+  }
+
+  /**
+   * Tells the group this member goes offline for a while (a soft close), keeping the
+   * session: the moderator's {@link Session.participants} lists it offline, publishes stop
+   * waiting for its acknowledgements, and {@link Session.rejoin} brings it back. Group
+   * members only. Python: `close_with_mode(CloseMode.SOFT)`.
+   *
+   * @param options - How long to wait for the group to take note.
+   * @throws {SlimError} `NOT_GROUP` in a point-to-point session, `SESSION_CLOSED` when the
+   * session has ended, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * await chat.goOffline()
+   * // … later, in the same process or after restoring the session:
+   * await chat.rejoin()
+   * ```
+   */
+  goOffline(options?: WaitOptions): Promise<void> {
+    return withSignal(options, 'goOffline', (timeout, token) => this.#native.goOffline(timeout, token))
+  }
+
+  /**
+   * Tells the group this member is back after {@link Session.goOffline}; resolves when
+   * the group acknowledged it. With MLS, a member that missed a change of the group's
+   * keys while offline (an epoch change) is refused.
+   *
+   * @param options - How long to wait for the group's answer.
+   * @throws {SlimError} `NOT_GROUP` in a point-to-point session, `DELIVERY_FAILED` when the
+   * group refuses or does not answer, `SESSION_CLOSED` when the session has ended,
+   * `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * @example
+   * ```ts
+   * await chat.rejoin({ timeout: 10_000 })
+   * ```
+   */
+  rejoin(options?: WaitOptions): Promise<void> {
+    return withSignal(options, 'rejoin', (timeout, token) => this.#native.rejoin(timeout, token))
   }
 
   /**

@@ -16,7 +16,7 @@ use crate::client::{CONNECT_TIMEOUT, Client};
 use crate::connection;
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityOptions};
-use crate::link::{Link, SlimApp, app_closed, closed_as_app};
+use crate::link::{Direction, Link, SlimApp, app_closed, closed_as_app};
 use crate::name;
 use crate::runtime::bounded;
 use crate::session::core::SessionCore;
@@ -126,7 +126,11 @@ async fn connect_and_subscribe(link: &Link, slim: &SlimApp, client: &Client) -> 
 
 impl AppCore {
     /// Creates an app named `name` (without an id: SLIM derives it from the identity).
-    pub async fn create(name: &str, identity: &IdentityOptions) -> Result<Arc<Self>> {
+    pub async fn create(
+        name: &str,
+        identity: &IdentityOptions,
+        direction: Direction,
+    ) -> Result<Arc<Self>> {
         let base = name::parse(name)?;
         if base.has_id() {
             return Err(Error::invalid_argument(
@@ -136,7 +140,12 @@ impl AppCore {
         let identity = Identity::build(&name::base(&base), identity).await?;
         let service = Service::new(service_id(&base)?);
         let (slim, notifications) = service
-            .create_app(&base, identity.provider, identity.verifier)
+            .create_app_with_direction(
+                &base,
+                identity.provider,
+                identity.verifier,
+                direction.upstream(),
+            )
             .map_err(Error::from)?;
         // The app's receive loop subscribes its own name when it starts, and upstream
         // panics if the app closes before that. A local subscribe is acknowledged by the
@@ -148,7 +157,7 @@ impl AppCore {
             )
         })?;
         Ok(Arc::new(AppCore {
-            link: Arc::new(Link::new(slim, service, identity.kind)),
+            link: Arc::new(Link::new(slim, service, identity.kind, direction)),
             notifications: Arc::new(Mutex::new(notifications)),
             sessions: parking_lot::Mutex::new(Vec::new()),
         }))

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use napi_derive::napi;
 use parking_lot::{Mutex, RwLock};
 use slim_auth::auth_provider::{AuthProvider, AuthVerifier};
 use slim_datapath::api::ProtoName;
@@ -14,11 +15,49 @@ use tokio_util::sync::CancellationToken;
 use crate::errors::{Code, Error, Result};
 use crate::identity::IdentityKind;
 
+/// Which data messages an app takes part in; control messages (joining, leaving,
+/// acknowledgements) flow either way.
+///
+/// @example
+/// ```ts
+/// const sensor = await createApp({ name: 'agntcy/ns/sensor', identity, direction: 'send' })
+/// ```
+/// @group Apps
+#[napi(string_enum = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Sends data messages and receives none.
+    Send,
+    /// Receives data messages and sends none.
+    Receive,
+    /// Sends and receives (the default).
+    #[default]
+    Bidirectional,
+    /// Neither: the app only manages sessions (a moderator that relays nothing, say).
+    None,
+}
+
+impl Direction {
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::Send | Direction::Bidirectional)
+    }
+
+    pub fn upstream(self) -> slim_session::Direction {
+        match self {
+            Direction::Send => slim_session::Direction::Send,
+            Direction::Receive => slim_session::Direction::Recv,
+            Direction::Bidirectional => slim_session::Direction::Bidirectional,
+            Direction::None => slim_session::Direction::None,
+        }
+    }
+}
+
 pub type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
 
 pub struct Link {
     pub name: ProtoName,
     pub identity: IdentityKind,
+    pub direction: Direction,
     pub service: Service,
     slim: RwLock<Option<Arc<SlimApp>>>,
     connection: RwLock<Option<u64>>,
@@ -53,10 +92,16 @@ pub fn closed_as_app(err: Error) -> Error {
 }
 
 impl Link {
-    pub fn new(slim: SlimApp, service: Service, identity: IdentityKind) -> Self {
+    pub fn new(
+        slim: SlimApp,
+        service: Service,
+        identity: IdentityKind,
+        direction: Direction,
+    ) -> Self {
         Self {
             name: slim.app_name().clone(),
             identity,
+            direction,
             service,
             slim: RwLock::new(Some(Arc::new(slim))),
             connection: RwLock::new(None),

@@ -12,6 +12,7 @@ use crate::cancel::{CancelToken, token_of};
 use crate::client::{Client, ConnectOptions};
 use crate::errors::{ErrorInfo, js};
 use crate::identity::IdentityOptions;
+use crate::link::Direction;
 use crate::name;
 use crate::runtime::{millis, promise};
 use crate::session::options::SessionOptions;
@@ -24,6 +25,9 @@ pub struct AppOptions {
     pub name: String,
     /// How the app proves who it is and checks its peers.
     pub identity: IdentityOptions,
+    /// Which data messages the app sends and receives (default both).
+    #[napi(ts_type = "`${Direction}`")]
+    pub direction: Option<Direction>,
 }
 
 /// A SLIM application.
@@ -37,7 +41,8 @@ pub struct App {
 pub fn create_app(env: &Env, options: AppOptions) -> js::Result<PromiseRaw<'_, App>> {
     promise(env, async move {
         crate::tracing::install(None)?;
-        let core = AppCore::create(&options.name, &options.identity).await?;
+        let direction = options.direction.unwrap_or_default();
+        let core = AppCore::create(&options.name, &options.identity, direction).await?;
         Ok(App { core })
     })
 }

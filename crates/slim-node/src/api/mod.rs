@@ -40,6 +40,62 @@ pub fn version() -> Versions {
     }
 }
 
+/// How a binary was built.
+///
+/// @example
+/// ```ts
+/// const { slimNode, slimCore }: BuildInfo = buildInfo()
+/// console.log(`slim-node ${slimNode.version} (${slimNode.gitSha}, ${slimNode.profile})`)
+/// ```
+/// @group Versions
+#[napi(object)]
+pub struct Build {
+    /// The package or crate version.
+    pub version: String,
+    /// The git commit it was built from (short form; empty outside a git checkout).
+    pub git_sha: String,
+    /// When it was built, ISO 8601 in UTC.
+    pub date: String,
+    /// The cargo profile: `debug` for development builds, `release` for packages.
+    pub profile: String,
+}
+
+/// How this addon and the SLIM core inside it were built.
+///
+/// @example
+/// ```ts
+/// const info: BuildInfo = buildInfo()
+/// ```
+/// @group Versions
+#[napi(object)]
+pub struct BuildInfo {
+    /// This package's addon.
+    pub slim_node: Build,
+    /// The upstream SLIM core crates, as their own build stamped them.
+    pub slim_core: Build,
+}
+
+/// How this addon and the SLIM core inside it were built: versions, commits, dates and
+/// profiles (upstream's `get_build_info`).
+#[napi]
+pub fn build_info() -> BuildInfo {
+    let core = slim_version::build_info();
+    BuildInfo {
+        slim_node: Build {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_sha: env!("GIT_SHA").to_string(),
+            date: env!("BUILD_DATE").to_string(),
+            profile: env!("PROFILE").to_string(),
+        },
+        slim_core: Build {
+            version: core.version.to_string(),
+            git_sha: core.git_sha.to_string(),
+            date: core.date.to_string(),
+            profile: core.profile.to_string(),
+        },
+    }
+}
+
 /// Parses a SLIM name string into its parts.
 #[napi(catch_unwind)]
 pub fn parse_name(text: String) -> js::Result<NameParts> {

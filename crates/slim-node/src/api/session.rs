@@ -225,6 +225,33 @@ impl Session {
         promise(env, change)
     }
 
+    /// Tells the group this member goes offline (a soft close): the session stays, and
+    /// `rejoin` brings the member back. Group sessions only.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn go_offline<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let timeout = millis(timeout, "timeout")?;
+        let change = membership::go_offline(self.core.clone(), timeout, token_of(cancel));
+        promise(env, change)
+    }
+
+    /// Tells the group this member is back after `goOffline`.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn rejoin<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let timeout = millis(timeout, "timeout")?;
+        let change = membership::rejoin(self.core.clone(), timeout, token_of(cancel));
+        promise(env, change)
+    }
+
     /// The current members of the session, this app included.
     #[napi(ts_return_type = "Promise<Participant[]>", catch_unwind)]
     pub fn participants<'env>(

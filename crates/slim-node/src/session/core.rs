@@ -305,6 +305,12 @@ impl SessionCore {
         if self.closed.is_cancelled() {
             return Err(Error::session_closed(self.id));
         }
+        if !self.link.direction.sends() {
+            return Err(Error::invalid_argument(format!(
+                "this app was created with direction {:?}: it sends no data messages",
+                self.link.direction
+            )));
+        }
         check_size(payload.len(), &options)?;
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let request = PublishRequest {

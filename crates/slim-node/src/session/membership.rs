@@ -1,10 +1,11 @@
-//! Inviting and removing members of a group this app moderates. Each change resolves
-//! when upstream reports it done (the member joined, or left).
+//! Membership changes, each resolving when upstream reports it done: the moderator
+//! invites and removes members; a member goes offline and rejoins.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use slim_datapath::api::{ParticipantState, ProtoName};
+use slim_session::session_controller::CloseMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::{Code, Error, Result};
@@ -99,4 +100,31 @@ async fn remove(
         },
         outcome => outcome,
     }
+}
+
+/// Tells the group this member goes offline, keeping the session to `rejoin` later.
+pub async fn go_offline(
+    core: Arc<SessionCore>,
+    timeout: Option<Duration>,
+    abort: Option<CancellationToken>,
+) -> Result<()> {
+    let handle = core
+        .controller()?
+        .close_with_mode(CloseMode::Soft)
+        .await
+        .map_err(Error::from)?;
+    core.complete(handle, timeout, abort.as_ref(), "goOffline")
+        .await
+}
+
+/// Tells the group this member is back. With MLS, a member that missed an epoch change
+/// while offline is refused.
+pub async fn rejoin(
+    core: Arc<SessionCore>,
+    timeout: Option<Duration>,
+    abort: Option<CancellationToken>,
+) -> Result<()> {
+    let handle = core.controller()?.rejoin().await.map_err(Error::from)?;
+    core.complete(handle, timeout, abort.as_ref(), "rejoin")
+        .await
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 use slim_datapath::api::ProtoSessionType;
 use slim_session::SessionConfig;
@@ -48,6 +49,48 @@ impl SessionType {
     }
 }
 
+/// MLS settings, given as `mls: { … }` instead of `mls: true`.
+///
+/// @example
+/// ```ts
+/// const mls: MlsOptions = { headerIntegrityValidationPercent: 10, maxSeenControlMessageIds: 4096 }
+/// const group = await app.createGroupSession('agntcy/ns/chat', { mls })
+/// ```
+/// @group Options
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct MlsOptions {
+    /// Percentage (0 to 100) of received messages whose SLIM header is checked against its
+    /// MLS signature (default 100: every message).
+    pub header_integrity_validation_percent: Option<f64>,
+    /// How many control message ids are remembered per sender to drop replays (default:
+    /// upstream's).
+    pub max_seen_control_message_ids: Option<f64>,
+}
+
+impl MlsOptions {
+    fn to_settings(&self) -> Result<MlsSettings> {
+        let percent = whole_number(
+            self.header_integrity_validation_percent,
+            "mls.headerIntegrityValidationPercent",
+        )?
+        .unwrap_or(100);
+        if percent > 100 {
+            return Err(Error::invalid_argument(format!(
+                "mls.headerIntegrityValidationPercent must be from 0 to 100, got {percent}"
+            )));
+        }
+        let seen = whole_number(
+            self.max_seen_control_message_ids,
+            "mls.maxSeenControlMessageIds",
+        )?;
+        Ok(MlsSettings {
+            header_integrity_validation_percent: percent,
+            max_seen_control_message_ids_size: seen.map(|n| n as usize),
+        })
+    }
+}
+
 /// How a session is created.
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
@@ -61,8 +104,8 @@ pub struct SessionOptions {
     pub interval: Option<f64>,
     /// Reliable delivery with acknowledgements (default true).
     pub reliable: Option<bool>,
-    /// End-to-end encryption with MLS (default false).
-    pub mls: Option<bool>,
+    /// End-to-end encryption with MLS (default false); settings in place of `true`.
+    pub mls: Option<Either<bool, MlsOptions>>,
     /// Session metadata sent to every participant.
     pub metadata: Option<HashMap<String, String>>,
 }
@@ -98,10 +141,11 @@ impl SessionOptions {
             session_type,
             max_retries,
             interval,
-            mls_settings: self.mls.unwrap_or(false).then_some(MlsSettings {
-                header_integrity_validation_percent: 100,
-                max_seen_control_message_ids_size: None,
-            }),
+            mls_settings: match &self.mls {
+                None | Some(Either::A(false)) => None,
+                Some(Either::A(true)) => Some(MlsOptions::default().to_settings()?),
+                Some(Either::B(options)) => Some(options.to_settings()?),
+            },
             initiator: true,
             metadata: self.metadata.clone().unwrap_or_default(),
         })
@@ -187,7 +231,7 @@ mod tests {
         let options = SessionOptions {
             max_retries: Some(5.0),
             interval: Some(5000.0),
-            mls: Some(true),
+            mls: Some(Either::A(true)),
             ..Default::default()
         };
         let config = options.to_config().unwrap();
@@ -196,6 +240,43 @@ mod tests {
         assert!(config.mls_settings.is_some());
         let settings = SessionSettings::of(&config);
         assert_eq!(settings.interval, Some(5000.0));
+    }
+
+    #[test]
+    fn mls_settings_are_checked_and_passed_on() {
+        let with = |mls: MlsOptions| SessionOptions {
+            mls: Some(Either::B(mls)),
+            ..Default::default()
+        };
+        let config = with(MlsOptions {
+            header_integrity_validation_percent: Some(10.0),
+            max_seen_control_message_ids: Some(64.0),
+        })
+        .to_config()
+        .unwrap();
+        let settings = config.mls_settings.unwrap();
+        assert_eq!(settings.header_integrity_validation_percent, 10);
+        assert_eq!(settings.max_seen_control_message_ids_size, Some(64));
+        let defaults = with(MlsOptions::default()).to_config().unwrap();
+        assert_eq!(
+            defaults
+                .mls_settings
+                .unwrap()
+                .header_integrity_validation_percent,
+            100
+        );
+        for bad in [101.0, -1.0, 2.5] {
+            let options = with(MlsOptions {
+                header_integrity_validation_percent: Some(bad),
+                ..Default::default()
+            });
+            assert_eq!(options.to_config().unwrap_err().code, Code::InvalidArgument);
+        }
+        let off = SessionOptions {
+            mls: Some(Either::A(false)),
+            ..Default::default()
+        };
+        assert!(off.to_config().unwrap().mls_settings.is_none());
     }
 
     #[test]
