@@ -59,7 +59,10 @@ export declare class CancelToken {
 export declare class Server {
   /** The `host:port` the node listens on (the real port when 0 was requested). */
   get endpoint(): string
-  /** The URL apps connect to: `http://127.0.0.1:46357`, or `https://…` with TLS. */
+  /**
+   * The URL apps connect to: `http://127.0.0.1:46357`, `https://…` with TLS, `ws://…`
+   * or `wss://…` for a WebSocket node.
+   */
   get url(): string
   /** Whether the node is still running. */
   get running(): boolean
@@ -144,6 +147,35 @@ export interface AppOptions {
   direction?: `${Direction}`
 }
 
+/** How an app waits between attempts to reconnect to its node. */
+export interface BackoffOptions {
+  /**
+   * `exponential` (delays of `base` ms times `factor` to the attempt's power, capped by
+   * `maxDelay`) or `fixed` (every `interval` ms).
+   */
+  type: 'exponential' | 'fixed'
+  /** First delay, ms (exponential; default 100). */
+  base?: number
+  /** Growth factor (exponential; default 1). */
+  factor?: number
+  /** Longest delay, ms (exponential). */
+  maxDelay?: number
+  /** Delay between attempts, ms (fixed). */
+  interval?: number
+  /** Attempts before giving up (default: no limit). */
+  maxAttempts?: number
+  /** Spread the delays at random (exponential; default false). */
+  jitter?: boolean
+}
+
+/** A user name and password. */
+export interface BasicCredentials {
+  /** The user name. */
+  username: string
+  /** The password. */
+  password: string
+}
+
 /** The rare parts of a batch; absent fields mean none. */
 export interface BatchExtras {
   /** Envelopes first needed by this batch, numbered on from those sent before. */
@@ -206,10 +238,34 @@ export interface BuildInfo {
 
 /** Where and how to reach a SLIM node. */
 export interface ConnectOptions {
-  /** The node URL, e.g. `http://127.0.0.1:46357`. */
+  /**
+   * The node URL: `http://` or `https://` for gRPC, `ws://` or `wss://` for WebSocket,
+   * e.g. `http://127.0.0.1:46357`.
+   */
   endpoint: string
-  /** TLS settings; plain text for an `http://` endpoint without any. */
+  /** TLS settings; plain text for an `http://` or `ws://` endpoint without any. */
   tls?: TlsOptions
+  /** A credential the node requires of its clients (apart from the app's identity). */
+  auth?: NodeAuth
+  /** Keepalive pings on the connection. */
+  keepalive?: KeepaliveOptions
+  /** How long to wait between attempts to reconnect after the node went away. */
+  backoff?: BackoffOptions
+  /** Each connection attempt's limit, ms (default 10 000). */
+  connectTimeout?: number
+  /** Each request's limit on the connection, ms. */
+  requestTimeout?: number
+  /** Headers sent with the connection's requests. */
+  headers?: Record<string, string>
+  /** An HTTP proxy to reach the node through. */
+  proxy?: ProxyOptions
+  /**
+   * `gzip`, `zlib`, `deflate`, `snappy`, `zstd`, `lz4` or `none` (upstream accepts the
+   * setting; SLIM core 3.4 does not compress yet).
+   */
+  compression?: string
+  /** Read buffer size of the connection, bytes. */
+  bufferSize?: number
 }
 
 /** Creates an app with its identity. It can create sessions once connected. */
@@ -371,6 +427,18 @@ export interface JwtSigningKey {
   issuer?: string
 }
 
+/** How an app keeps its connection to the node alive. */
+export interface KeepaliveOptions {
+  /** TCP keepalive interval, ms (default 60 000). */
+  tcp?: number
+  /** HTTP/2 ping interval, ms (default 60 000). */
+  http2?: number
+  /** How long a ping may go unanswered, ms (default 10 000). */
+  timeout?: number
+  /** Ping even with no stream open (default false). */
+  whileIdle?: boolean
+}
+
 /**
  * The most bytes of payload, payload type and metadata one message may carry, with or
  * without MLS (one limit, so turning encryption on never breaks a working sender).
@@ -427,6 +495,22 @@ export interface NameParts {
   id?: string
 }
 
+/**
+ * How apps authenticate to a node: what an app presents, or what a node requires.
+ *
+ * @example
+ * ```ts
+ * const auth: NodeAuth = { basic: { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' } }
+ * const node = await startServer({ endpoint: '127.0.0.1:0', auth })
+ * await app.connect({ endpoint: node.url, auth })
+ * ```
+ * @group Options
+ */
+export interface NodeAuth {
+  /** HTTP basic authentication. */
+  basic?: BasicCredentials
+}
+
 /** Parses a SLIM name string into its parts. */
 export declare function parseName(text: string): NameParts
 
@@ -446,6 +530,18 @@ export interface Participant {
   id?: string
   /** False once the member stopped answering heartbeats. */
   online: boolean
+}
+
+/** An HTTP proxy between the app and its node. */
+export interface ProxyOptions {
+  /** The proxy URL, e.g. `http://proxy.example:8080`. */
+  url: string
+  /** User name for the proxy's basic authentication. */
+  username?: string
+  /** Password for the proxy's basic authentication. */
+  password?: string
+  /** Headers sent to the proxy. */
+  headers?: Record<string, string>
 }
 
 /** Publishes that did not complete, in one call of the outcome callback. */
@@ -478,6 +574,20 @@ export interface ReplyTarget {
   inputConnection: number
 }
 
+/** How a node keeps client connections alive, and when it closes them. */
+export interface ServerKeepaliveOptions {
+  /** Close a connection idle this long, ms. */
+  maxConnectionIdle?: number
+  /** Close any connection this old, ms. */
+  maxConnectionAge?: number
+  /** After `maxConnectionAge`, how long streams may finish, ms. */
+  maxConnectionAgeGrace?: number
+  /** HTTP/2 ping interval, ms. */
+  time?: number
+  /** How long a ping may go unanswered, ms. */
+  timeout?: number
+}
+
 /**
  * Options for an embedded SLIM node.
  *
@@ -489,7 +599,10 @@ export interface ReplyTarget {
  * @group Server
  */
 export interface ServerOptions {
-  /** `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port. */
+  /**
+   * `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port.
+   * `ws://host:port` serves WebSocket instead of gRPC.
+   */
   endpoint?: string
   /** Serve TLS (and mutual TLS with a client CA); plain text when omitted. */
   tls?: ServerTlsOptions
@@ -499,6 +612,16 @@ export interface ServerOptions {
    * node reach each other.
    */
   peers?: Array<ConnectOptions>
+  /** A credential every client must present (apart from its app identity). */
+  auth?: NodeAuth
+  /** Keepalive pings and connection limits. */
+  keepalive?: ServerKeepaliveOptions
+  /** HTTP/2: largest frame, in MiB (1 to 15; upstream's default is 4). */
+  maxFrameSizeMiB?: number
+  /** HTTP/2: most concurrent streams per connection. */
+  maxConcurrentStreams?: number
+  /** HTTP/2: largest header list, bytes. */
+  maxHeaderListSize?: number
 }
 
 /**

@@ -54,7 +54,9 @@ test('a receive-only app receives the group and is refused when it publishes', a
 test('a send-only app publishes to the group', async () => {
   const server = track(await startTestServer())
   const moderator = track(await connectApp(server, 'org/dirsend/moderator'))
-  const sensor = track(await createApp({ name: 'org/dirsend/sensor', identity: { sharedSecret: SECRET }, direction: 'send' }))
+  const sensor = track(
+    await createApp({ name: 'org/dirsend/sensor', identity: { sharedSecret: SECRET }, direction: 'send' }),
+  )
   await sensor.connect({ endpoint: server.url })
   const group = track(await moderator.createGroupSession('org/dirsend/chat'))
   const joined = sensor.listenForSession({ timeout: 30_000 })

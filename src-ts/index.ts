@@ -17,11 +17,18 @@
  * @packageDocumentation
  */
 import type {
+  BackoffOptions,
+  BasicCredentials,
   Build,
   BuildInfo,
   JwtSigningKey,
+  KeepaliveOptions,
   MlsOptions,
   NameParts,
+  ConnectOptions as NativeConnectOptions,
+  NodeAuth,
+  ProxyOptions,
+  ServerKeepaliveOptions,
   ServerTlsOptions,
   SpireOptions,
   TelemetryOptions,
@@ -60,11 +67,17 @@ export {
   type SessionType,
 } from './session.js'
 export type {
+  BackoffOptions,
+  BasicCredentials,
   Build,
   BuildInfo,
   JwtSigningKey,
+  KeepaliveOptions,
   MlsOptions,
   NameParts,
+  NodeAuth,
+  ProxyOptions,
+  ServerKeepaliveOptions,
   ServerTlsOptions,
   SpireOptions,
   TelemetryOptions,
@@ -85,7 +98,7 @@ export type {
  * ```
  * @group Options
  */
-export interface SlimConnection {
+export interface SlimConnection extends Omit<NativeConnectOptions, 'endpoint' | 'tls'> {
   /** The node's URL, e.g. `http://127.0.0.1:46357`, or `https://…` for a node that serves TLS. */
   endpoint: string
   /**

@@ -16,17 +16,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port]` or `https://host[:port]` (a path is allowed and kept).
+    /// Parses `http(s)://host[:port]` (gRPC) or `ws(s)://host[:port]` (WebSocket); a path
+    /// is allowed and kept.
     pub fn parse(text: &str) -> Result<Self> {
         let url = text.trim();
-        let secure = if url.starts_with("https://") {
-            true
-        } else if url.starts_with("http://") {
-            false
-        } else {
-            return Err(Error::invalid_argument(format!(
-                "endpoint {url:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:46357"
-            )));
+        let secure = match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("https" | "wss") => true,
+            Some("http" | "ws") => false,
+            _ => {
+                return Err(Error::invalid_argument(format!(
+                    "endpoint {url:?} must be an http://, https://, ws:// or wss:// URL, e.g. http://127.0.0.1:46357"
+                )));
+            }
         };
         let uri = url.parse::<http::Uri>().map_err(|err| {
             Error::invalid_argument(format!("endpoint {url:?} is not a valid URL: {err}"))
@@ -73,13 +74,22 @@ impl Endpoint {
     }
 }
 
-/// The address a node listens on: `host:port`, also accepted as an `http(s)://` URL.
-pub fn listen_address(text: &str) -> Result<SocketAddr> {
-    let bare = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .unwrap_or(text)
-        .trim_end_matches('/');
+/// How a node serves its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    WebSocket,
+}
+
+/// The address a node listens on: `host:port` (gRPC), `http(s)://host:port` (gRPC) or
+/// `ws(s)://host:port` (WebSocket).
+pub fn listen_address(text: &str) -> Result<(SocketAddr, Transport)> {
+    let (transport, bare) = match text.split_once("://") {
+        Some(("ws" | "wss", rest)) => (Transport::WebSocket, rest),
+        Some(("http" | "https", rest)) => (Transport::Grpc, rest),
+        _ => (Transport::Grpc, text),
+    };
+    let bare = bare.trim_end_matches('/');
     bare.to_socket_addrs()
         .map_err(|e| {
             Error::invalid_argument(format!(
@@ -87,6 +97,7 @@ pub fn listen_address(text: &str) -> Result<SocketAddr> {
             ))
         })?
         .next()
+        .map(|address| (address, transport))
         .ok_or_else(|| {
             Error::invalid_argument(format!("server endpoint {text:?} resolves to nothing"))
         })
@@ -127,8 +138,12 @@ mod tests {
     #[test]
     fn listen_addresses_accept_an_http_prefix() {
         assert_eq!(
-            listen_address("http://127.0.0.1:5000").unwrap().port(),
+            listen_address("http://127.0.0.1:5000").unwrap().0.port(),
             5000
+        );
+        assert_eq!(
+            listen_address("ws://127.0.0.1:5001").unwrap(),
+            ("127.0.0.1:5001".parse().unwrap(), Transport::WebSocket)
         );
         assert!(listen_address("not an endpoint").is_err());
     }

@@ -20,6 +20,7 @@ mod tracing;
 
 mod client;
 mod message;
+mod settings;
 
 mod link;
 

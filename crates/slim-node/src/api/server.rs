@@ -18,9 +18,10 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ConnectOptions};
-use crate::endpoint::listen_address;
+use crate::endpoint::{Transport, listen_address};
 use crate::errors::{Code, Error, Result, chain, js};
-use crate::runtime::promise;
+use crate::runtime::{promise, whole_number};
+use crate::settings::{NodeAuth, ServerKeepaliveOptions};
 use crate::tls::{self, ServerTlsOptions};
 use slim_node_tcp::{self as transport, Sockets};
 
@@ -38,6 +39,7 @@ pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     /// `host:port` to listen on (default `127.0.0.1:46357`); port 0 picks a free port.
+    /// `ws://host:port` serves WebSocket instead of gRPC.
     pub endpoint: Option<String>,
     /// Serve TLS (and mutual TLS with a client CA); plain text when omitted.
     pub tls: Option<ServerTlsOptions>,
@@ -45,12 +47,67 @@ pub struct ServerOptions {
     /// deployments do: subscriptions are shared over the link, so apps on either
     /// node reach each other.
     pub peers: Option<Vec<ConnectOptions>>,
+    /// A credential every client must present (apart from its app identity).
+    pub auth: Option<NodeAuth>,
+    /// Keepalive pings and connection limits.
+    pub keepalive: Option<ServerKeepaliveOptions>,
+    /// HTTP/2: largest frame, in MiB (1 to 15; upstream's default is 4).
+    #[napi(js_name = "maxFrameSizeMiB")]
+    pub max_frame_size_mib: Option<f64>,
+    /// HTTP/2: most concurrent streams per connection.
+    pub max_concurrent_streams: Option<f64>,
+    /// HTTP/2: largest header list, bytes.
+    pub max_header_list_size: Option<f64>,
+}
+
+/// HTTP/2 frames are at most 16 MiB - 1 byte; upstream counts in MiB.
+fn frame_size_mib(value: Option<f64>) -> Result<Option<u32>> {
+    match whole_number(value, "maxFrameSizeMiB")? {
+        Some(mib) if !(1..=15).contains(&mib) => Err(Error::invalid_argument(format!(
+            "maxFrameSizeMiB must be from 1 to 15, got {mib}"
+        ))),
+        other => Ok(other),
+    }
+}
+
+impl ServerOptions {
+    /// Upstream's server settings for listening on `addr`.
+    fn config(
+        &self,
+        addr: SocketAddr,
+        transport: Transport,
+        tls: TlsServerConfig,
+    ) -> Result<ServerConfig> {
+        let endpoint = match transport {
+            Transport::Grpc => addr.to_string(),
+            Transport::WebSocket => format!("ws://{addr}"),
+        };
+        let mut config = ServerConfig::with_endpoint(&endpoint)
+            .with_tls_settings(tls)
+            .with_max_frame_size(frame_size_mib(self.max_frame_size_mib)?)
+            .with_max_concurrent_streams(whole_number(
+                self.max_concurrent_streams,
+                "maxConcurrentStreams",
+            )?)
+            .with_max_header_list_size(whole_number(
+                self.max_header_list_size,
+                "maxHeaderListSize",
+            )?);
+        if let Some(auth) = &self.auth {
+            config = config.with_auth(auth.to_server()?);
+        }
+        if let Some(keepalive) = &self.keepalive {
+            config = config.with_keepalive(keepalive.to_config()?);
+        }
+        Ok(config)
+    }
 }
 
 /// A SLIM node running inside this process.
 #[napi]
 pub struct Server {
     secure: bool,
+    transport: Transport,
     endpoint: String,
     node: Arc<Node>,
 }
@@ -118,10 +175,9 @@ async fn peer_addresses(links: &[Client]) -> HashSet<SocketAddr> {
 
 async fn launch(
     addr: SocketAddr,
-    tls: TlsServerConfig,
+    config: ServerConfig,
     peers: Vec<ClientConfig>,
 ) -> Result<Service> {
-    let config = ServerConfig::with_endpoint(&addr.to_string()).with_tls_settings(tls);
     let service = ServiceConfiguration::new()
         .with_dataplane_server(vec![config])
         .with_dataplane_client(peers)
@@ -142,12 +198,15 @@ async fn start(options: ServerOptions) -> Result<Server> {
     let secure = !tls.insecure;
     let requested = options
         .endpoint
+        .clone()
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let addr = concrete_address(listen_address(&requested)?)?;
+    let (addr, transport) = listen_address(&requested)?;
+    let addr = concrete_address(addr)?;
+    let config = options.config(addr, transport, tls)?;
     let peers = peer_links(options.peers.as_deref().unwrap_or_default()).await?;
     let peer_addresses = peer_addresses(&peers).await;
     let configs = peers.into_iter().map(|peer| peer.config).collect();
-    let service = launch(addr, tls, configs).await?;
+    let service = launch(addr, config, configs).await?;
     let stopped = CancellationToken::new();
     transport::disable_nagle(&Sockets::ListeningOn(addr));
     if !peer_addresses.is_empty() {
@@ -155,6 +214,7 @@ async fn start(options: ServerOptions) -> Result<Server> {
     }
     Ok(Server {
         secure,
+        transport,
         endpoint: addr.to_string(),
         node: Arc::new(Node {
             service: Mutex::new(Some(service)),
@@ -180,10 +240,16 @@ impl Server {
         self.endpoint.clone()
     }
 
-    /// The URL apps connect to: `http://127.0.0.1:46357`, or `https://…` with TLS.
+    /// The URL apps connect to: `http://127.0.0.1:46357`, `https://…` with TLS, `ws://…`
+    /// or `wss://…` for a WebSocket node.
     #[napi(getter)]
     pub fn url(&self) -> String {
-        let scheme = if self.secure { "https" } else { "http" };
+        let scheme = match (self.transport, self.secure) {
+            (Transport::Grpc, false) => "http",
+            (Transport::Grpc, true) => "https",
+            (Transport::WebSocket, false) => "ws",
+            (Transport::WebSocket, true) => "wss",
+        };
         format!("{scheme}://{}", self.endpoint)
     }
 

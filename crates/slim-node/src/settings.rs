@@ -1,0 +1,324 @@
+//! Connection settings that production deployments tune: keepalive, reconnect backoff,
+//! timeouts, headers, proxy, buffer size, and authentication of apps to the node (a
+//! transport-level credential, apart from the app's identity). JavaScript passes
+//! milliseconds and plain records; upstream's configuration types come out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use napi_derive::napi;
+use slim_config::auth::basic::Config as BasicAuth;
+use slim_config::backoff::exponential::Config as Exponential;
+use slim_config::client::{AuthenticationConfig as ClientAuth, BackoffConfig, KeepaliveConfig};
+use slim_config::grpc::compression::CompressionType;
+use slim_config::grpc::proxy::ProxyConfig;
+use slim_config::server::{AuthenticationConfig as ServerAuth, KeepaliveServerParameters};
+
+use crate::errors::{Error, Result};
+use crate::runtime::{millis, whole_number};
+
+/// A duration option that must be given and positive once its object is there.
+fn duration(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
+    match millis(value, what)? {
+        Some(Duration::ZERO) => Err(Error::invalid_argument(format!(
+            "{what} must be greater than 0 ms"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// How an app keeps its connection to the node alive.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct KeepaliveOptions {
+    /// TCP keepalive interval, ms (default 60 000).
+    pub tcp: Option<f64>,
+    /// HTTP/2 ping interval, ms (default 60 000).
+    pub http2: Option<f64>,
+    /// How long a ping may go unanswered, ms (default 10 000).
+    pub timeout: Option<f64>,
+    /// Ping even with no stream open (default false).
+    pub while_idle: Option<bool>,
+}
+
+impl KeepaliveOptions {
+    pub fn to_config(&self) -> Result<KeepaliveConfig> {
+        let mut config = KeepaliveConfig::default();
+        if let Some(tcp) = duration(self.tcp, "keepalive.tcp")? {
+            config.tcp_keepalive = tcp.into();
+        }
+        if let Some(http2) = duration(self.http2, "keepalive.http2")? {
+            config.http2_keepalive = http2.into();
+        }
+        if let Some(timeout) = duration(self.timeout, "keepalive.timeout")? {
+            config.timeout = timeout.into();
+        }
+        if let Some(idle) = self.while_idle {
+            config.keep_alive_while_idle = idle;
+        }
+        Ok(config)
+    }
+}
+
+/// How an app waits between attempts to reconnect to its node.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct BackoffOptions {
+    /// `exponential` (delays of `base` ms times `factor` to the attempt's power, capped by
+    /// `maxDelay`) or `fixed` (every `interval` ms).
+    #[napi(ts_type = "'exponential' | 'fixed'")]
+    pub r#type: String,
+    /// First delay, ms (exponential; default 100).
+    pub base: Option<f64>,
+    /// Growth factor (exponential; default 1).
+    pub factor: Option<f64>,
+    /// Longest delay, ms (exponential).
+    pub max_delay: Option<f64>,
+    /// Delay between attempts, ms (fixed).
+    pub interval: Option<f64>,
+    /// Attempts before giving up (default: no limit).
+    pub max_attempts: Option<f64>,
+    /// Spread the delays at random (exponential; default false).
+    pub jitter: Option<bool>,
+}
+
+impl BackoffOptions {
+    pub fn to_config(&self) -> Result<BackoffConfig> {
+        let attempts = whole_number(self.max_attempts, "backoff.maxAttempts")?
+            .map_or(usize::MAX, |n| n as usize);
+        match self.r#type.as_str() {
+            "exponential" => {
+                let defaults = Exponential::default();
+                let base =
+                    whole_number(self.base, "backoff.base")?.map_or(defaults.base, u64::from);
+                let factor =
+                    whole_number(self.factor, "backoff.factor")?.map_or(defaults.factor, u64::from);
+                let max_delay = duration(self.max_delay, "backoff.maxDelay")?
+                    .unwrap_or_else(|| *defaults.max_delay);
+                let jitter = self.jitter.unwrap_or(false);
+                Ok(BackoffConfig::new_exponential(
+                    base, factor, max_delay, attempts, jitter,
+                ))
+            }
+            "fixed" => {
+                let interval = duration(self.interval, "backoff.interval")?.ok_or_else(|| {
+                    Error::invalid_argument("a fixed backoff needs its interval in ms")
+                })?;
+                Ok(BackoffConfig::new_fixed_interval(interval, attempts))
+            }
+            other => Err(Error::invalid_argument(format!(
+                "backoff.type must be 'exponential' or 'fixed', got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An HTTP proxy between the app and its node.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The proxy URL, e.g. `http://proxy.example:8080`.
+    pub url: String,
+    /// User name for the proxy's basic authentication.
+    pub username: Option<String>,
+    /// Password for the proxy's basic authentication.
+    pub password: Option<String>,
+    /// Headers sent to the proxy.
+    pub headers: Option<HashMap<String, String>>,
+}
+
+impl ProxyOptions {
+    pub fn to_config(&self) -> ProxyConfig {
+        ProxyConfig {
+            url: Some(self.url.clone()),
+            tls_setting: Default::default(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            headers: self.headers.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A user name and password.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct BasicCredentials {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// How apps authenticate to a node: what an app presents, or what a node requires.
+///
+/// @example
+/// ```ts
+/// const auth: NodeAuth = { basic: { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' } }
+/// const node = await startServer({ endpoint: '127.0.0.1:0', auth })
+/// await app.connect({ endpoint: node.url, auth })
+/// ```
+/// @group Options
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct NodeAuth {
+    /// HTTP basic authentication.
+    pub basic: Option<BasicCredentials>,
+}
+
+impl NodeAuth {
+    fn basic(&self) -> Result<Option<BasicAuth>> {
+        match &self.basic {
+            None => Ok(None),
+            Some(basic) if basic.username.is_empty() => Err(Error::invalid_argument(
+                "auth.basic.username must not be empty",
+            )),
+            Some(basic) => Ok(Some(BasicAuth::new(&basic.username, &basic.password))),
+        }
+    }
+
+    pub fn to_client(&self) -> Result<ClientAuth> {
+        Ok(self.basic()?.map_or(ClientAuth::None, ClientAuth::Basic))
+    }
+
+    pub fn to_server(&self) -> Result<ServerAuth> {
+        Ok(self.basic()?.map_or(ServerAuth::None, ServerAuth::Basic))
+    }
+}
+
+/// How a node keeps client connections alive, and when it closes them.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct ServerKeepaliveOptions {
+    /// Close a connection idle this long, ms.
+    pub max_connection_idle: Option<f64>,
+    /// Close any connection this old, ms.
+    pub max_connection_age: Option<f64>,
+    /// After `maxConnectionAge`, how long streams may finish, ms.
+    pub max_connection_age_grace: Option<f64>,
+    /// HTTP/2 ping interval, ms.
+    pub time: Option<f64>,
+    /// How long a ping may go unanswered, ms.
+    pub timeout: Option<f64>,
+}
+
+impl ServerKeepaliveOptions {
+    pub fn to_config(&self) -> Result<KeepaliveServerParameters> {
+        let mut config = KeepaliveServerParameters::default();
+        let fields = [
+            (
+                self.max_connection_idle,
+                "keepalive.maxConnectionIdle",
+                &mut config.max_connection_idle,
+            ),
+            (
+                self.max_connection_age,
+                "keepalive.maxConnectionAge",
+                &mut config.max_connection_age,
+            ),
+            (
+                self.max_connection_age_grace,
+                "keepalive.maxConnectionAgeGrace",
+                &mut config.max_connection_age_grace,
+            ),
+            (self.time, "keepalive.time", &mut config.time),
+            (self.timeout, "keepalive.timeout", &mut config.timeout),
+        ];
+        for (value, what, field) in fields {
+            if let Some(value) = duration(value, what)? {
+                *field = value.into();
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The compression name, as upstream spells it.
+pub fn compression(name: &str) -> Result<CompressionType> {
+    Ok(match name {
+        "gzip" => CompressionType::Gzip,
+        "zlib" => CompressionType::Zlib,
+        "deflate" => CompressionType::Deflate,
+        "snappy" => CompressionType::Snappy,
+        "zstd" => CompressionType::Zstd,
+        "lz4" => CompressionType::Lz4,
+        "none" => CompressionType::None,
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "compression must be one of gzip, zlib, deflate, snappy, zstd, lz4, none; got {other:?}"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoffs_are_built_and_checked() {
+        let fixed = BackoffOptions {
+            r#type: "fixed".into(),
+            base: None,
+            factor: None,
+            max_delay: None,
+            interval: Some(250.0),
+            max_attempts: Some(3.0),
+            jitter: None,
+        };
+        assert!(matches!(
+            fixed.to_config(),
+            Ok(BackoffConfig::FixedInterval(_))
+        ));
+        let without_interval = BackoffOptions {
+            interval: None,
+            ..fixed.clone()
+        };
+        assert!(without_interval.to_config().is_err());
+        let exponential = BackoffOptions {
+            r#type: "exponential".into(),
+            ..fixed.clone()
+        };
+        assert!(matches!(
+            exponential.to_config(),
+            Ok(BackoffConfig::Exponential(_))
+        ));
+        let other = BackoffOptions {
+            r#type: "linear".into(),
+            ..fixed
+        };
+        assert!(other.to_config().is_err());
+    }
+
+    #[test]
+    fn keepalive_durations_must_be_positive() {
+        let zero = KeepaliveOptions {
+            tcp: Some(0.0),
+            ..Default::default()
+        };
+        assert!(zero.to_config().is_err());
+        let config = KeepaliveOptions {
+            http2: Some(1500.0),
+            while_idle: Some(true),
+            ..Default::default()
+        }
+        .to_config()
+        .unwrap();
+        assert_eq!(*config.http2_keepalive, Duration::from_millis(1500));
+        assert!(config.keep_alive_while_idle);
+    }
+
+    #[test]
+    fn empty_user_names_are_refused() {
+        let auth = NodeAuth {
+            basic: Some(BasicCredentials {
+                username: String::new(),
+                password: "x".into(),
+            }),
+        };
+        assert!(auth.to_client().is_err());
+        assert!(matches!(
+            NodeAuth::default().to_server(),
+            Ok(ServerAuth::None)
+        ));
+    }
+}
