@@ -41,6 +41,11 @@ export declare class App {
    * given up on (timeout, abort) is deleted again.
    */
   createSession(destination: string, options?: SessionOptions | undefined | null, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
+  /**
+   * The group sessions an earlier run of this app persisted, resumed over the current
+   * connection.
+   */
+  restoreSessions(): Promise<Session[]>
   /** Waits for another app to invite this one into a session. */
   listenForSession(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
   /** Closes every session, disconnects and releases the app. Idempotent. */
@@ -143,11 +148,25 @@ export interface AppOptions {
   name: string
   /** How the app proves who it is and checks its peers. */
   identity: IdentityOptions
+  /**
+   * Keep the app's group sessions (MLS state included) in an encrypted store, so that
+   * a restarted app can `restoreSessions()`.
+   */
+  persistence?: PersistenceOptions
   /** Which data messages the app sends and receives (default both). */
   direction?: `${Direction}`
 }
 
-/** How an app waits between attempts to reconnect to its node. */
+/**
+ * How an app waits between attempts to reconnect to its node.
+ *
+ * @example
+ * ```ts
+ * const backoff: BackoffOptions = { type: 'exponential', base: 100, factor: 2, maxDelay: 10_000, jitter: true }
+ * await app.connect({ endpoint: 'http://127.0.0.1:46357', backoff })
+ * ```
+ * @group Options
+ */
 export interface BackoffOptions {
   /**
    * `exponential` (delays of `base` ms times `factor` to the attempt's power, capped by
@@ -168,7 +187,15 @@ export interface BackoffOptions {
   jitter?: boolean
 }
 
-/** A user name and password. */
+/**
+ * A user name and password.
+ *
+ * @example
+ * ```ts
+ * const basic: BasicCredentials = { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' }
+ * ```
+ * @group Options
+ */
 export interface BasicCredentials {
   /** The user name. */
   username: string
@@ -352,6 +379,11 @@ export declare enum ErrorCode {
   PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
   /** The embedded node could not start or stop. */
   Server = 'SERVER',
+  /**
+   * The app's session store cannot be read or written (a wrong passphrase, a damaged
+   * or foreign file).
+   */
+  Store = 'STORE',
   /** A bug: an unexpected failure inside slim-node or SLIM (including a caught panic). */
   Internal = 'INTERNAL',
 }
@@ -427,7 +459,15 @@ export interface JwtSigningKey {
   issuer?: string
 }
 
-/** How an app keeps its connection to the node alive. */
+/**
+ * How an app keeps its connection to the node alive.
+ *
+ * @example
+ * ```ts
+ * await app.connect({ endpoint: 'https://slim.example:46357', keepalive: { http2: 20_000, timeout: 5_000 } })
+ * ```
+ * @group Options
+ */
 export interface KeepaliveOptions {
   /** TCP keepalive interval, ms (default 60 000). */
   tcp?: number
@@ -532,7 +572,35 @@ export interface Participant {
   online: boolean
 }
 
-/** An HTTP proxy between the app and its node. */
+/**
+ * Where an app keeps its sessions across restarts.
+ *
+ * @example
+ * ```ts
+ * const persistence: PersistenceOptions = { path: '/var/lib/chat', passphrase: process.env.STORE_KEY }
+ * const app = await createApp({ name: 'agntcy/ns/alice', identity, persistence })
+ * ```
+ * @group Options
+ */
+export interface PersistenceOptions {
+  /** A directory for the store (one encrypted database per app name). */
+  path: string
+  /**
+   * The key the store is encrypted with. Without one the key derives from the app's
+   * public name: the store is tamper-evident but anyone can read it.
+   */
+  passphrase?: string
+}
+
+/**
+ * An HTTP proxy between the app and its node.
+ *
+ * @example
+ * ```ts
+ * await app.connect({ endpoint: 'https://slim.example:46357', proxy: { url: 'http://proxy.internal:3128' } })
+ * ```
+ * @group Options
+ */
 export interface ProxyOptions {
   /** The proxy URL, e.g. `http://proxy.example:8080`. */
   url: string
@@ -574,7 +642,15 @@ export interface ReplyTarget {
   inputConnection: number
 }
 
-/** How a node keeps client connections alive, and when it closes them. */
+/**
+ * How a node keeps client connections alive, and when it closes them.
+ *
+ * @example
+ * ```ts
+ * const node = await startServer({ keepalive: { time: 30_000, timeout: 5_000, maxConnectionIdle: 600_000 } })
+ * ```
+ * @group Server
+ */
 export interface ServerKeepaliveOptions {
   /** Close a connection idle this long, ms. */
   maxConnectionIdle?: number

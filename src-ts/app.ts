@@ -6,6 +6,7 @@ import type {
   App as NativeApp,
   ConnectOptions as NativeConnectOptions,
   SessionOptions as NativeSessionOptions,
+  PersistenceOptions,
 } from '../index.js'
 import { type WaitOptions, waitFor, withSignal } from './cancel.js'
 import { call, fromInfo, SlimError } from './errors.js'
@@ -86,6 +87,12 @@ export interface AppOptions {
    * SPIRE agent.
    */
   identity: IdentityOptions
+  /**
+   * An encrypted store for the app's group sessions, so that after a restart
+   * {@link App.restoreSessions} resumes them. Set a `passphrase`: without one the key
+   * derives from the app's public name, which detects tampering but keeps nothing secret.
+   */
+  persistence?: PersistenceOptions
   /**
    * Which data messages the app takes part in: `'send'`, `'receive'`, `'bidirectional'`
    * (the default) or `'none'`. Control messages (joins, acknowledgements) flow either way.
@@ -329,6 +336,28 @@ export class App extends EventEmitter<AppEvents> {
       this.#native.listenForSession(timeout, token),
     )
     return new Session(native)
+  }
+
+  /**
+   * Resumes the group sessions an earlier run of this app kept in its store (see
+   * {@link AppOptions.persistence}), over the current connection and without a new
+   * invitation. Connect first. Python: `restore_sessions`.
+   *
+   * @param options - How long to wait for the store and the node.
+   * @returns The restored sessions (none when nothing was kept).
+   * @throws {SlimError} `CONNECT` when the app is not connected, `STORE` when the store
+   * cannot be read (a wrong passphrase, a damaged file), `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   * @example
+   * ```ts
+   * const app = await createApp({ name: 'agntcy/ns/alice', identity, persistence: { path: './state', passphrase } })
+   * await app.connect({ endpoint: 'http://127.0.0.1:46357' })
+   * for (const session of await app.restoreSessions()) console.log(`back in ${session.destination}`)
+   * ```
+   */
+  async restoreSessions(options?: WaitOptions): Promise<Session[]> {
+    const natives = await waitFor(options, 'restoreSessions', () => this.#native.restoreSessions())
+    return natives.map((native) => new Session(native))
   }
 
   /**

@@ -22,6 +22,7 @@ use crate::runtime::bounded;
 use crate::session::core::SessionCore;
 use crate::session::moderator;
 use slim_node_tcp::{self as transport, Sockets};
+use slim_persistence::PersistenceConfig;
 
 type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
 
@@ -130,6 +131,7 @@ impl AppCore {
         name: &str,
         identity: &IdentityOptions,
         direction: Direction,
+        persistence: Option<PersistenceConfig>,
     ) -> Result<Arc<Self>> {
         let base = name::parse(name)?;
         if base.has_id() {
@@ -140,11 +142,12 @@ impl AppCore {
         let identity = Identity::build(&name::base(&base), identity).await?;
         let service = Service::new(service_id(&base)?);
         let (slim, notifications) = service
-            .create_app_with_direction(
+            .create_app_with_direction_and_persistence(
                 &base,
                 identity.provider,
                 identity.verifier,
                 direction.upstream(),
+                persistence,
             )
             .map_err(Error::from)?;
         // The app's receive loop subscribes its own name when it starts, and upstream
@@ -289,6 +292,21 @@ impl AppCore {
         let session = SessionCore::start(context, link.clone())?;
         self.register(&session);
         Ok(session)
+    }
+
+    /// The sessions persisted by an earlier run of this app (same name and store),
+    /// rebuilt over the current connection without a new invitation.
+    pub async fn restore_sessions(self: Arc<Self>) -> Result<Vec<Arc<SessionCore>>> {
+        let link = &self.link;
+        let connection = link.connection()?;
+        let contexts = link.slim()?.restore_sessions(connection).await?;
+        let mut sessions = Vec::with_capacity(contexts.len());
+        for context in contexts {
+            let session = SessionCore::start(context, link.clone())?;
+            self.register(&session);
+            sessions.push(session);
+        }
+        Ok(sessions)
     }
 
     /// Claims the app's one listener; BUSY while another listen is pending. Claimed when

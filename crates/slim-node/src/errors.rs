@@ -51,6 +51,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The embedded node could not start or stop.
     Server,
+    /// The app's session store cannot be read or written (a wrong passphrase, a damaged
+    /// or foreign file).
+    Store,
     /// A bug: an unexpected failure inside slim-node or SLIM (including a caught panic).
     Internal,
 }
@@ -77,6 +80,7 @@ impl Code {
             Code::DeliveryFailed => "DELIVERY_FAILED",
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::Server => "SERVER",
+            Code::Store => "STORE",
             Code::Internal => "INTERNAL",
         }
     }
@@ -201,6 +205,10 @@ fn session_code(err: &SessionError) -> Code {
         SessionError::ParticipantNotFound(_) => Code::NotMember,
         SessionError::ParticipantAlreadyInGroup(_) => Code::InvalidArgument,
         SessionError::ReceiveTimeout => Code::Timeout,
+        SessionError::Persistence(_)
+        | SessionError::PersistenceSerde(_)
+        | SessionError::PersistenceDecode(_)
+        | SessionError::PersistenceSchemaMismatch { .. } => Code::Store,
         SessionError::Auth(_) | SessionError::SignatureKeyCollectionFailedWithAuthErr(_) => {
             Code::Auth
         }
@@ -280,6 +288,7 @@ mod tests {
             Code::DeliveryFailed,
             Code::PayloadTooLarge,
             Code::Server,
+            Code::Store,
             Code::Internal,
         ];
         for code in variants {

@@ -28,6 +28,12 @@ fn duration(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
 }
 
 /// How an app keeps its connection to the node alive.
+///
+/// @example
+/// ```ts
+/// await app.connect({ endpoint: 'https://slim.example:46357', keepalive: { http2: 20_000, timeout: 5_000 } })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct KeepaliveOptions {
@@ -61,6 +67,13 @@ impl KeepaliveOptions {
 }
 
 /// How an app waits between attempts to reconnect to its node.
+///
+/// @example
+/// ```ts
+/// const backoff: BackoffOptions = { type: 'exponential', base: 100, factor: 2, maxDelay: 10_000, jitter: true }
+/// await app.connect({ endpoint: 'http://127.0.0.1:46357', backoff })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone)]
 pub struct BackoffOptions {
@@ -114,6 +127,12 @@ impl BackoffOptions {
 }
 
 /// An HTTP proxy between the app and its node.
+///
+/// @example
+/// ```ts
+/// await app.connect({ endpoint: 'https://slim.example:46357', proxy: { url: 'http://proxy.internal:3128' } })
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -140,6 +159,12 @@ impl ProxyOptions {
 }
 
 /// A user name and password.
+///
+/// @example
+/// ```ts
+/// const basic: BasicCredentials = { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' }
+/// ```
+/// @group Options
 #[napi(object)]
 #[derive(Debug, Clone)]
 pub struct BasicCredentials {
@@ -186,6 +211,12 @@ impl NodeAuth {
 }
 
 /// How a node keeps client connections alive, and when it closes them.
+///
+/// @example
+/// ```ts
+/// const node = await startServer({ keepalive: { time: 30_000, timeout: 5_000, maxConnectionIdle: 600_000 } })
+/// ```
+/// @group Server
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct ServerKeepaliveOptions {

@@ -10,12 +10,13 @@ use crate::api::session::Session;
 use crate::app::{AppCore, Routing};
 use crate::cancel::{CancelToken, token_of};
 use crate::client::{Client, ConnectOptions};
-use crate::errors::{ErrorInfo, js};
+use crate::errors::{Error, ErrorInfo, js};
 use crate::identity::IdentityOptions;
 use crate::link::Direction;
 use crate::name;
 use crate::runtime::{millis, promise};
 use crate::session::options::SessionOptions;
+use slim_persistence::{MlsEncryptionKey, PersistenceConfig};
 
 /// Creates an app.
 #[napi(object)]
@@ -25,9 +26,51 @@ pub struct AppOptions {
     pub name: String,
     /// How the app proves who it is and checks its peers.
     pub identity: IdentityOptions,
+    /// Keep the app's group sessions (MLS state included) in an encrypted store, so that
+    /// a restarted app can `restoreSessions()`.
+    pub persistence: Option<PersistenceOptions>,
     /// Which data messages the app sends and receives (default both).
     #[napi(ts_type = "`${Direction}`")]
     pub direction: Option<Direction>,
+}
+
+/// Where an app keeps its sessions across restarts.
+///
+/// @example
+/// ```ts
+/// const persistence: PersistenceOptions = { path: '/var/lib/chat', passphrase: process.env.STORE_KEY }
+/// const app = await createApp({ name: 'agntcy/ns/alice', identity, persistence })
+/// ```
+/// @group Options
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct PersistenceOptions {
+    /// A directory for the store (one encrypted database per app name).
+    pub path: String,
+    /// The key the store is encrypted with. Without one the key derives from the app's
+    /// public name: the store is tamper-evident but anyone can read it.
+    pub passphrase: Option<String>,
+}
+
+impl PersistenceOptions {
+    fn to_config(&self) -> js::Result<PersistenceConfig> {
+        if self.path.is_empty() {
+            return Err(Error::invalid_argument("persistence.path must not be empty").into());
+        }
+        Ok(match &self.passphrase {
+            Some(passphrase) if passphrase.is_empty() => {
+                return Err(Error::invalid_argument(
+                    "persistence.passphrase must not be empty; leave it out for a store without confidentiality",
+                )
+                .into());
+            }
+            Some(passphrase) => PersistenceConfig::with_key(
+                &self.path,
+                MlsEncryptionKey::Passphrase(passphrase.clone()),
+            ),
+            None => PersistenceConfig::new(&self.path),
+        })
+    }
 }
 
 /// A SLIM application.
@@ -39,10 +82,16 @@ pub struct App {
 /// Creates an app with its identity. It can create sessions once connected.
 #[napi(ts_return_type = "Promise<App>", catch_unwind)]
 pub fn create_app(env: &Env, options: AppOptions) -> js::Result<PromiseRaw<'_, App>> {
+    let persistence = options
+        .persistence
+        .as_ref()
+        .map(PersistenceOptions::to_config)
+        .transpose()?;
     promise(env, async move {
         crate::tracing::install(None)?;
         let direction = options.direction.unwrap_or_default();
-        let core = AppCore::create(&options.name, &options.identity, direction).await?;
+        let core =
+            AppCore::create(&options.name, &options.identity, direction, persistence).await?;
         Ok(App { core })
     })
 }
@@ -167,6 +216,20 @@ impl App {
         promise(env, async move {
             let session = core.create_session(destination, config, timeout, abort);
             Ok(Session::new(session.await?))
+        })
+    }
+
+    /// The group sessions an earlier run of this app persisted, resumed over the current
+    /// connection.
+    #[napi(ts_return_type = "Promise<Session[]>", catch_unwind)]
+    pub fn restore_sessions<'env>(
+        &self,
+        env: &'env Env,
+    ) -> js::Result<PromiseRaw<'env, Vec<Session>>> {
+        let core = self.core.clone();
+        promise(env, async move {
+            let sessions = core.restore_sessions().await?;
+            Ok(sessions.into_iter().map(Session::new).collect())
         })
     }
 

@@ -1,0 +1,68 @@
+// A member that keeps its sessions in a store comes back after its process was killed,
+// and the group delivers to it again without a new invitation.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect, onTestFinished, test } from 'vitest'
+import { ExampleProcess, root } from '../scripts/processes.mjs'
+import type { Session } from '../src-ts/index.js'
+import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
+
+/** The member in its own process: __test__/fixtures/persistent-member.mjs. */
+function member(...args: string[]): ExampleProcess {
+  return track(new ExampleProcess('member', 'persistent-member.mjs', args, { dir: join(root, '__test__', 'fixtures') }))
+}
+
+function store(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'slim-node-store-'))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+test.each([false, true])('a killed member restores its group session from its store, mls=%s', async (mls) => {
+  const server = track(await startTestServer())
+  const moderator = track(await connectApp(server, `org/persist/moderator${mls ? 'mls' : ''}`))
+  const group: Session = track(
+    await moderator.createGroupSession(`org/persist/chat${mls ? 'mls' : ''}`, { mls, maxRetries: 5, interval: 300 }),
+  )
+  const path = store()
+  const first = member('join', server.url, path, 'a passphrase of our own')
+  const invited = group.invite('org/persist/member')
+  const [, id] = /^joined (\d+)$/.exec(await first.waitFor(/^joined /)) ?? []
+  await invited
+  expect(Number(id)).toBe(group.id)
+  await group.publish('before the crash')
+  await first.waitFor(/^got before the crash$/)
+  first.signal('SIGKILL')
+  await first.exitCode()
+
+  const second = member('restore', server.url, path, 'a passphrase of our own')
+  expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
+  await group.publish('after the restart')
+  await second.waitFor(/^got after the restart$/)
+})
+
+test('a store opened with another passphrase is refused with a typed error', async () => {
+  const server = track(await startTestServer())
+  const moderator = track(await connectApp(server, 'org/persist/moderatorkey'))
+  const group = track(await moderator.createGroupSession('org/persist/chatkey', { mls: true }))
+  const path = store()
+  const first = member('join', server.url, path, 'the right passphrase')
+  const invited = group.invite('org/persist/member')
+  await first.waitFor(/^joined /)
+  await invited
+  first.signal('SIGKILL')
+  await first.exitCode()
+  const wrong = member('restore', server.url, path, 'the wrong passphrase')
+  const line = await wrong.waitFor(/^(failed|restored)/)
+  expect(line).toBe('failed STORE')
+})
+
+test('persistence options are checked', async () => {
+  const { createApp } = await import('../src-ts/index.js')
+  const identity = { sharedSecret: 'slim-node-test-secret-0123456789abcdef' }
+  for (const persistence of [{ path: '' }, { path: store(), passphrase: '' }]) {
+    const error = await rejectionOf(createApp({ name: 'org/persist/bad', identity, persistence }))
+    expect(error.code).toBe('INVALID_ARGUMENT')
+  }
+})
