@@ -25,16 +25,28 @@ export declare class App {
   /**
    * Connects to a SLIM node and subscribes the app's name there, within `timeout`
    * milliseconds (each attempt also gives up after 10 s) unless cancelled first.
+   * Resolves with the connection's id.
    */
-  connect(options: ConnectOptions, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  connect(options: ConnectOptions, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<number>
+  /**
+   * The ids of the app's connections, oldest first; names and routes go through the
+   * oldest unless a call names another.
+   */
+  get connections(): Array<number>
+  /** Closes one connection (the oldest when none is named); the app stays open. */
+  disconnect(connection?: number | undefined | null): Promise<void>
+  /** Sends publishes that have no route through `connection` (default: the oldest). */
+  setDefaultGateway(connection?: number | undefined | null): void
+  /** Undoes `setDefaultGateway`. */
+  clearDefaultGateway(): void
   /** Receives messages sent to `name` as well as to the app's own name. */
-  subscribe(name: string): Promise<void>
+  subscribe(name: string, connection?: number | undefined | null): Promise<void>
   /** Stops receiving messages sent to `name`. */
-  unsubscribe(name: string): Promise<void>
+  unsubscribe(name: string, connection?: number | undefined | null): Promise<void>
   /** Routes traffic for `name` through the node this app is connected to. */
-  setRoute(name: string): Promise<void>
+  setRoute(name: string, connection?: number | undefined | null): Promise<void>
   /** Removes a route set with `setRoute`. */
-  removeRoute(name: string): Promise<void>
+  removeRoute(name: string, connection?: number | undefined | null): Promise<void>
   /**
    * Creates a session towards `destination`: a group channel, or the peer of a
    * point-to-point session. Resolves when the session is established; a session
@@ -630,6 +642,10 @@ export interface PublishOptions {
   payloadType?: string
   /** Key-value pairs carried with the message. */
   metadata?: Record<string, string>
+  /** Send to this name (`org/ns/app`) instead of the session's destination. */
+  destination?: string
+  /** The connection the message leaves by (an id from `connect`). */
+  connection?: number
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */

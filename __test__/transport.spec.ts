@@ -8,7 +8,7 @@ const newApp = async (name: string): Promise<App> =>
   track(await createApp({ name, identity: { sharedSecret: SECRET } }))
 
 /** A group of two over `server`; resolves once the member read the moderator's message. */
-async function groupWorks(server: SlimServer, ns: string, mls: boolean, connect: (app: App) => Promise<void>) {
+async function groupWorks(server: SlimServer, ns: string, mls: boolean, connect: (app: App) => Promise<unknown>) {
   const moderator = await newApp(`org/${ns}/moderator`)
   const member = await newApp(`org/${ns}/member`)
   await connect(moderator)

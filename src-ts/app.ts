@@ -9,7 +9,7 @@ import type {
   PersistenceOptions,
 } from '../index.js'
 import { type WaitOptions, waitFor, withSignal } from './cancel.js'
-import { call, fromInfo, SlimError } from './errors.js'
+import { call, callSync, fromInfo, SlimError } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
@@ -32,6 +32,22 @@ export type { IdentityOptions }
  * @group Options
  */
 export interface ConnectOptions extends NativeConnectOptions, WaitOptions {}
+
+/**
+ * Which of the app's connections a name or route concerns (its oldest by default), and
+ * how long to wait.
+ *
+ * @example
+ * ```ts
+ * const second = await app.connect({ endpoint: 'http://10.0.0.2:46357' })
+ * await app.setRoute('agntcy/ns/bob', { connection: second })
+ * ```
+ * @group Options
+ */
+export interface RoutingOptions extends WaitOptions {
+  /** A connection id that {@link App.connect} resolved with. */
+  connection?: number
+}
 
 /**
  * How a new session delivers messages: the options of {@link App.createGroupSession} and
@@ -157,6 +173,7 @@ export interface AppEvents {
  */
 export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
+  #watchingConnection = false
 
   /** @internal Use {@link createApp} or {@link createLocalApp}. */
   constructor(native: NativeApp) {
@@ -194,14 +211,72 @@ export class App extends EventEmitter<AppEvents> {
    * await app.connect({ endpoint: 'http://127.0.0.1:46357', timeout: 5000 })
    * ```
    */
-  async connect(options: ConnectOptions): Promise<void> {
+  async connect(options: ConnectOptions): Promise<number> {
     const { timeout, signal, ...where } = plainOptions(options, 'connect options') ?? ({} as ConnectOptions)
-    await withSignal({ timeout, signal }, 'connect', (ms, token) => this.#native.connect(where, ms, token))
+    const connection = await withSignal({ timeout, signal }, 'connect', (ms, token) =>
+      this.#native.connect(where, ms, token),
+    )
+    if (!this.#watchingConnection) this.#watchConnection()
+    return connection
+  }
+
+  /** Reports, once, that SLIM gave the app's last connection up. */
+  #watchConnection(): void {
+    this.#watchingConnection = true
     this.#native.connectionLost().then(
       (reason) => this.emit('disconnected', fromInfo(reason)),
       // The app closed first: nothing to report.
       () => {},
     )
+  }
+
+  /** The ids of the app's connections, oldest first (names and routes use the oldest by default). */
+  get connections(): number[] {
+    return this.#native.connections
+  }
+
+  /**
+   * Closes one connection (the oldest when none is given) without closing the app; the
+   * app can connect again. Python: `disconnect`.
+   *
+   * @param connection - A connection id that {@link App.connect} resolved with.
+   * @throws {SlimError} `INVALID_ARGUMENT` for an id that is not one of this app's,
+   * `CONNECT` when the app has no connection, `TIMEOUT` or `ABORTED` when `timeout` or
+   * `signal` end the wait.
+   * @example
+   * ```ts
+   * const id = await app.connect({ endpoint: 'http://127.0.0.1:46357' })
+   * await app.disconnect(id)
+   * ```
+   */
+  disconnect(connection?: number, options?: WaitOptions): Promise<void> {
+    return waitFor(options, 'disconnect', () => this.#native.disconnect(connection))
+  }
+
+  /**
+   * Sends publishes that have no route through `connection` (the oldest by default).
+   * Python: `set_default_gateway`.
+   *
+   * @example
+   * ```ts
+   * const edge = await app.connect({ endpoint: 'http://edge.internal:46357' })
+   * app.setDefaultGateway(edge)
+   * ```
+   */
+  setDefaultGateway(connection?: number): void {
+    callSync(() => this.#native.setDefaultGateway(connection))
+  }
+
+  /**
+   * Undoes {@link App.setDefaultGateway}. Python: `clear_default_gateway`.
+   *
+   * @example
+   * ```ts
+   * app.clearDefaultGateway()
+   * ```
+   */
+  clearDefaultGateway(): void {
+    callSync(() => this.#native.clearDefaultGateway())
   }
 
   /**
@@ -214,8 +289,9 @@ export class App extends EventEmitter<AppEvents> {
    * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
    * `signal` end the wait.
    */
-  subscribe(name: string, options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'subscribe', () => this.#native.subscribe(text(name, 'subscribe name')))
+  subscribe(name: string, options?: RoutingOptions): Promise<void> {
+    const { connection, ...wait } = plainOptions(options, 'subscribe options') ?? {}
+    return waitFor(wait, 'subscribe', () => this.#native.subscribe(text(name, 'subscribe name'), connection))
   }
 
   /**
@@ -227,8 +303,9 @@ export class App extends EventEmitter<AppEvents> {
    * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
    * `signal` end the wait.
    */
-  unsubscribe(name: string, options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'unsubscribe', () => this.#native.unsubscribe(text(name, 'unsubscribe name')))
+  unsubscribe(name: string, options?: RoutingOptions): Promise<void> {
+    const { connection, ...wait } = plainOptions(options, 'unsubscribe options') ?? {}
+    return waitFor(wait, 'unsubscribe', () => this.#native.unsubscribe(text(name, 'unsubscribe name'), connection))
   }
 
   /**
@@ -241,8 +318,9 @@ export class App extends EventEmitter<AppEvents> {
    * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
    * `signal` end the wait.
    */
-  setRoute(name: string, options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'setRoute', () => this.#native.setRoute(text(name, 'setRoute name')))
+  setRoute(name: string, options?: RoutingOptions): Promise<void> {
+    const { connection, ...wait } = plainOptions(options, 'setRoute options') ?? {}
+    return waitFor(wait, 'setRoute', () => this.#native.setRoute(text(name, 'setRoute name'), connection))
   }
 
   /**
@@ -254,8 +332,9 @@ export class App extends EventEmitter<AppEvents> {
    * connected, `CLOSED` when the app is closed, `TIMEOUT` or `ABORTED` when `timeout` or
    * `signal` end the wait.
    */
-  removeRoute(name: string, options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'removeRoute', () => this.#native.removeRoute(text(name, 'removeRoute name')))
+  removeRoute(name: string, options?: RoutingOptions): Promise<void> {
+    const { connection, ...wait } = plainOptions(options, 'removeRoute options') ?? {}
+    return waitFor(wait, 'removeRoute', () => this.#native.removeRoute(text(name, 'removeRoute name'), connection))
   }
 
   /**

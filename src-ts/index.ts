@@ -50,6 +50,7 @@ export {
   type ConnectOptions,
   createApp,
   type IdentityOptions,
+  type RoutingOptions,
   type SessionOptions,
 } from './app.js'
 export { MAX_TIMEOUT_MS, type WaitOptions } from './cancel.js'

@@ -12,11 +12,11 @@ use slim_session::{SessionConfig, SessionError};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CONNECT_TIMEOUT, Client};
+use crate::client::Client;
 use crate::connection;
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityOptions};
-use crate::link::{Direction, Link, SlimApp, app_closed, closed_as_app};
+use crate::link::{Direction, Link, app_closed, closed_as_app};
 use crate::name;
 use crate::runtime::bounded;
 use crate::session::core::SessionCore;
@@ -63,68 +63,6 @@ fn service_id(app: &ProtoName) -> Result<ID> {
     ID::new_with_name(kind, &cleaned).map_err(|e| Error::new(Code::Internal, e.to_string()))
 }
 
-/// Closes a connection when dropped, unless it was kept: a connect that times out or is
-/// aborted halfway leaves no connection behind.
-struct Pending<'a> {
-    service: &'a Service,
-    connection: Option<u64>,
-}
-
-impl Pending<'_> {
-    fn keep(mut self) -> u64 {
-        self.connection.take().unwrap_or_default()
-    }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            let _ = self.service.disconnect(connection);
-        }
-    }
-}
-
-/// Probes the node, connects (each attempt bounded by CONNECT_TIMEOUT) and subscribes
-/// the app's name on the new connection.
-async fn connect_and_subscribe(link: &Link, slim: &SlimApp, client: &Client) -> Result<u64> {
-    client.probe().await?;
-    let url = client.endpoint.url();
-    let attempt = async {
-        link.service.connect(&client.config).await.map_err(|e| {
-            Error::new(
-                Code::Connect,
-                format!("cannot connect to {url}: {}", chain(&e)),
-            )
-        })
-    };
-    let never = CancellationToken::new();
-    let connection = bounded(attempt, Some(CONNECT_TIMEOUT), &never, None, "connect")
-        .await
-        .map_err(|e| match e.code {
-            Code::Timeout => Error::new(
-                Code::Connect,
-                format!("cannot connect to {url}: {}", e.message),
-            ),
-            _ => e,
-        })?;
-    let pending = Pending {
-        service: &link.service,
-        connection: Some(connection),
-    };
-    slim.subscribe(&link.name, Some(connection))
-        .await
-        .map_err(|err| {
-            Error::new(
-                Code::Connect,
-                format!(
-                    "connected to {url} but could not subscribe: {}",
-                    chain(&err)
-                ),
-            )
-        })?;
-    Ok(pending.keep())
-}
-
 impl AppCore {
     /// Creates an app named `name` (without an id: SLIM derives it from the identity).
     pub async fn create(
@@ -166,26 +104,31 @@ impl AppCore {
         }))
     }
 
-    /// Connects to the node and subscribes the app's name there.
+    /// Connects to a node and subscribes the app's name there; returns the connection's
+    /// id. An app may connect to several nodes, each once.
     pub async fn connect(
         self: Arc<Self>,
         client: Client,
         timeout: Option<Duration>,
         abort: Option<CancellationToken>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let link = &self.link;
         let slim = link.slim()?;
         if let Some(lost) = link.lost_reason() {
             return Err(lost);
         }
-        if link.is_connected() {
-            return Err(Error::new(Code::Connect, "the app is already connected"));
+        let url = client.endpoint.url().to_string();
+        if let Some(connection) = link.connection_to(&url) {
+            return Err(Error::new(
+                Code::Connect,
+                format!("the app is already connected to {url} (connection {connection})"),
+            ));
         }
-        let attempt = connect_and_subscribe(link, &slim, &client);
+        let attempt = connection::connect_and_subscribe(link, &slim, &client);
         let connection = bounded(attempt, timeout, &link.closed, abort.as_ref(), "connect")
             .await
             .map_err(closed_as_app)?;
-        link.set_connection(connection);
+        link.add_connection(connection, &url);
         let app = Arc::downgrade(&self);
         connection::watch(Arc::downgrade(link), connection, move || async move {
             if let Some(app) = app.upgrade() {
@@ -194,7 +137,34 @@ impl AppCore {
         });
         let node = transport::resolve(&client.endpoint.socket_address()).await;
         transport::keep_nagle_off(Sockets::ConnectedTo(node), link.closed.clone());
+        Ok(connection)
+    }
+
+    /// Closes one connection (the oldest when none is named); the app stays open and
+    /// can connect again.
+    pub async fn disconnect(&self, connection: Option<u64>) -> Result<()> {
+        let link = &self.link;
+        let connection = link.connection_or(connection)?;
+        link.slim()?;
+        link.remove_connection(connection);
+        // The node drops what this connection subscribed when it closes; unsubscribing
+        // the app's name here would also drop it from the app's own table, and with it
+        // what arrives over the other connections.
+        link.service.disconnect(connection)?;
         Ok(())
+    }
+
+    /// Sends publishes that have no route through `connection` (the oldest by default);
+    /// `None` clears the choice.
+    pub fn set_default_gateway(&self, connection: Option<Option<u64>>) -> Result<()> {
+        let slim = self.link.slim()?;
+        match connection {
+            Some(wanted) => Ok(slim.set_default_gateway(self.link.connection_or(wanted)?)?),
+            None => {
+                slim.clear_default_gateway();
+                Ok(())
+            }
+        }
     }
 
     /// Upstream gave the connection up: sessions end at once (nothing they sent can be
@@ -352,9 +322,14 @@ impl AppCore {
     }
 
     /// Subscribes, unsubscribes, sets or removes a route for `target` on the node.
-    pub async fn change_routing(self: Arc<Self>, change: Routing, target: ProtoName) -> Result<()> {
+    pub async fn change_routing(
+        self: Arc<Self>,
+        change: Routing,
+        target: ProtoName,
+        connection: Option<u64>,
+    ) -> Result<()> {
         let link = &self.link;
-        let connection = link.connection()?;
+        let connection = link.connection_or(connection)?;
         let slim = link.slim()?;
         match change {
             Routing::Subscribe => slim.subscribe(&target, Some(connection)).await?,
@@ -383,7 +358,7 @@ impl AppCore {
         };
         // Sessions that arrived but were never listened for: nobody waits on them.
         drop(slim.clear_all_sessions());
-        if let Some(connection) = link.take_connection() {
+        for connection in link.take_connections() {
             let _ = slim.unsubscribe(&link.name, Some(connection)).await;
             let _ = link.service.disconnect(connection);
         }

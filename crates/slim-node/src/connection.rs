@@ -1,14 +1,21 @@
-//! Watches an app's link to its node. Upstream reconnects by itself when the node
-//! restarts, but a failed attempt of some kinds (the old node still closing its socket,
-//! say) ends its reconnecting for good and drops the connection without a word. The
-//! app must learn that, and its sessions must not wait for acknowledgements forever.
+//! An app's connections to nodes: making one (probe, connect, subscribe the app's name,
+//! nothing left behind if that is given up), and watching it. Upstream reconnects by
+//! itself when the node restarts, but a failed attempt of some kinds (the old node still
+//! closing its socket, say) ends its reconnecting for good and drops the connection
+//! without a word. The app must learn that, and its sessions must not wait for
+//! acknowledgements forever.
 
 use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
-use crate::link::{ConnectionState, Link};
-use crate::runtime::spawn;
+use slim_service::Service;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CONNECT_TIMEOUT, Client};
+use crate::errors::{Code, Error, Result, chain};
+use crate::link::{ConnectionState, Link, SlimApp};
+use crate::runtime::{bounded, spawn};
 
 /// Checking is a lookup in the node's connection table, cheap enough to do often.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -41,4 +48,66 @@ where
             }
         }
     });
+}
+
+/// Closes a connection when dropped, unless it was kept: a connect that times out or is
+/// aborted halfway leaves no connection behind.
+struct Pending<'a> {
+    service: &'a Service,
+    connection: Option<u64>,
+}
+
+impl Pending<'_> {
+    fn keep(mut self) -> u64 {
+        self.connection.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            let _ = self.service.disconnect(connection);
+        }
+    }
+}
+
+/// Probes the node, connects (each attempt bounded by CONNECT_TIMEOUT) and subscribes
+/// the app's name on the new connection.
+pub async fn connect_and_subscribe(link: &Link, slim: &SlimApp, client: &Client) -> Result<u64> {
+    client.probe().await?;
+    let url = client.endpoint.url();
+    let attempt = async {
+        link.service.connect(&client.config).await.map_err(|e| {
+            Error::new(
+                Code::Connect,
+                format!("cannot connect to {url}: {}", chain(&e)),
+            )
+        })
+    };
+    let never = CancellationToken::new();
+    let connection = bounded(attempt, Some(CONNECT_TIMEOUT), &never, None, "connect")
+        .await
+        .map_err(|e| match e.code {
+            Code::Timeout => Error::new(
+                Code::Connect,
+                format!("cannot connect to {url}: {}", e.message),
+            ),
+            _ => e,
+        })?;
+    let pending = Pending {
+        service: &link.service,
+        connection: Some(connection),
+    };
+    slim.subscribe(&link.name, Some(connection))
+        .await
+        .map_err(|err| {
+            Error::new(
+                Code::Connect,
+                format!(
+                    "connected to {url} but could not subscribe: {}",
+                    chain(&err)
+                ),
+            )
+        })?;
+    Ok(pending.keep())
 }

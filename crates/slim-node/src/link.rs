@@ -60,7 +60,9 @@ pub struct Link {
     pub direction: Direction,
     pub service: Service,
     slim: RwLock<Option<Arc<SlimApp>>>,
-    connection: RwLock<Option<u64>>,
+    /// The app's connections, oldest first, with the URL each one reached; the oldest
+    /// is where names and routes go unless the caller picks another.
+    connections: RwLock<Vec<(u64, String)>>,
     /// Cancelled when the app closes; every wait of the app and its sessions ends then.
     pub closed: CancellationToken,
     /// Cancelled when upstream gave the connection up; `lost_because` says why.
@@ -104,7 +106,7 @@ impl Link {
             direction,
             service,
             slim: RwLock::new(Some(Arc::new(slim))),
-            connection: RwLock::new(None),
+            connections: RwLock::new(Vec::new()),
             closed: CancellationToken::new(),
             lost: CancellationToken::new(),
             lost_because: Mutex::new(None),
@@ -120,30 +122,59 @@ impl Link {
         self.slim.write().take()
     }
 
-    /// The connection to the node, or why there is none.
+    /// The app's oldest connection, or why there is none.
     pub fn connection(&self) -> Result<u64> {
+        self.connection_or(None)
+    }
+
+    /// `wanted` when it is one of the app's connections, else the oldest one.
+    pub fn connection_or(&self, wanted: Option<u64>) -> Result<u64> {
         self.slim()?;
         if let Some(lost) = self.lost_reason() {
             return Err(lost);
         }
-        self.connection.read().ok_or_else(|| {
-            Error::new(
-                Code::Connect,
-                "the app is not connected to a SLIM node; call connect() first",
-            )
-        })
+        let connections = self.connections.read();
+        match wanted {
+            Some(id) if connections.iter().any(|(c, _)| *c == id) => Ok(id),
+            Some(id) => Err(Error::invalid_argument(format!(
+                "connection {id} is not one of this app's connections"
+            ))),
+            None => connections.first().map(|(c, _)| *c).ok_or_else(|| {
+                Error::new(
+                    Code::Connect,
+                    "the app is not connected to a SLIM node; call connect() first",
+                )
+            }),
+        }
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connection.read().is_some()
+    /// The connection to `url`, if the app has one.
+    pub fn connection_to(&self, url: &str) -> Option<u64> {
+        let connections = self.connections.read();
+        connections
+            .iter()
+            .find(|(_, to)| to == url)
+            .map(|(c, _)| *c)
     }
 
-    pub fn set_connection(&self, connection: u64) {
-        *self.connection.write() = Some(connection);
+    pub fn connection_ids(&self) -> Vec<u64> {
+        self.connections.read().iter().map(|(c, _)| *c).collect()
     }
 
-    pub fn take_connection(&self) -> Option<u64> {
-        self.connection.write().take()
+    pub fn add_connection(&self, connection: u64, url: &str) {
+        self.connections.write().push((connection, url.to_string()));
+    }
+
+    /// Forgets `connection`; false when it was not the app's.
+    pub fn remove_connection(&self, connection: u64) -> bool {
+        let mut connections = self.connections.write();
+        let before = connections.len();
+        connections.retain(|(c, _)| *c != connection);
+        connections.len() < before
+    }
+
+    pub fn take_connections(&self) -> Vec<u64> {
+        self.connections.write().drain(..).map(|(c, _)| c).collect()
     }
 
     pub fn lost_reason(&self) -> Option<Error> {
@@ -151,7 +182,12 @@ impl Link {
     }
 
     pub fn connection_state(&self, connection: u64) -> ConnectionState {
-        if self.closed.is_cancelled() || *self.connection.read() != Some(connection) {
+        let known = self
+            .connections
+            .read()
+            .iter()
+            .any(|(c, _)| *c == connection);
+        if self.closed.is_cancelled() || !known {
             ConnectionState::Replaced
         } else if self
             .service
@@ -166,14 +202,10 @@ impl Link {
         }
     }
 
-    /// Records that upstream gave `connection` up; false when it is no longer the app's.
+    /// Records that upstream gave `connection` up; true when it was the app's last one.
     pub fn mark_lost(&self, connection: u64) -> bool {
-        {
-            let mut current = self.connection.write();
-            if *current != Some(connection) {
-                return false;
-            }
-            current.take();
+        if !self.remove_connection(connection) || !self.connections.read().is_empty() {
+            return false;
         }
         *self.lost_because.lock() = Some(Error::new(
             Code::Connect,

@@ -14,7 +14,7 @@ use crate::errors::{Error, ErrorInfo, js};
 use crate::identity::IdentityOptions;
 use crate::link::Direction;
 use crate::name;
-use crate::runtime::{millis, promise};
+use crate::runtime::{millis, promise, whole_number};
 use crate::session::options::SessionOptions;
 use slim_persistence::{MlsEncryptionKey, PersistenceConfig};
 
@@ -102,10 +102,20 @@ impl App {
         env: &'env Env,
         change: Routing,
         name: &str,
+        connection: Option<f64>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let target = name::parse(name)?;
-        promise(env, self.core.clone().change_routing(change, target))
+        let connection = connection_id(connection)?;
+        promise(
+            env,
+            self.core.clone().change_routing(change, target, connection),
+        )
     }
+}
+
+/// A connection id from JavaScript (the number `connect` resolved with).
+fn connection_id(value: Option<f64>) -> js::Result<Option<u64>> {
+    Ok(whole_number(value, "connection")?.map(u64::from))
 }
 
 #[napi]
@@ -141,18 +151,57 @@ impl App {
 
     /// Connects to a SLIM node and subscribes the app's name there, within `timeout`
     /// milliseconds (each attempt also gives up after 10 s) unless cancelled first.
-    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    /// Resolves with the connection's id.
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn connect<'env>(
         &self,
         env: &'env Env,
         options: ConnectOptions,
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
-    ) -> js::Result<PromiseRaw<'env, ()>> {
+    ) -> js::Result<PromiseRaw<'env, i64>> {
         let timeout = millis(timeout, "timeout")?;
         let client = Client::new(&options)?;
         let core = self.core.clone();
-        promise(env, core.connect(client, timeout, token_of(cancel)))
+        let abort = token_of(cancel);
+        promise(env, async move {
+            let connection = core.connect(client, timeout, abort).await?;
+            Ok(connection as i64)
+        })
+    }
+
+    /// The ids of the app's connections, oldest first; names and routes go through the
+    /// oldest unless a call names another.
+    #[napi(getter)]
+    pub fn connections(&self) -> Vec<i64> {
+        let ids = self.core.link.connection_ids();
+        ids.into_iter().map(|id| id as i64).collect()
+    }
+
+    /// Closes one connection (the oldest when none is named); the app stays open.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn disconnect<'env>(
+        &self,
+        env: &'env Env,
+        connection: Option<f64>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        let connection = connection_id(connection)?;
+        let core = self.core.clone();
+        promise(env, async move { core.disconnect(connection).await })
+    }
+
+    /// Sends publishes that have no route through `connection` (default: the oldest).
+    #[napi(catch_unwind)]
+    pub fn set_default_gateway(&self, connection: Option<f64>) -> js::Result<()> {
+        Ok(self
+            .core
+            .set_default_gateway(Some(connection_id(connection)?))?)
+    }
+
+    /// Undoes `setDefaultGateway`.
+    #[napi(catch_unwind)]
+    pub fn clear_default_gateway(&self) -> js::Result<()> {
+        Ok(self.core.set_default_gateway(None)?)
     }
 
     /// Receives messages sent to `name` as well as to the app's own name.
@@ -161,8 +210,9 @@ impl App {
         &self,
         env: &'env Env,
         name: String,
+        connection: Option<f64>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::Subscribe, &name)
+        self.change_routing(env, Routing::Subscribe, &name, connection)
     }
 
     /// Stops receiving messages sent to `name`.
@@ -171,8 +221,9 @@ impl App {
         &self,
         env: &'env Env,
         name: String,
+        connection: Option<f64>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::Unsubscribe, &name)
+        self.change_routing(env, Routing::Unsubscribe, &name, connection)
     }
 
     /// Routes traffic for `name` through the node this app is connected to.
@@ -181,8 +232,9 @@ impl App {
         &self,
         env: &'env Env,
         name: String,
+        connection: Option<f64>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::SetRoute, &name)
+        self.change_routing(env, Routing::SetRoute, &name, connection)
     }
 
     /// Removes a route set with `setRoute`.
@@ -191,8 +243,9 @@ impl App {
         &self,
         env: &'env Env,
         name: String,
+        connection: Option<f64>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::RemoveRoute, &name)
+        self.change_routing(env, Routing::RemoveRoute, &name, connection)
     }
 
     /// Creates a session towards `destination`: a group channel, or the peer of a

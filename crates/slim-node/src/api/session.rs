@@ -9,10 +9,10 @@ use napi_derive::napi;
 
 use crate::cancel::{CancelToken, token_of};
 use crate::delivery::Callback;
-use crate::errors::{Error, js};
+use crate::errors::{Error, Result, js};
 use crate::message::ReceivedBatch;
 use crate::name;
-use crate::runtime::{millis, promise};
+use crate::runtime::{millis, promise, whole_number};
 use crate::session::core::SessionCore;
 use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
@@ -50,6 +50,20 @@ fn payload_of(data: Either<Uint8ArraySlice<'_>, String>) -> Vec<u8> {
         Either::A(bytes) => bytes.to_vec(),
         Either::B(text) => text.into_bytes(),
     }
+}
+
+/// Where a publish goes: the session's destination unless the options route it.
+fn target_of(options: &PublishOptions) -> Result<Target> {
+    if options.destination.is_none() && options.connection.is_none() {
+        return Ok(Target::Destination);
+    }
+    let name = options
+        .destination
+        .as_deref()
+        .map(name::parse)
+        .transpose()?;
+    let connection = whole_number(options.connection, "connection")?.map(u64::from);
+    Ok(Target::Routed { name, connection })
 }
 
 #[napi]
@@ -111,9 +125,9 @@ impl Session {
         options: Option<PublishOptions>,
     ) -> js::Result<u32> {
         let payload = payload_of(data);
-        Ok(self
-            .core
-            .enqueue(payload, options.unwrap_or_default(), Target::Destination)?)
+        let options = options.unwrap_or_default();
+        let target = target_of(&options)?;
+        Ok(self.core.enqueue(payload, options, target)?)
     }
 
     /// Queues a reply to the sender of a received message; returns its ticket.

@@ -188,6 +188,10 @@ pub struct PublishOptions {
     pub payload_type: Option<String>,
     /// Key-value pairs carried with the message.
     pub metadata: Option<HashMap<String, String>>,
+    /// Send to this name (`org/ns/app`) instead of the session's destination.
+    pub destination: Option<String>,
+    /// The connection the message leaves by (an id from `connect`).
+    pub connection: Option<f64>,
 }
 
 /// Refuses a message SLIM would accept locally but no receiver could decode.
@@ -320,6 +324,7 @@ mod tests {
         let with_metadata = PublishOptions {
             payload_type: Some("t".into()),
             metadata: Some(HashMap::from([("k".into(), "v".into())])),
+            ..Default::default()
         };
         assert!(check_size(limit - 3, &with_metadata).is_ok());
         assert!(check_size(limit - 2, &with_metadata).is_err());

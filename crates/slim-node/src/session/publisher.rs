@@ -16,6 +16,7 @@ use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
 use napi::{Status, sys};
 use napi_derive::napi;
 use slim_datapath::api::ProtoName;
+use slim_datapath::messages::utils::SlimHeaderFlags;
 use slim_session::CompletionHandle;
 use slim_session::session_controller::SessionController;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
@@ -39,7 +40,17 @@ const SESSION_SLOTS: usize = 512;
 
 pub enum Target {
     Destination,
-    Reply { name: ProtoName, connection: u64 },
+    Reply {
+        name: ProtoName,
+        connection: u64,
+    },
+    /// Explicit routing (upstream's `publish_with_params`): another name than the
+    /// session's destination, the outgoing connection. (Its fanout is left out: upstream's
+    /// session sender sets every message's fanout itself.)
+    Routed {
+        name: Option<ProtoName>,
+        connection: Option<u64>,
+    },
 }
 
 pub struct PublishRequest {
@@ -169,6 +180,22 @@ async fn publish_one(
             Target::Destination => {
                 controller
                     .publish(destination, payload, options.payload_type, options.metadata)
+                    .await
+            }
+            Target::Routed { name, connection } => {
+                let mut flags = SlimHeaderFlags::default();
+                if let Some(connection) = connection {
+                    flags = flags.with_forward_to(connection);
+                }
+                let name = name.as_ref().unwrap_or(destination);
+                controller
+                    .publish_with_flags(
+                        name,
+                        flags,
+                        payload,
+                        options.payload_type,
+                        options.metadata,
+                    )
                     .await
             }
             Target::Reply { name, connection } => {
