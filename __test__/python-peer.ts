@@ -14,6 +14,7 @@ export interface PeerEvent {
   message?: string
   url?: string
   channel?: string
+  channels?: string[]
 }
 
 export class PythonPeer {
@@ -49,21 +50,32 @@ export class PythonPeer {
     })
   }
 
-  /** The first event named `name`; rejects on an `error` event, an exit, or after `timeout` ms. */
-  waitFor(name: string, timeout = 30_000): Promise<PeerEvent> {
+  /**
+   * The first event named `name` (or that `name` accepts); rejects on an `error` event, an
+   * exit, or after `timeout` ms.
+   */
+  waitFor(name: string | ((event: PeerEvent) => boolean), timeout = 30_000): Promise<PeerEvent> {
+    const wanted = typeof name === 'string' ? (e: PeerEvent) => e.event === name : name
     return new Promise((resolve, reject) => {
       const check = () => {
-        const found = this.events.find((e) => e.event === name)
+        const found = this.events.find(wanted)
         const failed = this.events.find((e) => e.event === 'error')
         if (found || failed || this.#child.exitCode !== null) {
           cleanup()
           if (found) resolve(found)
-          else reject(new Error(`${this.role}: no "${name}" event: ${this.output()}`))
+          else
+            reject(
+              new Error(`${this.role}: no "${typeof name === 'string' ? name : 'matching'}" event: ${this.output()}`),
+            )
         }
       }
       const timer = setTimeout(() => {
         cleanup()
-        reject(new Error(`${this.role}: no "${name}" event within ${timeout} ms: ${this.output()}`))
+        reject(
+          new Error(
+            `${this.role}: no "${typeof name === 'string' ? name : 'matching'}" event within ${timeout} ms: ${this.output()}`,
+          ),
+        )
       }, timeout)
       const cleanup = () => {
         clearTimeout(timer)
@@ -81,6 +93,11 @@ export class PythonPeer {
   /** The Python process: a test that tracks this peer kills it when it ends. */
   get child(): ChildProcess {
     return this.#child
+  }
+
+  /** Sends the peer one command line (the `member` role's `offline`, `rejoin`, …). */
+  send(line: string): void {
+    this.#child.stdin?.write(`${line}\n`)
   }
 
   /** Asks the peer to close its session and exit. */

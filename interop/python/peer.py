@@ -6,6 +6,8 @@ Every stdout line is one JSON event; diagnostics go to stderr. Roles:
   participant joins a group when invited, publishes and receives
   responder   answers point-to-point requests
   requester   sends point-to-point requests and prints the replies
+  member      joins a group (or restores it from its store), prints every message, and
+              obeys `offline` / `rejoin` lines on stdin (soft close and rejoin)
 """
 
 import argparse
@@ -51,11 +53,31 @@ def service():
     return slim_bindings.get_global_service()
 
 
+def basic_auth(args):
+    user = getattr(args, "auth_user", None)
+    if not user:
+        return None
+    return slim_bindings.BasicAuth(username=user, password=args.auth_password)
+
+
 async def connect(args):
     svc = service()
-    conn = await svc.connect_async(slim_bindings.new_insecure_client_config(args.slim))
+    config = slim_bindings.new_insecure_client_config(args.slim)
+    auth = basic_auth(args)
+    if auth is not None:
+        config.auth = slim_bindings.ClientAuthenticationConfig.BASIC(auth)
+    conn = await svc.connect_async(config)
     name = slim_bindings.Name.from_string(args.local)
-    app = svc.create_app_with_secret(name, args.secret)
+    store = getattr(args, "persist", None)
+    if store:
+        identity = slim_bindings.IdentityProviderConfig.SHARED_SECRET(id=args.local, data=args.secret)
+        verifier = slim_bindings.IdentityVerifierConfig.SHARED_SECRET(id=args.local, data=args.secret)
+        persistence = slim_bindings.PersistenceConfig(path=store, passphrase=args.passphrase)
+        app = await svc.create_app_with_persistence_async(
+            name, identity, verifier, slim_bindings.Direction.BIDIRECTIONAL, persistence
+        )
+    else:
+        app = svc.create_app_with_secret(name, args.secret)
     await app.subscribe_async(name, conn)
     return app, conn
 
@@ -104,7 +126,11 @@ async def run_node(args) -> None:
             port = str(probe.getsockname()[1])
     svc = service()
     endpoint = f"{host}:{port}"
-    await svc.run_server_async(slim_bindings.new_insecure_server_config(endpoint))
+    config = slim_bindings.new_insecure_server_config(endpoint)
+    auth = basic_auth(args)
+    if auth is not None:
+        config.auth = slim_bindings.ServerAuthenticationConfig.BASIC(auth)
+    await svc.run_server_async(config)
     emit("listening", url=f"http://{endpoint}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -178,17 +204,62 @@ async def run_requester(args) -> None:
     await (await app.delete_session_async(session)).wait_async()
 
 
+async def print_messages(session) -> None:
+    while True:
+        try:
+            received = await session.get_message_async(WAIT)
+        except Exception:  # noqa: BLE001 - a quiet spell; the test decides when to stop
+            continue
+        emit("message", **message_event(received))
+
+
+async def run_member(args) -> None:
+    app, conn = await connect(args)
+    if args.restore:
+        sessions = await app.restore_sessions_async(conn)
+        emit("restored", channels=[plain(s.destination()) for s in sessions])
+        session = sessions[0]
+    else:
+        emit("connected")  # invitable from now on
+        session = await app.listen_for_session_async(WAIT)
+        emit("joined", channel=plain(session.destination()))
+    printing = asyncio.ensure_future(print_messages(session))
+    loop = asyncio.get_running_loop()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if line == "offline":
+            await session.close_with_mode_and_wait_async(slim_bindings.CloseMode.SOFT)
+            emit("offline")
+        elif line == "rejoin":
+            await session.rejoin_and_wait_async()
+            emit("online")
+        elif line.startswith("publish "):
+            await (await session.publish_async(line[8:].encode(), PAYLOAD_TYPE, {})).wait_async()
+            emit("published", payload=line[8:])
+        else:  # `close` or the end of input
+            printing.cancel()
+            return
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(description=__doc__)
     roles = top.add_subparsers(dest="role", required=True)
     node = roles.add_parser("node")
     node.add_argument("--endpoint", default="127.0.0.1:0")
-    for role in ("moderator", "participant", "responder", "requester"):
+    node.add_argument("--auth-user")
+    node.add_argument("--auth-password")
+    for role in ("moderator", "participant", "responder", "requester", "member"):
         sub = roles.add_parser(role)
         sub.add_argument("--slim", required=True)
         sub.add_argument("--local", required=True)
         sub.add_argument("--secret", required=True)
         sub.add_argument("--count", type=int, default=1)
+        sub.add_argument("--auth-user")
+        sub.add_argument("--auth-password")
+        if role == "member":
+            sub.add_argument("--persist")
+            sub.add_argument("--passphrase")
+            sub.add_argument("--restore", action="store_true")
         if role in ("moderator", "participant"):
             sub.add_argument("--expect", type=int, default=0)
         if role in ("moderator", "requester"):
@@ -207,6 +278,7 @@ ROLES = {
     "participant": run_participant,
     "responder": run_responder,
     "requester": run_requester,
+    "member": run_member,
 }
 
 
