@@ -447,6 +447,32 @@ export interface IdentityOptions {
 }
 
 /**
+ * A JWT credential for the node: an app signs tokens with its private key, a node
+ * verifies them with the matching public key.
+ *
+ * @example
+ * ```ts
+ * const node = await startServer({ auth: { jwt: { key: publicPem, algorithm: 'ES256', audience: ['slim'] } } })
+ * await app.connect({ endpoint: node.url, auth: { jwt: { key: privatePem, algorithm: 'ES256', audience: ['slim'] } } })
+ * ```
+ * @group Options
+ */
+export interface JwtCredentials {
+  /** PEM text: the private key an app signs with, or the public key a node verifies with. */
+  key: string
+  /** JWS algorithm, e.g. `ES256`, `RS256`, `EdDSA`. */
+  algorithm: string
+  /** Audiences the token carries (app) or must carry (node). */
+  audience?: Array<string>
+  /** The token's issuer (app), or the issuer it must have (node). */
+  issuer?: string
+  /** The token's subject (app only). */
+  subject?: string
+  /** How long each token the app signs is valid, ms (app only; default one hour). */
+  lifetime?: number
+}
+
+/**
  * A private key this app signs its JWTs with.
  *
  * @example
@@ -561,6 +587,13 @@ export interface NameParts {
 export interface NodeAuth {
   /** HTTP basic authentication. */
   basic?: BasicCredentials
+  /** A JWT in each request, signed by the app and verified by the node. */
+  jwt?: JwtCredentials
+  /**
+   * A file holding a JWT the app presents as it is (re-read when it changes), for a
+   * node that requires `jwt`. Apps only.
+   */
+  tokenFile?: string
 }
 
 /** Parses a SLIM name string into its parts. */
@@ -841,6 +874,8 @@ export interface TlsOptions {
   insecure?: boolean
   /** TLS without verifying the node's certificate (testing only). */
   insecureSkipVerify?: boolean
+  /** Also trust the system's CA certificates (default true). */
+  systemCa?: boolean
   /** A file of the CA certificate(s) that sign the node's certificate. */
   caFile?: string
   /** The same CA certificate(s) as PEM text. */

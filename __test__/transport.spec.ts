@@ -1,8 +1,10 @@
 // How apps reach a node: WebSocket as well as gRPC, a credential the node requires of its
 // clients, and the connection settings production deployments tune.
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import { describe, expect, test } from 'vitest'
 import { type App, createApp, type SlimServer, startServer } from '../src-ts/index.js'
 import { receive, rejectionOf, SECRET, text, track } from './helpers.js'
+import { signingKey, tokenFile as tokenFileOf } from './jwt.js'
 
 const newApp = async (name: string): Promise<App> =>
   track(await createApp({ name, identity: { sharedSecret: SECRET } }))
@@ -56,6 +58,44 @@ describe('a node that requires basic authentication', () => {
   })
 })
 
+describe('a node that requires a JWT', () => {
+  const keyPair = () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    return {
+      privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+      publicPem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    }
+  }
+
+  test('admits apps whose tokens its key verifies, and refuses a token signed by another key', async () => {
+    const trusted = keyPair()
+    const audience = ['slim-nodes']
+    const server = track(
+      await startServer({
+        endpoint: '127.0.0.1:0',
+        auth: { jwt: { key: trusted.publicPem, algorithm: 'ES256', audience } },
+      }),
+    )
+    const auth = { jwt: { key: trusted.privatePem, algorithm: 'ES256', audience, issuer: 'tests', subject: 'app' } }
+    await groupWorks(server, 'nodejwt', false, (app) => app.connect({ endpoint: server.url, auth }))
+    const stranger = await newApp('org/nodejwt/stranger')
+    const forged = { jwt: { ...auth.jwt, key: keyPair().privatePem } }
+    const refused = await rejectionOf(stranger.connect({ endpoint: server.url, auth: forged, timeout: 5_000 }))
+    expect(refused.code).toBe('CONNECT')
+  })
+
+  test('admits an app presenting a token file signed by its key', async () => {
+    const trusted = signingKey()
+    const audience = ['slim-nodes']
+    const publicPem = createPublicKey(trusted.privatePem).export({ format: 'pem', type: 'spki' }).toString()
+    const server = track(
+      await startServer({ endpoint: '127.0.0.1:0', auth: { jwt: { key: publicPem, algorithm: 'ES256', audience } } }),
+    )
+    const tokenFile = tokenFileOf(trusted, { sub: 'org/nodejwt/holder', aud: audience })
+    await groupWorks(server, 'nodetoken', false, (app) => app.connect({ endpoint: server.url, auth: { tokenFile } }))
+  })
+})
+
 test('connection and node settings are accepted and the connection works', async () => {
   const server = track(
     await startServer({
@@ -90,6 +130,8 @@ test('bad settings are refused before anything connects', async () => {
     { bufferSize: -1 },
     { connectTimeout: Number.NaN },
     { auth: { basic: { username: '', password: 'x' } } },
+    { auth: { basic: { username: 'u', password: 'p' }, jwt: { key: 'k', algorithm: 'ES256' } } },
+    { auth: { tokenFile: '/nonexistent/token.jwt' } },
   ]
   for (const settings of cases) {
     const error = await rejectionOf(app.connect({ endpoint: 'http://127.0.0.1:1', ...(settings as object) }))

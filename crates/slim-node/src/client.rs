@@ -8,10 +8,11 @@ use std::time::Duration;
 use napi_derive::napi;
 use slim_config::client::ClientConfig;
 
+use crate::auth::NodeAuth;
 use crate::endpoint::Endpoint;
 use crate::errors::{Code, Error, Result};
 use crate::runtime::{millis, whole_number};
-use crate::settings::{self, BackoffOptions, KeepaliveOptions, NodeAuth, ProxyOptions};
+use crate::settings::{self, BackoffOptions, KeepaliveOptions, ProxyOptions};
 use crate::tls::{self, TlsOptions};
 
 /// How long a connection attempt may take before it fails with CONNECT.

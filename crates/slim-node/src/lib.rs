@@ -18,6 +18,7 @@ mod runtime;
 mod tls;
 mod tracing;
 
+mod auth;
 mod client;
 mod message;
 mod settings;

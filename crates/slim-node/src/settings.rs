@@ -1,24 +1,22 @@
 //! Connection settings that production deployments tune: keepalive, reconnect backoff,
-//! timeouts, headers, proxy, buffer size, and authentication of apps to the node (a
-//! transport-level credential, apart from the app's identity). JavaScript passes
-//! milliseconds and plain records; upstream's configuration types come out.
+//! timeouts, headers, proxy, buffer size. JavaScript passes milliseconds and plain
+//! records; upstream's configuration types come out.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use napi_derive::napi;
-use slim_config::auth::basic::Config as BasicAuth;
 use slim_config::backoff::exponential::Config as Exponential;
-use slim_config::client::{AuthenticationConfig as ClientAuth, BackoffConfig, KeepaliveConfig};
+use slim_config::client::{BackoffConfig, KeepaliveConfig};
 use slim_config::grpc::compression::CompressionType;
 use slim_config::grpc::proxy::ProxyConfig;
-use slim_config::server::{AuthenticationConfig as ServerAuth, KeepaliveServerParameters};
+use slim_config::server::KeepaliveServerParameters;
 
 use crate::errors::{Error, Result};
 use crate::runtime::{millis, whole_number};
 
 /// A duration option that must be given and positive once its object is there.
-fn duration(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
+pub fn duration(value: Option<f64>, what: &str) -> Result<Option<Duration>> {
     match millis(value, what)? {
         Some(Duration::ZERO) => Err(Error::invalid_argument(format!(
             "{what} must be greater than 0 ms"
@@ -158,58 +156,6 @@ impl ProxyOptions {
     }
 }
 
-/// A user name and password.
-///
-/// @example
-/// ```ts
-/// const basic: BasicCredentials = { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' }
-/// ```
-/// @group Options
-#[napi(object)]
-#[derive(Debug, Clone)]
-pub struct BasicCredentials {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: String,
-}
-
-/// How apps authenticate to a node: what an app presents, or what a node requires.
-///
-/// @example
-/// ```ts
-/// const auth: NodeAuth = { basic: { username: 'edge', password: process.env.SLIM_PASSWORD ?? '' } }
-/// const node = await startServer({ endpoint: '127.0.0.1:0', auth })
-/// await app.connect({ endpoint: node.url, auth })
-/// ```
-/// @group Options
-#[napi(object)]
-#[derive(Debug, Clone, Default)]
-pub struct NodeAuth {
-    /// HTTP basic authentication.
-    pub basic: Option<BasicCredentials>,
-}
-
-impl NodeAuth {
-    fn basic(&self) -> Result<Option<BasicAuth>> {
-        match &self.basic {
-            None => Ok(None),
-            Some(basic) if basic.username.is_empty() => Err(Error::invalid_argument(
-                "auth.basic.username must not be empty",
-            )),
-            Some(basic) => Ok(Some(BasicAuth::new(&basic.username, &basic.password))),
-        }
-    }
-
-    pub fn to_client(&self) -> Result<ClientAuth> {
-        Ok(self.basic()?.map_or(ClientAuth::None, ClientAuth::Basic))
-    }
-
-    pub fn to_server(&self) -> Result<ServerAuth> {
-        Ok(self.basic()?.map_or(ServerAuth::None, ServerAuth::Basic))
-    }
-}
-
 /// How a node keeps client connections alive, and when it closes them.
 ///
 /// @example
@@ -336,20 +282,5 @@ mod tests {
         .unwrap();
         assert_eq!(*config.http2_keepalive, Duration::from_millis(1500));
         assert!(config.keep_alive_while_idle);
-    }
-
-    #[test]
-    fn empty_user_names_are_refused() {
-        let auth = NodeAuth {
-            basic: Some(BasicCredentials {
-                username: String::new(),
-                password: "x".into(),
-            }),
-        };
-        assert!(auth.to_client().is_err());
-        assert!(matches!(
-            NodeAuth::default().to_server(),
-            Ok(ServerAuth::None)
-        ));
     }
 }

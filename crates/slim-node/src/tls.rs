@@ -30,6 +30,8 @@ pub struct TlsOptions {
     pub insecure: Option<bool>,
     /// TLS without verifying the node's certificate (testing only).
     pub insecure_skip_verify: Option<bool>,
+    /// Also trust the system's CA certificates (default true).
+    pub system_ca: Option<bool>,
     /// A file of the CA certificate(s) that sign the node's certificate.
     pub ca_file: Option<String>,
     /// The same CA certificate(s) as PEM text.
@@ -150,6 +152,9 @@ pub fn client(options: Option<&TlsOptions>, secure: bool) -> Result<TlsClientCon
     let mut config = TlsClientConfig::default()
         .with_insecure(insecure)
         .with_insecure_skip_verify(options.insecure_skip_verify.unwrap_or(false));
+    if let Some(system) = options.system_ca {
+        config = config.with_include_system_ca_certs_pool(system);
+    }
     config = match ca {
         Some(Source::File(path)) => config.with_ca_file(path),
         Some(Source::Pem(pem)) => config.with_ca_pem(pem),
@@ -284,5 +289,25 @@ mod tests {
             assert_eq!(err.code, Code::InvalidArgument, "{options:?}");
         }
         assert!(server(Some(&ServerTlsOptions::default())).is_err());
+    }
+
+    #[test]
+    fn the_system_ca_pool_is_trusted_unless_turned_off() {
+        assert!(
+            client(None, true)
+                .unwrap()
+                .config
+                .include_system_ca_certs_pool
+        );
+        let off = TlsOptions {
+            system_ca: Some(false),
+            ..Default::default()
+        };
+        assert!(
+            !client(Some(&off), true)
+                .unwrap()
+                .config
+                .include_system_ca_certs_pool
+        );
     }
 }

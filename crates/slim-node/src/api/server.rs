@@ -17,11 +17,12 @@ use slim_service::{KIND, Service, ServiceConfiguration};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::NodeAuth;
 use crate::client::{Client, ConnectOptions};
 use crate::endpoint::{Transport, listen_address};
 use crate::errors::{Code, Error, Result, chain, js};
 use crate::runtime::{promise, whole_number};
-use crate::settings::{NodeAuth, ServerKeepaliveOptions};
+use crate::settings::ServerKeepaliveOptions;
 use crate::tls::{self, ServerTlsOptions};
 use slim_node_tcp::{self as transport, Sockets};
 
