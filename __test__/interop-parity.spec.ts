@@ -20,9 +20,14 @@ async function app(url: string, name: string, auth?: { basic: { username: string
   return created
 }
 
-async function nextChange(session: Session, name: string): Promise<ParticipantChange> {
+async function nextChange(
+  session: Session,
+  name: string,
+  kind: ParticipantChange['change'],
+): Promise<ParticipantChange> {
   for await (const [change] of on(session, 'participant', { signal: AbortSignal.timeout(20_000) })) {
-    if ((change as ParticipantChange).name === name) return change as ParticipantChange
+    const seen = change as ParticipantChange
+    if (seen.name === name && seen.change === kind) return seen
   }
   throw new Error('no participant event')
 }
@@ -35,17 +40,17 @@ describe.each([false, true])('a Python member goes offline and rejoins a slim-no
     const py = python('member', ['--slim', server.url, '--local', `org/${tag}/py`])
     const group = track(await moderator.createGroupSession(`org/${tag}/room`, { mls, maxRetries: 5, interval: 300 }))
     await py.waitFor('connected')
-    const joinedChange = nextChange(group, `org/${tag}/py`)
+    const joinedChange = nextChange(group, `org/${tag}/py`, 'joined')
     await group.invite(`org/${tag}/py`)
     await py.waitFor('joined')
     expect((await joinedChange).change).toBe('joined')
 
-    const offline = nextChange(group, `org/${tag}/py`)
+    const offline = nextChange(group, `org/${tag}/py`, 'offline')
     py.send('offline')
     await py.waitFor('offline')
     expect(await offline).toMatchObject({ online: false, change: 'offline' })
 
-    const online = nextChange(group, `org/${tag}/py`)
+    const online = nextChange(group, `org/${tag}/py`, 'online')
     py.send('rejoin')
     await py.waitFor('online')
     expect(await online).toMatchObject({ online: true, change: 'online' })

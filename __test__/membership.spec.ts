@@ -42,7 +42,7 @@ describe.each([false, true])('going offline and rejoining, mls=%s', (mls) => {
     const [awaySession, staysSession] = (await Promise.all(joined)) as [Session, Session]
     expect((await joins).online).toBe(true)
 
-    const offline = nextChange(group, (c) => c.name === `org/${ns}/away`)
+    const offline = nextChange(group, (c) => c.name === `org/${ns}/away` && c.change === 'offline')
     await awaySession.goOffline({ timeout: 10_000 })
     expect(await offline).toMatchObject({ name: `org/${ns}/away`, online: false, change: 'offline' })
     const listed = await group.participants()
@@ -53,7 +53,7 @@ describe.each([false, true])('going offline and rejoining, mls=%s', (mls) => {
     await group.publish('while away')
     expect(await until(staysSession, 'while away')).toEqual([])
 
-    const online = nextChange(group, (c) => c.name === `org/${ns}/away`)
+    const online = nextChange(group, (c) => c.name === `org/${ns}/away` && c.change === 'online')
     await awaySession.rejoin({ timeout: 10_000 })
     expect(await online).toMatchObject({ online: true, change: 'online' })
     await group.publish('welcome back')

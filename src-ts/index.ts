@@ -17,22 +17,9 @@
  * @packageDocumentation
  */
 import type {
-  BackoffOptions,
-  BasicCredentials,
-  Build,
   BuildInfo,
-  JwtCredentials,
-  JwtSigningKey,
-  KeepaliveOptions,
-  MlsOptions,
   NameParts,
   ConnectOptions as NativeConnectOptions,
-  NodeAuth,
-  PersistenceOptions,
-  ProxyOptions,
-  ServerKeepaliveOptions,
-  ServerTlsOptions,
-  SpireOptions,
   TelemetryOptions,
   TlsOptions,
   Versions,
@@ -43,6 +30,26 @@ import { call, callSync } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 
+export type {
+  BackoffOptions,
+  BasicCredentials,
+  Build,
+  BuildInfo,
+  JwtCredentials,
+  JwtSigningKey,
+  KeepaliveOptions,
+  MlsOptions,
+  NameParts,
+  NodeAuth,
+  PersistenceOptions,
+  ProxyOptions,
+  ServerKeepaliveOptions,
+  ServerTlsOptions,
+  SpireOptions,
+  TelemetryOptions,
+  TlsOptions,
+  Versions,
+} from '../index.js'
 export {
   App,
   type AppDirection,
@@ -69,26 +76,6 @@ export {
   type SessionSettings,
   type SessionType,
 } from './session.js'
-export type {
-  BackoffOptions,
-  BasicCredentials,
-  Build,
-  BuildInfo,
-  JwtCredentials,
-  JwtSigningKey,
-  KeepaliveOptions,
-  MlsOptions,
-  NameParts,
-  NodeAuth,
-  PersistenceOptions,
-  ProxyOptions,
-  ServerKeepaliveOptions,
-  ServerTlsOptions,
-  SpireOptions,
-  TelemetryOptions,
-  TlsOptions,
-  Versions,
-}
 
 /**
  * Where an app's SLIM node is and how to reach it: the `slim` field of

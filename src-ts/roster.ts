@@ -1,5 +1,7 @@
 // Membership changes as events: upstream keeps a participant list but announces no
 // change, so while someone listens the list is read every ROSTER_POLL_MS and compared.
+// The first read reports everyone already listed as joined: a listener sees the whole
+// membership, however late it started.
 import type { Participant } from '../index.js'
 
 /** How often the list is read while a `participant` listener exists. */
@@ -23,7 +25,7 @@ export interface ParticipantChange extends Participant {
 export class RosterWatch {
   readonly #read: () => Promise<Participant[]>
   readonly #report: (change: ParticipantChange) => void
-  #known: Map<string, Participant> | undefined
+  #known = new Map<string, Participant>()
   #timer: NodeJS.Timeout | undefined
 
   constructor(read: () => Promise<Participant[]>, report: (change: ParticipantChange) => void) {
@@ -41,7 +43,7 @@ export class RosterWatch {
   stop(): void {
     clearInterval(this.#timer)
     this.#timer = undefined
-    this.#known = undefined
+    this.#known = new Map()
   }
 
   async #poll(): Promise<void> {
@@ -57,7 +59,6 @@ export class RosterWatch {
     const now = new Map(list.map((member) => [member.name, member]))
     const before = this.#known
     this.#known = now
-    if (!before) return // the first read is the starting point
     for (const [name, member] of now) {
       const was = before.get(name)
       if (!was) this.#report({ ...member, change: 'joined' })

@@ -71,7 +71,8 @@ export interface SessionEvents {
   warning: [error: SlimError]
   /**
    * A member joined or left the group, or went offline or came back online. Listening
-   * starts watching the participant list; removing the last listener stops it.
+   * starts watching the participant list (its first read reports every member already
+   * listed as joined); removing the last listener stops it.
    */
   participant: [change: ParticipantChange]
 }

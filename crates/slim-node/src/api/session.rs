@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use napi::Env;
 use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
@@ -41,6 +44,22 @@ pub struct Session {
 impl Session {
     pub fn new(core: Arc<SessionCore>) -> Self {
         Self { core }
+    }
+
+    /// A membership change as a promise, bounded by `timeout` ms and `cancel`.
+    fn membership<'env, F, Fut>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+        change: F,
+    ) -> js::Result<PromiseRaw<'env, ()>>
+    where
+        F: FnOnce(Arc<SessionCore>, Option<Duration>, Option<CancellationToken>) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let timeout = millis(timeout, "timeout")?;
+        promise(env, change(self.core.clone(), timeout, token_of(cancel)))
     }
 }
 
@@ -218,9 +237,9 @@ impl Session {
         cancel: Option<&CancelToken>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let member = name::parse(&member)?;
-        let timeout = millis(timeout, "timeout")?;
-        let change = membership::invite(self.core.clone(), member, timeout, token_of(cancel));
-        promise(env, change)
+        self.membership(env, timeout, cancel, |core, timeout, abort| {
+            membership::invite(core, member, timeout, abort)
+        })
     }
 
     /// Removes a member from a group this app moderates; resolves once it has left.
@@ -233,10 +252,9 @@ impl Session {
         cancel: Option<&CancelToken>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let member = name::parse(&member)?;
-        let timeout = millis(timeout, "timeout")?;
-        let change =
-            membership::remove_listed(self.core.clone(), member, timeout, token_of(cancel));
-        promise(env, change)
+        self.membership(env, timeout, cancel, |core, timeout, abort| {
+            membership::remove_listed(core, member, timeout, abort)
+        })
     }
 
     /// Tells the group this member goes offline (a soft close): the session stays, and
@@ -248,9 +266,7 @@ impl Session {
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let timeout = millis(timeout, "timeout")?;
-        let change = membership::go_offline(self.core.clone(), timeout, token_of(cancel));
-        promise(env, change)
+        self.membership(env, timeout, cancel, membership::go_offline)
     }
 
     /// Tells the group this member is back after `goOffline`.
@@ -261,9 +277,7 @@ impl Session {
         timeout: Option<f64>,
         cancel: Option<&CancelToken>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        let timeout = millis(timeout, "timeout")?;
-        let change = membership::rejoin(self.core.clone(), timeout, token_of(cancel));
-        promise(env, change)
+        self.membership(env, timeout, cancel, membership::rejoin)
     }
 
     /// The current members of the session, this app included.
