@@ -11,6 +11,8 @@ import { type App, type Session, SlimError, type SlimServer } from '../src-ts/in
 import { closeAll, connectApp, receive, SECRET, sharedResources, startTestServer, text, track } from './helpers.js'
 
 const RUNS = Number(process.env.SLIM_FUZZ_RUNS ?? 200)
+// SLIM_FUZZ_SEED replays the cases of a reported failure.
+const SEED = process.env.SLIM_FUZZ_SEED === undefined ? undefined : Number(process.env.SLIM_FUZZ_SEED)
 const trace = process.env.FUZZ_TRACE
 /** How long calls run before their app is closed (the ones that wait on peers then end). */
 const PENDING_MS = 500
@@ -310,7 +312,7 @@ test(
           seen.set(error.code, (seen.get(error.code) ?? 0) + 1)
         }
       }),
-      { numRuns: RUNS, endOnFailure: true },
+      { numRuns: RUNS, endOnFailure: true, seed: SEED },
     )
     // The junk reached deep enough to meet most of the error codes.
     expect([...seen.keys()]).toEqual(expect.arrayContaining(['INVALID_ARGUMENT', 'INVALID_NAME', 'CLOSED', 'ABORTED']))

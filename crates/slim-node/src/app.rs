@@ -257,6 +257,10 @@ impl AppCore {
             if let Some(controller) = context.session().upgrade() {
                 link.abandon_session(&controller);
             }
+            // The app closing ends its sessions' setup too, whatever upstream said first.
+            if link.closed.is_cancelled() {
+                return Err(app_closed());
+            }
             return Err(closed_as_app(err));
         }
         let session = SessionCore::start(context, link.clone())?;

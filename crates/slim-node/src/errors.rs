@@ -189,7 +189,9 @@ fn session_code(err: &SessionError) -> Code {
         | SessionError::SessionSenderShutdown
         | SessionError::SessionReceiverShutdown
         | SessionError::SessionControllerSendFailed
-        | SessionError::SessionDrainingDrop => Code::SessionClosed,
+        | SessionError::SessionDrainingDrop
+        // The session's task ended before it answered a pending operation: it is gone.
+        | SessionError::AckReception(_) => Code::SessionClosed,
         SessionError::NotInitiator => Code::NotInitiator,
         SessionError::CannotInviteToP2P
         | SessionError::CannotRemoveFromP2P
@@ -331,5 +333,9 @@ mod tests {
             source: Box::new(SessionError::MessageSendRetryFailed { id: 1 }),
         };
         assert_eq!(Error::from(wrapped).code, Code::DeliveryFailed);
+        assert_eq!(
+            Error::from(SessionError::AckReception("channel closed".into())).code,
+            Code::SessionClosed
+        );
     }
 }
