@@ -675,9 +675,12 @@ export interface PublishOptions {
   payloadType?: string
   /** Key-value pairs carried with the message. */
   metadata?: Record<string, string>
-  /** Send to this name (`org/ns/app`) instead of the session's destination. */
+  /**
+   * Send to this name (`org/ns/app`) instead of the session's destination (`publish`
+   * only: `publishTo` refuses it).
+   */
   destination?: string
-  /** The connection the message leaves by (an id from `connect`). */
+  /** The connection the message leaves by, an id from `connect` (`publish` only). */
   connection?: number
 }
 

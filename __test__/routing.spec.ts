@@ -20,7 +20,11 @@ const firstText = async (session: Session): Promise<string> => text((await recei
 test('a publish with a destination reaches that member only', async () => {
   const { group, first, second } = await unreliableGroupOfTwo('direct')
   await group.publish('just for you', { destination: 'org/direct/second' })
-  expect(await firstText(second)).toBe('just for you')
+  const [direct] = await receive(second, 1)
+  expect(text(direct as never)).toBe('just for you')
+  // A reply goes back the way the message came; routing options would be ignored.
+  const misrouted = await rejectionOf(second.publishTo(direct as never, 'back', { destination: 'org/direct/first' }))
+  expect(misrouted.code).toBe('INVALID_ARGUMENT')
   await group.publish('for everyone')
   expect(await firstText(first)).toBe('for everyone')
   expect(await firstText(second)).toBe('for everyone')

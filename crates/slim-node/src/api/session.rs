@@ -168,11 +168,17 @@ impl Session {
                 to.input_connection
             ))
         })?;
+        let options = options.unwrap_or_default();
+        if options.destination.is_some() || options.connection.is_some() {
+            return Err(Error::invalid_argument(
+                "publishTo replies to the sender through the connection its message came on; \
+                 destination and connection are for publish",
+            )
+            .into());
+        }
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
-        Ok(self
-            .core
-            .enqueue(payload, options.unwrap_or_default(), target)?)
+        Ok(self.core.enqueue(payload, options, target)?)
     }
 
     /// Starts the session's delivery to JavaScript: `onMessages` answers each

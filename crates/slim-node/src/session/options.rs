@@ -188,9 +188,10 @@ pub struct PublishOptions {
     pub payload_type: Option<String>,
     /// Key-value pairs carried with the message.
     pub metadata: Option<HashMap<String, String>>,
-    /// Send to this name (`org/ns/app`) instead of the session's destination.
+    /// Send to this name (`org/ns/app`) instead of the session's destination (`publish`
+    /// only: `publishTo` refuses it).
     pub destination: Option<String>,
-    /// The connection the message leaves by (an id from `connect`).
+    /// The connection the message leaves by, an id from `connect` (`publish` only).
     pub connection: Option<f64>,
 }
 
