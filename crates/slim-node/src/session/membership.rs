@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slim_datapath::api::{ParticipantState, ProtoName};
-use slim_session::session_controller::CloseMode;
+use slim_session::session_controller::{CloseMode, SessionController};
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::{Code, Error, Result};
@@ -14,8 +14,10 @@ use crate::session::core::SessionCore;
 use crate::session::options::SessionType;
 use crate::session::roster::member_state;
 
-/// Upstream's own checks, done before any route is set so errors come first.
-fn check_moderator(core: &SessionCore) -> Result<()> {
+/// The session's controller, for its moderator only: upstream's own checks, done before
+/// any route is set so that their errors come first.
+fn moderated(core: &SessionCore) -> Result<Arc<SessionController>> {
+    let controller = core.controller()?;
     if core.session_type == SessionType::PointToPoint {
         return Err(Error::new(
             Code::NotGroup,
@@ -28,7 +30,7 @@ fn check_moderator(core: &SessionCore) -> Result<()> {
             "only the moderator (the app that created the group) can invite or remove members",
         ));
     }
-    Ok(())
+    Ok(controller)
 }
 
 /// Invites `member`, resolving once it has joined. A member that crashed stays listed,
@@ -39,8 +41,7 @@ pub async fn invite(
     timeout: Option<Duration>,
     abort: Option<CancellationToken>,
 ) -> Result<()> {
-    let controller = core.controller()?;
-    check_moderator(&core)?;
+    let controller = moderated(&core)?;
     core.link.set_route(&member).await?;
     match member_state(&controller, &member).await {
         Some(ParticipantState::Online) => {
@@ -68,8 +69,7 @@ pub async fn remove_listed(
     timeout: Option<Duration>,
     abort: Option<CancellationToken>,
 ) -> Result<()> {
-    let controller = core.controller()?;
-    check_moderator(&core)?;
+    let controller = moderated(&core)?;
     if member_state(&controller, &member).await.is_none() {
         return Err(Error::new(
             Code::NotMember,
