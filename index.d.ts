@@ -72,6 +72,74 @@ export declare class CancelToken {
   get cancelled(): boolean
 }
 
+/** One call on the serving side. */
+export declare class IncomingCall {
+  /** Which registered method this is (the number `register` returned). */
+  get handler(): number
+  get context(): RpcCallContext
+  /** The request of a unary-request method (once). */
+  takeRequest(): Buffer | null
+  /** The next streamed request, or `null` at the end of the requests. */
+  nextRequest(): Promise<Buffer | null>
+  /** The answer of a unary-answer method. */
+  respond(answer: Uint8Array): void
+  /** One answer of a streaming method; waits while the queue is full. */
+  send(answer: Uint8Array): Promise<undefined>
+  /** Ends a streaming answer. */
+  end(): void
+  /** Fails the call; the caller's error has this status and message. */
+  fail(status: RpcCode, message: string, details?: Uint8Array | undefined | null): void
+}
+
+/** One call in progress on the calling side. */
+export declare class RpcCall {
+  /** Sends one request; resolves once it is queued (waits while the queue is full). */
+  send(request: Uint8Array, cancel?: CancelToken | undefined | null): Promise<undefined>
+  /** No more requests. */
+  closeSend(): void
+  /**
+   * The next answer, or `null` once the answers ended; a failure of the whole call
+   * rejects.
+   */
+  next(cancel?: CancelToken | undefined | null): Promise<RpcAnswer | null>
+  /** Stops the call. */
+  cancel(): void
+}
+
+/** Calls to one remote service (point to point) or to every member of a group. */
+export declare class RpcChannel {
+  /**
+   * A channel to `members`: one server name, or with `group` several (each gets
+   * every call and answers it).
+   */
+  constructor(app: App, members: Array<string>, group: boolean, connection?: number | undefined | null)
+  get group(): boolean
+  /** One request, one answer (point-to-point channels). */
+  unary(service: string, method: string, request: Uint8Array, settings?: RpcCallSettings | undefined | null, cancel?: CancelToken | undefined | null): Promise<Buffer>
+  /**
+   * Starts a call of any shape: with `request`, that one request; without, requests
+   * are sent with `send` and ended with `closeSend`.
+   */
+  open(service: string, method: string, request?: Uint8Array | undefined | null, settings?: RpcCallSettings | undefined | null): RpcCall
+  /** The server's verified identity once a call set up the session (MLS). */
+  peer(): Promise<RpcPeer | null>
+  /** Ends the channel's session; a later call sets up a new one. */
+  close(): Promise<undefined>
+}
+
+/** Serves the methods registered on it to callers of the app's name (or another name). */
+export declare class RpcServer {
+  constructor(app: App, name: string, connection?: number | undefined | null)
+  /** Registers a method; its calls arrive with the returned handler number. */
+  register(service: string, method: string, shape: RpcShape): number
+  /** Serves until the server or the app closes. */
+  serve(): Promise<undefined>
+  /** The next call, or `null` once the server stopped. */
+  nextCall(): Promise<IncomingCall | null>
+  /** Stops serving; calls in progress finish first. */
+  close(): Promise<undefined>
+}
+
 /** A SLIM node running inside this process. */
 export declare class Server {
   /** The `host:port` the node listens on (the real port when 0 was requested). */
@@ -396,6 +464,8 @@ export declare enum ErrorCode {
    * or foreign file).
    */
   Store = 'STORE',
+  /** A remote procedure call failed; the error's `status` is the {@link RpcCode}. */
+  Rpc = 'RPC',
   /** A bug: an unexpected failure inside slim-node or SLIM (including a caught panic). */
   Internal = 'INTERNAL',
 }
@@ -692,6 +762,110 @@ export interface ReplyTarget {
   sourceId: string
   /** The connection the message came on. */
   inputConnection: number
+}
+
+/** One answer of a call; in a group call, also who sent it. */
+export interface RpcAnswer {
+  data?: Buffer
+  /** The member's name, `org/ns/app` (group calls). */
+  source?: string
+  /** The member's verified identity (group calls with MLS). */
+  subject?: string
+  issuer?: string
+  /** Set instead of `data` when this member failed; the call goes on. */
+  failure?: RpcMemberFailure
+}
+
+/** What the serving side knows about a call. */
+export interface RpcCallContext {
+  sessionId: string
+  /**
+   * Everything the caller sent as metadata, and slimrpc's own keys (`service`,
+   * `method`, `rpc-id`, `slimrpc-timeout`).
+   */
+  metadata: Record<string, string>
+  /** When the caller stops waiting, in milliseconds since the epoch. */
+  deadline: number
+  /** The caller's verified identity. */
+  peerSubject?: string
+  peerIssuer?: string
+}
+
+/** Deadline and metadata of one call. */
+export interface RpcCallSettings {
+  /** Milliseconds the whole call may take; the server sees the same deadline. */
+  timeout?: number
+  /** Sent with the request; the handler reads it from its context. */
+  metadata?: Record<string, string>
+}
+
+/**
+ * The status of a failed remote procedure call: gRPC's codes, as slimrpc sends them in
+ * its `slimrpc-code` metadata. Each member's value is the `status` a {@link RpcError}
+ * carries.
+ *
+ * @example
+ * ```ts
+ * throw new RpcError(RpcCode.NotFound, 'no such user')
+ * ```
+ * @group RPC
+ */
+export declare enum RpcCode {
+  /** Success; never the status of an error. */
+  Ok = 'OK',
+  /** The call was cancelled. */
+  Cancelled = 'CANCELLED',
+  /** An error with no better status. */
+  Unknown = 'UNKNOWN',
+  /** The request is not valid for the method. */
+  InvalidArgument = 'INVALID_ARGUMENT',
+  /** The call's deadline passed before it completed. */
+  DeadlineExceeded = 'DEADLINE_EXCEEDED',
+  /** What the request names does not exist. */
+  NotFound = 'NOT_FOUND',
+  /** What the request would create exists already. */
+  AlreadyExists = 'ALREADY_EXISTS',
+  /** The caller may not do this. */
+  PermissionDenied = 'PERMISSION_DENIED',
+  /** A quota or a resource ran out. */
+  ResourceExhausted = 'RESOURCE_EXHAUSTED',
+  /** The system is not in the state the call needs. */
+  FailedPrecondition = 'FAILED_PRECONDITION',
+  /** The call was aborted (a conflict, for example). */
+  Aborted = 'ABORTED',
+  /** A value is past its valid range. */
+  OutOfRange = 'OUT_OF_RANGE',
+  /** The server has no such method. */
+  Unimplemented = 'UNIMPLEMENTED',
+  /** A bug in the server or in slimrpc. */
+  Internal = 'INTERNAL',
+  /** The server cannot be reached now; trying again may work. */
+  Unavailable = 'UNAVAILABLE',
+  /** Data was lost or damaged. */
+  DataLoss = 'DATA_LOSS',
+  /** The caller's credentials are missing or invalid. */
+  Unauthenticated = 'UNAUTHENTICATED',
+}
+
+/** A group member's own failure, beside the other members' answers. */
+export interface RpcMemberFailure {
+  status: RpcCode
+  message: string
+  details?: Buffer
+}
+
+/** A verified identity. */
+export interface RpcPeer {
+  subject: string
+  issuer?: string
+}
+
+/** The four shapes of a method: whether requests and answers are streamed. */
+export declare enum RpcShape {
+  UnaryUnary = 'unary-unary',
+  UnaryStream = 'unary-stream',
+  StreamUnary = 'stream-unary',
+  StreamStream = 'stream-stream',
 }
 
 /**

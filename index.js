@@ -773,9 +773,13 @@ if (
   }
 }
 
-const { App, CancelToken, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, SessionType, startServer, version } = nativeBinding
+const { App, CancelToken, IncomingCall, RpcCall, RpcChannel, RpcServer, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, RpcCode, RpcShape, SessionType, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
+export { IncomingCall }
+export { RpcCall }
+export { RpcChannel }
+export { RpcServer }
 export { Server }
 export { Session }
 export { buildInfo }
@@ -788,6 +792,8 @@ export { formatName }
 export { MAX_MESSAGE_BYTES }
 export { MAX_TIMEOUT_MS }
 export { parseName }
+export { RpcCode }
+export { RpcShape }
 export { SessionType }
 export { startServer }
 export { version }

@@ -81,6 +81,17 @@ export interface SessionOptions {
   metadata?: Record<string, string>
 }
 
+let nativeOfApp: (app: App) => NativeApp
+
+/**
+ * The addon's app behind `app`, for the RPC classes.
+ * @internal
+ */
+export function nativeApp(app: App): NativeApp {
+  if (!(app instanceof App)) throw new SlimError('INVALID_ARGUMENT', 'expected an App from createApp or createLocalApp')
+  return nativeOfApp(app)
+}
+
 /**
  * Options for {@link createApp}: the app's name and identity.
  *
@@ -174,6 +185,10 @@ export interface AppEvents {
 export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
   #watchingConnection = false
+
+  static {
+    nativeOfApp = (app) => app.#native
+  }
 
   /** @internal Use {@link createApp} or {@link createLocalApp}. */
   constructor(native: NativeApp) {

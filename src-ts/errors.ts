@@ -4,7 +4,7 @@
  * beside the message in what it reports through callbacks; the codes themselves are
  * defined once, in Rust, and generated into `index.d.ts` as the `ErrorCode` enum.
  */
-import type { ErrorCode, ErrorInfo } from '../index.js'
+import type { ErrorCode, ErrorInfo, RpcCode } from '../index.js'
 // Loaded first, so that a missing binary is reported by native.ts.
 import { addon } from './native.js'
 
@@ -57,8 +57,8 @@ const KNOWN = new Set<string>(SLIM_ERROR_CODES)
  * @group Errors
  */
 export class SlimError extends Error {
-  /** Always `'SlimError'`. */
-  override readonly name = 'SlimError'
+  /** `'SlimError'`, or `'RpcError'` for a {@link RpcError}. */
+  override readonly name: string = 'SlimError'
   /** Why it failed; see {@link SlimErrorCode}. */
   readonly code: SlimErrorCode
 
@@ -74,6 +74,77 @@ export class SlimError extends Error {
     this.code = code
   }
 }
+
+/**
+ * The status of a failed remote procedure call, one of the strings of {@link RpcCode}
+ * (gRPC's codes): `'NOT_FOUND'`, `'DEADLINE_EXCEEDED'`, …
+ *
+ * @example
+ * ```ts
+ * const retry = (status: RpcStatus) => status === 'UNAVAILABLE' || status === 'DEADLINE_EXCEEDED'
+ * ```
+ * @group RPC
+ */
+export type RpcStatus = `${RpcCode}`
+
+/** The fields upstream's bindings construct an RPC error from. */
+interface RpcErrorFields {
+  code: RpcStatus
+  message: string
+  details?: Uint8Array | ArrayBuffer | undefined
+}
+
+/**
+ * A failed remote procedure call: `code` is always `'RPC'`, `status` says why. A handler
+ * throws one to answer with that status; any other error it throws reaches the caller as
+ * `UNKNOWN`.
+ *
+ * @example
+ * ```ts
+ * server.registerUnaryUnary('example.Users', 'Get', async (request) => {
+ *   throw new RpcError('NOT_FOUND', `no user ${new TextDecoder().decode(request)}`)
+ * })
+ * try {
+ *   await channel.unary('example.Users', 'Get', 'alice')
+ * } catch (error) {
+ *   if (error instanceof RpcError && error.status === 'NOT_FOUND') console.log(error.message)
+ * }
+ * ```
+ * @group RPC
+ */
+export class RpcError extends SlimError {
+  override readonly name: string = 'RpcError'
+  /** The call's status; never `'OK'`. */
+  readonly status: RpcStatus
+  /** Binary details the server attached, if any. */
+  readonly details: Uint8Array | undefined
+  /** In a group call, the member (`org/ns/app`) that failed. */
+  readonly origin: string | undefined
+
+  /** Upstream's name for the class, which generated code uses; the same class. */
+  static readonly Rpc: typeof RpcError
+  /** Upstream's name for a group member's failure; the same class. */
+  static readonly MulticastRpc: typeof RpcError
+
+  /**
+   * @param status - the status, or `{ code, message, details }` as upstream's bindings take it
+   * @param message - what happened, for the caller
+   * @param options - `details` for the caller, `origin` (a group member), `cause`
+   */
+  constructor(
+    status: RpcStatus | RpcErrorFields,
+    message?: string,
+    options?: ErrorOptions & { details?: Uint8Array; origin?: string },
+  ) {
+    const fields = typeof status === 'object' ? status : { code: status, message: message ?? status }
+    super('RPC', fields.message, options)
+    this.status = fields.code === 'OK' ? 'UNKNOWN' : fields.code
+    const details = options?.details ?? fields.details
+    this.details = details instanceof ArrayBuffer ? new Uint8Array(details) : details
+    this.origin = options?.origin
+  }
+}
+Object.defineProperties(RpcError, { Rpc: { value: RpcError }, MulticastRpc: { value: RpcError } })
 
 /**
  * True when `error` is a {@link SlimError}, optionally with the given code.
@@ -104,6 +175,10 @@ export function toSlimError(error: unknown): SlimError {
   if (error instanceof SlimError) return error
   const message = error instanceof Error ? error.message : String(error)
   const code = (error as { code?: unknown } | null | undefined)?.code
+  if (code === 'RPC') {
+    const { status, details, origin } = error as { status: RpcStatus; details?: Uint8Array; origin?: string }
+    return new RpcError(status, message, { cause: error, details, origin })
+  }
   if (typeof code === 'string' && KNOWN.has(code)) {
     return new SlimError(code as SlimErrorCode, message, { cause: error })
   }

@@ -62,7 +62,51 @@ export {
   type SessionOptions,
 } from './app.js'
 export { MAX_TIMEOUT_MS, type WaitOptions } from './cancel.js'
-export { type ErrorCode, isSlimError, SLIM_ERROR_CODES, SlimError, type SlimErrorCode } from './errors.js'
+export {
+  type ErrorCode,
+  isSlimError,
+  RpcError,
+  type RpcStatus,
+  SLIM_ERROR_CODES,
+  SlimError,
+  type SlimErrorCode,
+} from './errors.js'
+export {
+  type CallOptions,
+  type ChannelOptions,
+  type GroupAnswer,
+  type Requests,
+  RpcChannel,
+} from './rpc-channel.js'
+export {
+  RpcContext,
+  RpcServer,
+  type RpcServerOptions,
+  type StreamStreamMethod,
+  type StreamUnaryMethod,
+  type UnaryMethod,
+  type UnaryStreamMethod,
+} from './rpc-server.js'
+export {
+  type BidiStreamLike,
+  type ChannelLike,
+  type ContextLike,
+  type MulticastStreamMessage,
+  MulticastStreamMessage_Tags,
+  type RequestStreamLike,
+  type RequestWriterLike,
+  type ResponseSinkLike,
+  RpcCode,
+  type RpcMessageContext,
+  type ServerLike,
+  type StreamMessage,
+  StreamMessage_Tags,
+  type StreamReaderLike,
+  type StreamStreamHandler,
+  type StreamUnaryHandler,
+  type UnaryStreamHandler,
+  type UnaryUnaryHandler,
+} from './rpc-stream.js'
 export { type ServerOptions, SlimServer, startServer } from './server.js'
 export {
   MAX_MESSAGE_BYTES,

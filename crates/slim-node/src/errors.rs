@@ -2,11 +2,13 @@
 //! stable code as the JavaScript error's `code` property; the same codes are generated
 //! into `index.d.ts` as the `ErrorCode` string enum, so they are listed only here.
 
-use napi::bindgen_prelude::JsError;
-use napi::{Env, Unknown};
+use napi::bindgen_prelude::{JsError, JsObjectValue, Object};
+use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
 use slim_service::{ServiceError, SubscriptionAckError};
 use slim_session::SessionError;
+
+use crate::status::{RpcCode, RpcFailure};
 
 /// The stable error codes: each member's value is the `code` a {@link SlimError} carries
 /// (a {@link SlimErrorCode}). The strings are part of the public API: new codes may be
@@ -54,6 +56,8 @@ pub enum ErrorCode {
     /// The app's session store cannot be read or written (a wrong passphrase, a damaged
     /// or foreign file).
     Store,
+    /// A remote procedure call failed; the error's `status` is the {@link RpcCode}.
+    Rpc,
     /// A bug: an unexpected failure inside slim-node or SLIM (including a caught panic).
     Internal,
 }
@@ -81,6 +85,7 @@ impl Code {
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::Server => "SERVER",
             Code::Store => "STORE",
+            Code::Rpc => "RPC",
             Code::Internal => "INTERNAL",
         }
     }
@@ -96,6 +101,8 @@ impl AsRef<str> for Code {
 pub struct Error {
     pub code: Code,
     pub message: String,
+    /// The status and the rest, when the code is `RPC`.
+    pub rpc: Option<Box<RpcFailure>>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -121,6 +128,19 @@ impl Error {
         Self {
             code,
             message: message.into(),
+            rpc: None,
+        }
+    }
+
+    /// An RPC failure with the given status.
+    pub fn rpc(status: RpcCode, message: impl Into<String>) -> Self {
+        Self {
+            rpc: Some(Box::new(RpcFailure {
+                status,
+                origin: None,
+                details: None,
+            })),
+            ..Self::new(Code::Rpc, message)
         }
     }
 
@@ -141,8 +161,59 @@ impl Error {
 
     /// The JavaScript error object, for rejecting a promise on the JavaScript thread.
     pub fn into_js(self, env: &Env) -> napi::Error {
+        let rpc = self.rpc.clone();
         let value: Unknown<'_> = JsError::from(napi::Error::<Code>::from(self)).into_unknown(*env);
+        if let Some(failure) = rpc {
+            // SAFETY: JsError::into_unknown always makes an Error object.
+            let mut object: Object<'_> = unsafe { value.cast() }.unwrap_or_else(|_| unreachable!());
+            let _ = describe_rpc(env, &mut object, &failure);
+            return napi::Error::from(object.to_unknown());
+        }
         napi::Error::from(value)
+    }
+}
+
+/// The RPC error's extra properties: `status`, and `origin` / `details` when known.
+fn describe_rpc(env: &Env, object: &mut Object<'_>, failure: &RpcFailure) -> napi::Result<()> {
+    object.set_named_property("status", failure.status.as_str())?;
+    if let Some(origin) = &failure.origin {
+        object.set_named_property("origin", origin.as_str())?;
+    }
+    if let Some(details) = &failure.details {
+        let buffer = napi::bindgen_prelude::BufferSlice::copy_from(env, details)?;
+        object.set_named_property("details", buffer)?;
+    }
+    Ok(())
+}
+
+/// Upstream's call failures: the status is kept; a group call's member is the origin.
+impl From<slim_rpc::RpcError> for Error {
+    fn from(err: slim_rpc::RpcError) -> Self {
+        let message = err.to_string();
+        let (status, origin, details) = match err {
+            slim_rpc::RpcError::Rpc { code, details, .. } => (code.into(), None, details),
+            slim_rpc::RpcError::MulticastRpc {
+                origin,
+                code,
+                details,
+                ..
+            } => (code.into(), Some(origin), details),
+            // Some members never answered before the group's session ended.
+            slim_rpc::RpcError::MulticastSessionClosed { .. } => (RpcCode::Unavailable, None, None),
+        };
+        let status = if status == RpcCode::Ok {
+            RpcCode::Unknown
+        } else {
+            status
+        };
+        Self {
+            rpc: Some(Box::new(RpcFailure {
+                status,
+                origin,
+                details,
+            })),
+            ..Self::new(Code::Rpc, message)
+        }
     }
 }
 
@@ -291,6 +362,7 @@ mod tests {
             Code::PayloadTooLarge,
             Code::Server,
             Code::Store,
+            Code::Rpc,
             Code::Internal,
         ];
         for code in variants {

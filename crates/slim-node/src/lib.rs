@@ -15,6 +15,7 @@ mod identity;
 mod jwt;
 mod name;
 mod runtime;
+mod status;
 mod tls;
 mod tracing;
 
@@ -29,5 +30,6 @@ mod connection;
 mod session;
 
 mod app;
+mod rpc;
 
 mod api;

@@ -97,6 +97,10 @@ pub fn create_app(env: &Env, options: AppOptions) -> js::Result<PromiseRaw<'_, A
 }
 
 impl App {
+    pub fn core(&self) -> &Arc<AppCore> {
+        &self.core
+    }
+
     fn change_routing<'env>(
         &self,
         env: &'env Env,
@@ -114,7 +118,7 @@ impl App {
 }
 
 /// A connection id from JavaScript (the number `connect` resolved with).
-fn connection_id(value: Option<f64>) -> js::Result<Option<u64>> {
+pub fn connection_id(value: Option<f64>) -> js::Result<Option<u64>> {
     Ok(whole_number(value, "connection")?.map(u64::from))
 }
 

@@ -4,6 +4,7 @@
 pub mod app;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
+pub mod rpc;
 pub mod server;
 pub mod session;
 

@@ -1,0 +1,114 @@
+// slimrpc between slim-node apps on a real embedded node: the four call shapes, status
+// codes, deadlines, metadata and the caller's identity, group calls, and backpressure.
+import { expect, test } from 'vitest'
+import { type App, RpcChannel, RpcError, RpcServer, type SlimServer } from '../src-ts/index.js'
+import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
+
+const SERVICE = 'test.Echo'
+const decode = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8')
+
+/** A server app offering the test service, serving until the test ends. */
+async function echoServer(node: SlimServer, name: string): Promise<{ app: App; server: RpcServer }> {
+  const app = track(await connectApp(node, name))
+  const server = track(new RpcServer(app))
+  server.registerUnaryUnary(SERVICE, 'Echo', (request) => `echo:${decode(request)}`)
+  server.registerUnaryStream(SERVICE, 'Count', function* (request) {
+    for (let i = 0; i < Number(decode(request)); i++) yield String(i)
+  })
+  server.registerStreamUnary(SERVICE, 'Sum', async (requests) => {
+    let sum = 0
+    for await (const request of requests) sum += Number(decode(request))
+    return String(sum)
+  })
+  server.registerStreamStream(SERVICE, 'Chat', async function* (requests) {
+    for await (const request of requests) yield `chat:${decode(request)}`
+  })
+  server.registerUnaryUnary(SERVICE, 'Fail', (request) => {
+    throw new RpcError(decode(request) as never, 'failed as asked')
+  })
+  server.registerUnaryUnary(SERVICE, 'Throw', () => {
+    throw new Error('a plain error')
+  })
+  server.registerUnaryUnary(SERVICE, 'Slow', async (request, context) => {
+    await new Promise((resolve) => setTimeout(resolve, Number(decode(request))))
+    return context.signal.aborted ? 'aborted' : 'late'
+  })
+  server.registerUnaryUnary(SERVICE, 'Whoami', (_request, context) =>
+    JSON.stringify({ peer: context.peer, metadata: context.metadata, remaining: context.remainingMs }),
+  )
+  void server.serve()
+  return { app, server }
+}
+
+async function collect(answers: AsyncIterable<Uint8Array>): Promise<string[]> {
+  const out: string[] = []
+  for await (const answer of answers) out.push(decode(answer))
+  return out
+}
+
+test('all four shapes between two slim-node apps', async () => {
+  const node = track(await startTestServer())
+  await echoServer(node, 'org/rpc/server')
+  const client = track(await connectApp(node, 'org/rpc/client'))
+  const channel = new RpcChannel(client, 'org/rpc/server')
+  expect(decode(await channel.unary(SERVICE, 'Echo', 'hi', { timeout: 10_000 }))).toBe('echo:hi')
+  expect(await collect(channel.unaryStream(SERVICE, 'Count', '4'))).toEqual(['0', '1', '2', '3'])
+  expect(decode(await channel.streamUnary(SERVICE, 'Sum', ['1', '2', '3']))).toBe('6')
+  async function* lines() {
+    yield 'a'
+    yield 'b'
+  }
+  expect(await collect(channel.streamStream(SERVICE, 'Chat', lines()))).toEqual(['chat:a', 'chat:b'])
+})
+
+test('statuses, deadlines, metadata and identity reach the other side', async () => {
+  const node = track(await startTestServer())
+  await echoServer(node, 'org/rpcerr/server')
+  const client = track(await connectApp(node, 'org/rpcerr/client'))
+  const channel = new RpcChannel(client, 'org/rpcerr/server')
+  const failed = await rejectionOf(channel.unary(SERVICE, 'Fail', 'NOT_FOUND'))
+  expect(failed).toBeInstanceOf(RpcError)
+  expect(failed).toMatchObject({ code: 'RPC', status: 'NOT_FOUND', message: 'failed as asked' })
+  expect(await rejectionOf(channel.unary(SERVICE, 'Throw', ''))).toMatchObject({ status: 'UNKNOWN' })
+  expect(await rejectionOf(channel.unary(SERVICE, 'Missing', ''))).toMatchObject({ status: 'UNIMPLEMENTED' })
+  const late = await rejectionOf(channel.unary(SERVICE, 'Slow', '2000', { timeout: 300 }))
+  expect(late).toMatchObject({ code: 'RPC', status: 'DEADLINE_EXCEEDED' })
+  const who = JSON.parse(
+    decode(await channel.unary(SERVICE, 'Whoami', '', { metadata: { trace: 'n1' }, timeout: 5_000 })),
+  )
+  expect(who.metadata).toMatchObject({ trace: 'n1', service: SERVICE, method: 'Whoami' })
+  expect(who.peer.subject).toMatch(/^org\/rpcerr\/client/)
+  expect(who.remaining).toBeGreaterThan(0)
+  expect(who.remaining).toBeLessThanOrEqual(5_000)
+  expect((await channel.peer())?.subject).toMatch(/^org\/rpcerr\/server/)
+})
+
+test('an abort signal stops a call', async () => {
+  const node = track(await startTestServer())
+  await echoServer(node, 'org/rpcabort/server')
+  const client = track(await connectApp(node, 'org/rpcabort/client'))
+  const channel = new RpcChannel(client, 'org/rpcabort/server')
+  const controller = new AbortController()
+  const pending = channel.unary(SERVICE, 'Slow', '5000', { signal: controller.signal })
+  controller.abort(new Error('enough'))
+  const aborted = await rejectionOf(pending)
+  expect(aborted.code).toBe('ABORTED')
+  expect(decode(await channel.unary(SERVICE, 'Echo', 'after'))).toBe('echo:after')
+})
+
+test('a group channel yields every member answer', async () => {
+  const node = track(await startTestServer())
+  await echoServer(node, 'org/rpcgroup/a')
+  await echoServer(node, 'org/rpcgroup/b')
+  const client = track(await connectApp(node, 'org/rpcgroup/client'))
+  const group = new RpcChannel(client, ['org/rpcgroup/a', 'org/rpcgroup/b'])
+  const answers = []
+  for await (const answer of group.multicastUnary(SERVICE, 'Echo', 'all', { timeout: 20_000 })) answers.push(answer)
+  expect(answers.map((a) => [a.source, a.data && decode(a.data)]).sort()).toEqual([
+    ['org/rpcgroup/a', 'echo:all'],
+    ['org/rpcgroup/b', 'echo:all'],
+  ])
+  const failures = []
+  for await (const answer of group.multicastUnary(SERVICE, 'Fail', 'ABORTED')) failures.push(answer)
+  expect(failures.map((a) => a.error?.status)).toEqual(['ABORTED', 'ABORTED'])
+})

@@ -1,0 +1,386 @@
+//! The slimrpc classes: `RpcChannel` and its `RpcCall`s, `RpcServer` and its
+//! `IncomingCall`s. Bytes in, bytes out; encoding messages is the caller's business.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use napi::Env;
+use napi::bindgen_prelude::{Buffer, PromiseRaw, Uint8ArraySlice};
+use napi_derive::napi;
+
+use crate::api::app::{App, connection_id};
+use crate::cancel::{CancelToken, token_of};
+use crate::errors::{Error, js};
+use crate::name;
+use crate::rpc::client::{CallCore, CallSettings, ChannelCore, Reply, Requests};
+use crate::rpc::server::{IncomingCore, RpcShape, ServerCore};
+use crate::runtime::{millis, promise};
+use crate::status::RpcCode;
+
+/// Deadline and metadata of one call.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct RpcCallSettings {
+    /// Milliseconds the whole call may take; the server sees the same deadline.
+    pub timeout: Option<f64>,
+    /// Sent with the request; the handler reads it from its context.
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl RpcCallSettings {
+    fn upstream(self) -> js::Result<CallSettings> {
+        Ok(CallSettings {
+            timeout: millis(self.timeout, "timeout")?,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// A group member's own failure, beside the other members' answers.
+#[napi(object, object_from_js = false)]
+pub struct RpcMemberFailure {
+    pub status: RpcCode,
+    pub message: String,
+    pub details: Option<Buffer>,
+}
+
+/// One answer of a call; in a group call, also who sent it.
+#[napi(object, object_from_js = false)]
+pub struct RpcAnswer {
+    pub data: Option<Buffer>,
+    /// The member's name, `org/ns/app` (group calls).
+    pub source: Option<String>,
+    /// The member's verified identity (group calls with MLS).
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    /// Set instead of `data` when this member failed; the call goes on.
+    pub failure: Option<RpcMemberFailure>,
+}
+
+impl RpcAnswer {
+    fn of(reply: Reply) -> Result<Self, Error> {
+        let ends_call = reply.ends_call();
+        let Reply {
+            outcome,
+            source,
+            subject,
+            issuer,
+        } = reply;
+        let (data, failure) = match outcome {
+            Ok(data) => (Some(data.into()), None),
+            Err(err) if ends_call => return Err(err),
+            Err(err) => {
+                let rpc = err.rpc.unwrap_or_default();
+                let failure = RpcMemberFailure {
+                    status: rpc.status,
+                    message: err.message,
+                    details: rpc.details.map(Buffer::from),
+                };
+                (None, Some(failure))
+            }
+        };
+        Ok(Self {
+            data,
+            source,
+            subject,
+            issuer,
+            failure,
+        })
+    }
+}
+
+/// Calls to one remote service (point to point) or to every member of a group.
+#[napi]
+pub struct RpcChannel {
+    core: Arc<ChannelCore>,
+}
+
+#[napi]
+impl RpcChannel {
+    /// A channel to `members`: one server name, or with `group` several (each gets
+    /// every call and answers it).
+    #[napi(constructor)]
+    pub fn new(
+        app: &App,
+        members: Vec<String>,
+        group: bool,
+        connection: Option<f64>,
+    ) -> js::Result<Self> {
+        if members.is_empty() || (!group && members.len() != 1) {
+            return Err(Error::invalid_argument(
+                "a channel needs one server name, or with group: true at least one member",
+            )
+            .into());
+        }
+        let names = members
+            .iter()
+            .map(|member| name::parse(member))
+            .collect::<Result<Vec<_>, _>>()?;
+        let core = ChannelCore::new(
+            app.core().link.clone(),
+            names,
+            group,
+            connection_id(connection)?,
+        )?;
+        Ok(Self { core })
+    }
+
+    #[napi(getter)]
+    pub fn group(&self) -> bool {
+        self.core.is_group()
+    }
+
+    /// One request, one answer (point-to-point channels).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn unary<'env>(
+        &self,
+        env: &'env Env,
+        service: String,
+        method: String,
+        request: Uint8ArraySlice<'_>,
+        settings: Option<RpcCallSettings>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, Buffer>> {
+        let settings = settings.unwrap_or_default().upstream()?;
+        let call = self.core.clone().unary(
+            service,
+            method,
+            request.to_vec(),
+            settings,
+            token_of(cancel),
+        );
+        promise(env, async move { call.await.map(Buffer::from) })
+    }
+
+    /// Starts a call of any shape: with `request`, that one request; without, requests
+    /// are sent with `send` and ended with `closeSend`.
+    #[napi]
+    pub fn open(
+        &self,
+        service: String,
+        method: String,
+        request: Option<Uint8ArraySlice<'_>>,
+        settings: Option<RpcCallSettings>,
+    ) -> js::Result<RpcCall> {
+        let requests = match request {
+            Some(request) => Requests::One(request.to_vec()),
+            None => Requests::Streamed,
+        };
+        let settings = settings.unwrap_or_default().upstream()?;
+        let core = self.core.open(service, method, requests, settings)?;
+        Ok(RpcCall { core })
+    }
+
+    /// The server's verified identity once a call set up the session (MLS).
+    #[napi(ts_return_type = "Promise<RpcPeer | null>")]
+    pub fn peer<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, Option<RpcPeer>>> {
+        let core = self.core.clone();
+        promise(env, async move {
+            Ok(core
+                .peer()
+                .await
+                .map(|(subject, issuer)| RpcPeer { subject, issuer }))
+        })
+    }
+
+    /// Ends the channel's session; a later call sets up a new one.
+    #[napi]
+    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        promise(env, async move { core.close().await })
+    }
+}
+
+/// A verified identity.
+#[napi(object)]
+pub struct RpcPeer {
+    pub subject: String,
+    pub issuer: Option<String>,
+}
+
+/// One call in progress on the calling side.
+#[napi]
+pub struct RpcCall {
+    core: Arc<CallCore>,
+}
+
+#[napi]
+impl RpcCall {
+    /// Sends one request; resolves once it is queued (waits while the queue is full).
+    #[napi]
+    pub fn send<'env>(
+        &self,
+        env: &'env Env,
+        request: Uint8ArraySlice<'_>,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        promise(
+            env,
+            self.core.clone().send(request.to_vec(), token_of(cancel)),
+        )
+    }
+
+    /// No more requests.
+    #[napi]
+    pub fn close_send(&self) {
+        self.core.close_send();
+    }
+
+    /// The next answer, or `null` once the answers ended; a failure of the whole call
+    /// rejects.
+    #[napi(ts_return_type = "Promise<RpcAnswer | null>")]
+    pub fn next<'env>(
+        &self,
+        env: &'env Env,
+        cancel: Option<&CancelToken>,
+    ) -> js::Result<PromiseRaw<'env, Option<RpcAnswer>>> {
+        let next = self.core.clone().next(token_of(cancel));
+        promise(
+            env,
+            async move { next.await?.map(RpcAnswer::of).transpose() },
+        )
+    }
+
+    /// Stops the call.
+    #[napi]
+    pub fn cancel(&self) {
+        self.core.cancel();
+    }
+}
+
+/// Serves the methods registered on it to callers of the app's name (or another name).
+#[napi]
+pub struct RpcServer {
+    core: Arc<ServerCore>,
+}
+
+#[napi]
+impl RpcServer {
+    #[napi(constructor)]
+    pub fn new(app: &App, name: String, connection: Option<f64>) -> js::Result<Self> {
+        let name = name::parse(&name)?;
+        let core = ServerCore::new(app.core().clone(), name, connection_id(connection)?)?;
+        Ok(Self { core })
+    }
+
+    /// Registers a method; its calls arrive with the returned handler number.
+    #[napi]
+    pub fn register(&self, service: String, method: String, shape: RpcShape) -> js::Result<u32> {
+        Ok(self.core.register(&service, &method, shape)?)
+    }
+
+    /// Serves until the server or the app closes.
+    #[napi]
+    pub fn serve<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let serving = self.core.serve()?;
+        promise(env, serving)
+    }
+
+    /// The next call, or `null` once the server stopped.
+    #[napi(ts_return_type = "Promise<IncomingCall | null>")]
+    pub fn next_call<'env>(
+        &self,
+        env: &'env Env,
+    ) -> js::Result<PromiseRaw<'env, Option<IncomingCall>>> {
+        let next = self.core.clone().next_call();
+        promise(env, async move {
+            Ok(next.await?.map(|core| IncomingCall { core }))
+        })
+    }
+
+    /// Stops serving; calls in progress finish first.
+    #[napi]
+    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        promise(env, async move {
+            core.stop().await;
+            Ok(())
+        })
+    }
+}
+
+/// What the serving side knows about a call.
+#[napi(object, object_from_js = false)]
+pub struct RpcCallContext {
+    pub session_id: String,
+    /// Everything the caller sent as metadata, and slimrpc's own keys (`service`,
+    /// `method`, `rpc-id`, `slimrpc-timeout`).
+    pub metadata: HashMap<String, String>,
+    /// When the caller stops waiting, in milliseconds since the epoch.
+    pub deadline: f64,
+    /// The caller's verified identity.
+    pub peer_subject: Option<String>,
+    pub peer_issuer: Option<String>,
+}
+
+/// One call on the serving side.
+#[napi]
+pub struct IncomingCall {
+    core: Arc<IncomingCore>,
+}
+
+#[napi]
+impl IncomingCall {
+    /// Which registered method this is (the number `register` returned).
+    #[napi(getter)]
+    pub fn handler(&self) -> u32 {
+        self.core.handler
+    }
+
+    #[napi(getter)]
+    pub fn context(&self) -> RpcCallContext {
+        let info = &self.core.info;
+        RpcCallContext {
+            session_id: info.session_id.clone(),
+            metadata: info.metadata.clone(),
+            deadline: info.deadline,
+            peer_subject: info.subject.clone(),
+            peer_issuer: info.issuer.clone(),
+        }
+    }
+
+    /// The request of a unary-request method (once).
+    #[napi]
+    pub fn take_request(&self) -> Option<Buffer> {
+        self.core.take_request().map(Buffer::from)
+    }
+
+    /// The next streamed request, or `null` at the end of the requests.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn next_request<'env>(
+        &self,
+        env: &'env Env,
+    ) -> js::Result<PromiseRaw<'env, Option<Buffer>>> {
+        let next = self.core.clone().next_request();
+        promise(env, async move { Ok(next.await?.map(Buffer::from)) })
+    }
+
+    /// The answer of a unary-answer method.
+    #[napi]
+    pub fn respond(&self, answer: Uint8ArraySlice<'_>) -> js::Result<()> {
+        Ok(self.core.respond(answer.to_vec())?)
+    }
+
+    /// One answer of a streaming method; waits while the queue is full.
+    #[napi]
+    pub fn send<'env>(
+        &self,
+        env: &'env Env,
+        answer: Uint8ArraySlice<'_>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
+        promise(env, self.core.clone().send(answer.to_vec()))
+    }
+
+    /// Ends a streaming answer.
+    #[napi]
+    pub fn end(&self) {
+        self.core.end();
+    }
+
+    /// Fails the call; the caller's error has this status and message.
+    #[napi]
+    pub fn fail(&self, status: RpcCode, message: String, details: Option<Uint8ArraySlice<'_>>) {
+        self.core
+            .fail(status, message, details.map(|details| details.to_vec()));
+    }
+}

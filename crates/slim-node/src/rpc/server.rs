@@ -1,0 +1,431 @@
+//! The serving side: upstream's `Server` with one registered adapter per method. Each
+//! adapter hands its call to JavaScript through one bounded queue of incoming calls and
+//! waits for the answer, so upstream keeps the wire, the demultiplexing and the
+//! deadlines, and a JavaScript handler only sees bytes in and bytes out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use slim_datapath::api::ProtoName;
+use slim_rpc::{Context, DecodedStream, RpcError, Server};
+use slim_session::notification::Notification;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppCore, Listener};
+use crate::errors::{Code, Error, Result};
+use crate::link::{Link, closed_as_app};
+use crate::runtime::bounded;
+use crate::session::options::MAX_MESSAGE_BYTES;
+use crate::status::RpcCode;
+
+/// Calls waiting for JavaScript to pick them up before upstream's adapters wait.
+const CALL_QUEUE: usize = 256;
+/// Answers a streaming handler may queue ahead of the network before `send` waits.
+const ANSWER_QUEUE: usize = 32;
+
+/// The four shapes of a method: whether requests and answers are streamed.
+#[napi_derive::napi(string_enum = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcShape {
+    UnaryUnary,
+    UnaryStream,
+    StreamUnary,
+    StreamStream,
+}
+
+type Answer = std::result::Result<Vec<u8>, RpcError>;
+
+/// Where a handler's answer goes.
+enum Answers {
+    One(oneshot::Sender<Answer>),
+    Many(mpsc::Sender<Answer>),
+}
+
+/// What the caller knows about one incoming call.
+pub struct CallInfo {
+    pub session_id: String,
+    pub metadata: HashMap<String, String>,
+    /// Milliseconds since the epoch.
+    pub deadline: f64,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+}
+
+impl CallInfo {
+    fn of(context: &Context) -> Self {
+        let deadline = context
+            .deadline()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        Self {
+            session_id: context.session_id(),
+            metadata: context.metadata(),
+            deadline,
+            subject: context.peer_subject(),
+            issuer: context.peer_issuer(),
+        }
+    }
+}
+
+/// One call handed to JavaScript.
+pub struct IncomingCore {
+    pub handler: u32,
+    pub info: CallInfo,
+    request: Mutex<Option<Vec<u8>>>,
+    requests: tokio::sync::Mutex<Option<DecodedStream<Vec<u8>>>>,
+    answers: Mutex<Option<Answers>>,
+}
+
+impl IncomingCore {
+    /// The request of a unary-request call, once.
+    pub fn take_request(&self) -> Option<Vec<u8>> {
+        self.request.lock().take()
+    }
+
+    /// The next streamed request, or `None` once the caller closed its requests.
+    pub async fn next_request(self: Arc<Self>) -> Result<Option<Vec<u8>>> {
+        let mut requests = self
+            .requests
+            .try_lock()
+            .map_err(|_| Error::new(Code::Busy, "another read of the requests is pending"))?;
+        let Some(stream) = requests.as_mut() else {
+            return Ok(None);
+        };
+        match stream.next().await {
+            Some(request) => Ok(Some(request?)),
+            None => {
+                requests.take();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The answer of a unary-answer call.
+    pub fn respond(&self, answer: Vec<u8>) -> Result<()> {
+        check_size(answer.len())?;
+        let taken = self.answers.lock().take();
+        match taken {
+            Some(Answers::One(reply)) => {
+                let _ = reply.send(Ok(answer));
+                Ok(())
+            }
+            Some(many @ Answers::Many(_)) => {
+                *self.answers.lock() = Some(many);
+                Err(Error::invalid_argument(
+                    "a streaming method answers with send() and end()",
+                ))
+            }
+            None => Err(answered()),
+        }
+    }
+
+    /// One answer of a streaming-answer call; waits while the queue is full.
+    pub async fn send(self: Arc<Self>, answer: Vec<u8>) -> Result<()> {
+        check_size(answer.len())?;
+        let sender = self.stream_sender()?;
+        sender.send(Ok(answer)).await.map_err(|_| call_gone())
+    }
+
+    fn stream_sender(&self) -> Result<mpsc::Sender<Answer>> {
+        match &*self.answers.lock() {
+            Some(Answers::Many(sender)) => Ok(sender.clone()),
+            Some(Answers::One(_)) => Err(Error::invalid_argument(
+                "a unary method answers once, with respond()",
+            )),
+            None => Err(answered()),
+        }
+    }
+
+    /// Ends a streaming answer.
+    pub fn end(&self) {
+        let mut answers = self.answers.lock();
+        if matches!(*answers, Some(Answers::Many(_))) {
+            answers.take();
+        }
+    }
+
+    /// Fails the call with a status; the caller gets it as its error.
+    pub fn fail(&self, status: RpcCode, message: String, details: Option<Vec<u8>>) {
+        let status = if status == RpcCode::Ok {
+            RpcCode::Unknown
+        } else {
+            status
+        };
+        let error = match details {
+            Some(details) => RpcError::with_details(status.into(), message, details),
+            None => RpcError::new(status.into(), message),
+        };
+        let taken = self.answers.lock().take();
+        match taken {
+            Some(Answers::One(reply)) => {
+                let _ = reply.send(Err(error));
+            }
+            // After the answers already queued, never instead of them.
+            Some(Answers::Many(sender)) => crate::runtime::spawn(async move {
+                let _ = sender.send(Err(error)).await;
+            }),
+            None => {}
+        }
+    }
+}
+
+fn answered() -> Error {
+    Error::invalid_argument("the call was already answered")
+}
+
+fn call_gone() -> Error {
+    Error::rpc(
+        RpcCode::Cancelled,
+        "the call has ended (its deadline passed or the caller went away)",
+    )
+}
+
+fn check_size(len: usize) -> Result<()> {
+    if len > MAX_MESSAGE_BYTES as usize {
+        return Err(Error::new(
+            Code::PayloadTooLarge,
+            format!("an answer of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a server stands: handlers are registered before it serves, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Registering,
+    Serving,
+    Stopped,
+}
+
+type Sessions = mpsc::Sender<std::result::Result<Notification, slim_session::SessionError>>;
+
+pub struct ServerCore {
+    app: Arc<AppCore>,
+    server: Server,
+    /// Upstream's server reads its sessions from here; `serve` feeds it the app's.
+    sessions: Sessions,
+    calls: mpsc::Sender<Arc<IncomingCore>>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<Arc<IncomingCore>>>,
+    handlers: Mutex<u32>,
+    stage: Mutex<Stage>,
+    stopped: CancellationToken,
+}
+
+impl ServerCore {
+    pub fn new(app: Arc<AppCore>, name: ProtoName, connection: Option<u64>) -> Result<Arc<Self>> {
+        let slim = app.link.slim()?;
+        let connection = Some(app.link.connection_or(connection)?);
+        let (sessions, sessions_rx) = mpsc::channel(16);
+        let server = napi::bindgen_prelude::within_runtime_if_available(|| {
+            Server::new_with_connection_and_runtime(slim, name, connection, sessions_rx, None)
+        });
+        let (calls, incoming) = mpsc::channel(CALL_QUEUE);
+        Ok(Arc::new(Self {
+            app,
+            server,
+            sessions,
+            calls,
+            incoming: tokio::sync::Mutex::new(incoming),
+            handlers: Mutex::new(0),
+            stage: Mutex::new(Stage::Registering),
+            stopped: CancellationToken::new(),
+        }))
+    }
+
+    fn link(&self) -> &Arc<Link> {
+        &self.app.link
+    }
+
+    /// Registers `service/method` with the given shape; its calls arrive tagged with the
+    /// returned number.
+    pub fn register(&self, service: &str, method: &str, shape: RpcShape) -> Result<u32> {
+        if *self.stage.lock() != Stage::Registering {
+            return Err(Error::invalid_argument(
+                "register every method before serve()",
+            ));
+        }
+        if service.is_empty() || method.is_empty() {
+            return Err(Error::invalid_argument(
+                "service and method must not be empty",
+            ));
+        }
+        let handler = {
+            let mut count = self.handlers.lock();
+            *count += 1;
+            *count - 1
+        };
+        let calls = self.calls.clone();
+        let server = &self.server;
+        match shape {
+            RpcShape::UnaryUnary => server.register_unary_unary(
+                service,
+                method,
+                move |request: Vec<u8>, context: Context| {
+                    answer_once(calls.clone(), handler, context, Input::One(request))
+                },
+            ),
+            RpcShape::StreamUnary => server.register_stream_unary(
+                service,
+                method,
+                move |requests: DecodedStream<Vec<u8>>, context: Context| {
+                    answer_once(calls.clone(), handler, context, Input::Streamed(requests))
+                },
+            ),
+            RpcShape::UnaryStream => server.register_unary_stream(
+                service,
+                method,
+                move |request: Vec<u8>, context: Context| {
+                    answer_streamed(calls.clone(), handler, context, Input::One(request))
+                },
+            ),
+            RpcShape::StreamStream => server.register_stream_stream(
+                service,
+                method,
+                move |requests: DecodedStream<Vec<u8>>, context: Context| {
+                    answer_streamed(calls.clone(), handler, context, Input::Streamed(requests))
+                },
+            ),
+        }
+        Ok(handler)
+    }
+
+    /// Claims the app's incoming sessions (BUSY while the app listens for sessions itself)
+    /// and returns the serving, which ends when the server or the app closes.
+    pub fn serve(self: &Arc<Self>) -> Result<impl Future<Output = Result<()>> + use<>> {
+        let mut stage = self.stage.lock();
+        if *stage != Stage::Registering {
+            return Err(Error::invalid_argument("the server already served"));
+        }
+        self.link().slim()?;
+        let listener = self.app.listener().map_err(|_| {
+            Error::new(
+                Code::Busy,
+                "the app already listens for sessions; an RPC server takes all of them",
+            )
+        })?;
+        *stage = Stage::Serving;
+        let core = self.clone();
+        Ok(async move { core.run(listener).await })
+    }
+
+    async fn run(self: Arc<Self>, listener: Listener) -> Result<()> {
+        let feed = forward_sessions(listener, self.sessions.clone());
+        let outcome = tokio::select! {
+            served = self.server.serve() => served.map_err(Error::from),
+            _ = feed => Ok(()),
+            _ = self.stopped.cancelled() => Ok(()),
+            _ = self.link().closed.cancelled() => Ok(()),
+        };
+        self.stop().await;
+        outcome
+    }
+
+    /// The next call for JavaScript, or `None` once the server stopped.
+    pub async fn next_call(self: Arc<Self>) -> Result<Option<Arc<IncomingCore>>> {
+        let mut incoming = self
+            .incoming
+            .try_lock()
+            .map_err(|_| Error::new(Code::Busy, "another read of the calls is pending"))?;
+        let next = async { Ok(incoming.recv().await) };
+        match bounded(next, None, &self.stopped, None, "serving").await {
+            Err(err) if err.code == Code::Closed => Ok(None),
+            other => other.map_err(closed_as_app),
+        }
+    }
+
+    /// Stops serving: no new calls; calls in progress end first. Idempotent.
+    pub async fn stop(&self) {
+        *self.stage.lock() = Stage::Stopped;
+        self.stopped.cancel();
+        self.server.shutdown().await;
+    }
+}
+
+/// Passes the app's new sessions to upstream's server until either side ends.
+async fn forward_sessions(mut listener: Listener, sessions: Sessions) {
+    while let Some(notification) = listener.recv().await {
+        // Only new sessions concern the server; upstream's would stop on anything else.
+        if let Ok(Notification::NewSession(context)) = notification
+            && sessions
+                .send(Ok(Notification::NewSession(context)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A call's requests as upstream gives them to the adapter.
+enum Input {
+    One(Vec<u8>),
+    Streamed(DecodedStream<Vec<u8>>),
+}
+
+/// Hands a call to JavaScript.
+async fn hand_over(
+    calls: &mpsc::Sender<Arc<IncomingCore>>,
+    handler: u32,
+    context: &Context,
+    input: Input,
+    answers: Answers,
+) -> std::result::Result<(), RpcError> {
+    let (request, requests) = match input {
+        Input::One(request) => (Some(request), None),
+        Input::Streamed(requests) => (None, Some(requests)),
+    };
+    let call = IncomingCore {
+        handler,
+        info: CallInfo::of(context),
+        request: Mutex::new(request),
+        requests: tokio::sync::Mutex::new(requests),
+        answers: Mutex::new(Some(answers)),
+    };
+    calls
+        .send(Arc::new(call))
+        .await
+        .map_err(|_| RpcError::unavailable("the server is stopping"))
+}
+
+async fn answer_once(
+    calls: mpsc::Sender<Arc<IncomingCore>>,
+    handler: u32,
+    context: Context,
+    input: Input,
+) -> std::result::Result<Vec<u8>, RpcError> {
+    let (reply, answer) = oneshot::channel();
+    hand_over(&calls, handler, &context, input, Answers::One(reply)).await?;
+    answer
+        .await
+        .unwrap_or_else(|_| Err(RpcError::unavailable("the server stopped before answering")))
+}
+
+async fn answer_streamed(
+    calls: mpsc::Sender<Arc<IncomingCore>>,
+    handler: u32,
+    context: Context,
+    input: Input,
+) -> std::result::Result<ReceiverStream<Answer>, RpcError> {
+    let (sender, answers) = mpsc::channel(ANSWER_QUEUE);
+    hand_over(&calls, handler, &context, input, Answers::Many(sender)).await?;
+    Ok(ReceiverStream::new(answers))
+}
+
+impl Drop for IncomingCore {
+    /// A call JavaScript let go of unanswered fails rather than looking answered.
+    fn drop(&mut self) {
+        if self.answers.get_mut().is_some() {
+            self.fail(
+                RpcCode::Internal,
+                "the handler ended without answering".to_string(),
+                None,
+            );
+        }
+    }
+}

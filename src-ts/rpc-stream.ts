@@ -1,0 +1,352 @@
+/**
+ * The shapes slimrpc's code generator (`protoc-gen-slimrpc-node`) programs against:
+ * stream messages as tagged unions and the `*Like` interfaces of a channel, a server, a
+ * handler's context and its streams. slim-node's {@link RpcChannel} and
+ * {@link RpcServer} satisfy them, so generated stubs run on slim-node with
+ * `bindings_import=slim-node`.
+ */
+import type { RpcCode as NativeRpcCode } from '../index.js'
+import type { RpcError } from './errors.js'
+import { addon } from './native.js'
+
+/**
+ * The statuses of slimrpc as an enum object (`RpcCode.NotFound === 'NOT_FOUND'`), for
+ * code written against upstream's bindings; {@link RpcStatus} is the same strings.
+ *
+ * @example
+ * ```ts
+ * throw new RpcError(RpcCode.PermissionDenied, 'admins only')
+ * ```
+ * @group RPC
+ */
+export const RpcCode: typeof NativeRpcCode = addon.RpcCode
+export type RpcCode = NativeRpcCode
+
+/**
+ * The tags of a {@link StreamMessage}.
+ *
+ * @example
+ * ```ts
+ * const message = await reader.nextAsync()
+ * if (message.tag === StreamMessage_Tags.Data) console.log(message.inner[0].byteLength)
+ * ```
+ * @group RPC
+ */
+export const StreamMessage_Tags = Object.freeze({ Data: 'Data', Error: 'Error', End: 'End' } as const)
+
+/**
+ * The tags of a {@link MulticastStreamMessage} (the same three).
+ *
+ * @example
+ * ```ts
+ * if (message.tag === MulticastStreamMessage_Tags.End) return
+ * ```
+ * @group RPC
+ */
+export const MulticastStreamMessage_Tags = StreamMessage_Tags
+
+/**
+ * One step of a stream: data, the error that ended it, or its end.
+ *
+ * @example
+ * ```ts
+ * const step: StreamMessage = { tag: 'Data', inner: [new Uint8Array([1])] }
+ * ```
+ * @group RPC
+ */
+export type StreamMessage =
+  | { readonly tag: 'Data'; readonly inner: readonly [Uint8Array] }
+  | { readonly tag: 'Error'; readonly inner: readonly [RpcError] }
+  | { readonly tag: 'End' }
+
+/**
+ * Who sent an answer of a group call.
+ *
+ * @example
+ * ```ts
+ * for await (const { context, response } of group.SayHello(request)) console.log(context.source, response)
+ * ```
+ * @group RPC
+ */
+export interface RpcMessageContext {
+  /** The member's name, `org/ns/app`. */
+  readonly source: string
+  /** The member's verified identity (with MLS). */
+  readonly subject?: string | undefined
+  readonly issuer?: string | undefined
+}
+
+/**
+ * One step of a group call's answers.
+ *
+ * @example
+ * ```ts
+ * if (step.tag === 'Data') console.log(step.inner.item.context.source)
+ * ```
+ * @group RPC
+ */
+export type MulticastStreamMessage =
+  | {
+      readonly tag: 'Data'
+      readonly inner: { readonly item: { readonly context: RpcMessageContext; readonly message: Uint8Array } }
+    }
+  | { readonly tag: 'Error'; readonly inner: { readonly error: RpcError } }
+  | { readonly tag: 'End' }
+
+/** Bytes as generated code passes them. */
+type Bytes = ArrayBuffer | Uint8Array
+
+/**
+ * What a handler knows about its call; {@link RpcContext} is the one slim-node passes.
+ *
+ * @example
+ * ```ts
+ * const handler = { handle: async (request: ArrayBuffer, context: ContextLike) => request }
+ * ```
+ * @group RPC
+ */
+export interface ContextLike {
+  /** The SLIM session the call came on (shared by the caller's calls). */
+  readonly sessionId: string
+  /** The caller's metadata, with slimrpc's own keys (`service`, `method`, `rpc-id`, …). */
+  readonly metadata: Readonly<Record<string, string>>
+  /** When the caller stops waiting; the call is cancelled then. */
+  readonly deadline: Date
+  /** The caller's verified identity: its MLS credential's subject and issuer. */
+  readonly peer: { readonly subject: string; readonly issuer: string | undefined } | undefined
+  /** Milliseconds left before the deadline (0 once it passed). */
+  readonly remainingMs: number
+  /** Aborts at the deadline: pass it on to work the handler starts. */
+  readonly signal: AbortSignal
+}
+
+/**
+ * Reads a stream step by step.
+ *
+ * @example
+ * ```ts
+ * for (let step = await reader.nextAsync(); step.tag === 'Data'; step = await reader.nextAsync()) {}
+ * ```
+ * @group RPC
+ */
+export interface StreamReaderLike<Message = StreamMessage> {
+  nextAsync(): Promise<Message>
+}
+
+/**
+ * A handler's requests, step by step.
+ *
+ * @example
+ * ```ts
+ * const first = await requests.nextAsync()
+ * ```
+ * @group RPC
+ */
+export type RequestStreamLike = StreamReaderLike<StreamMessage>
+
+/**
+ * Where a streaming handler writes its answers.
+ *
+ * @example
+ * ```ts
+ * await sink.sendAsync(new Uint8Array([1]))
+ * await sink.closeAsync()
+ * ```
+ * @group RPC
+ */
+export interface ResponseSinkLike {
+  sendAsync(message: Bytes): Promise<void>
+  sendErrorAsync(error: RpcError): Promise<void>
+  closeAsync(): Promise<void>
+}
+
+/**
+ * The request side of a client-streaming call.
+ *
+ * @example
+ * ```ts
+ * await writer.sendAsync(bytes)
+ * const answer = await writer.finalizeStreamAsync()
+ * ```
+ * @group RPC
+ */
+export interface RequestWriterLike {
+  sendAsync(message: Bytes): Promise<void>
+  finalizeStreamAsync(): Promise<Uint8Array>
+}
+
+/**
+ * Both sides of a streaming call.
+ *
+ * @example
+ * ```ts
+ * await bidi.sendAsync(bytes)
+ * await bidi.closeSendAsync()
+ * const step = await bidi.recvAsync()
+ * ```
+ * @group RPC
+ */
+export interface BidiStreamLike<Message = StreamMessage> {
+  sendAsync(message: Bytes): Promise<void>
+  closeSendAsync(): Promise<void>
+  recvAsync(): Promise<Message>
+}
+
+/**
+ * A handler of a unary method, as generated code registers it.
+ *
+ * @example
+ * ```ts
+ * const echo: UnaryUnaryHandler = { handle: async (request) => request }
+ * ```
+ * @group RPC
+ */
+export interface UnaryUnaryHandler {
+  handle(request: ArrayBuffer, context: ContextLike): Promise<Bytes>
+}
+
+/**
+ * A handler of a server-streaming method, as generated code registers it.
+ *
+ * @example
+ * ```ts
+ * const twice: UnaryStreamHandler = {
+ *   handle: async (request, _context, sink) => {
+ *     await sink.sendAsync(request)
+ *     await sink.sendAsync(request)
+ *     await sink.closeAsync()
+ *   },
+ * }
+ * ```
+ * @group RPC
+ */
+export interface UnaryStreamHandler {
+  handle(request: ArrayBuffer, context: ContextLike, sink: ResponseSinkLike): Promise<void>
+}
+
+/**
+ * A handler of a client-streaming method, as generated code registers it.
+ *
+ * @example
+ * ```ts
+ * const count: StreamUnaryHandler = {
+ *   handle: async (requests) => {
+ *     let n = 0
+ *     while ((await requests.nextAsync()).tag === 'Data') n++
+ *     return new Uint8Array([n])
+ *   },
+ * }
+ * ```
+ * @group RPC
+ */
+export interface StreamUnaryHandler {
+  handle(requests: RequestStreamLike, context: ContextLike): Promise<Bytes>
+}
+
+/**
+ * A handler of a bidirectional-streaming method, as generated code registers it.
+ *
+ * @example
+ * ```ts
+ * const echo: StreamStreamHandler = {
+ *   handle: async (requests, _context, sink) => {
+ *     for (let step = await requests.nextAsync(); step.tag === 'Data'; step = await requests.nextAsync()) {
+ *       await sink.sendAsync(step.inner[0])
+ *     }
+ *     await sink.closeAsync()
+ *   },
+ * }
+ * ```
+ * @group RPC
+ */
+export interface StreamStreamHandler {
+  handle(requests: RequestStreamLike, context: ContextLike, sink: ResponseSinkLike): Promise<void>
+}
+
+/**
+ * What generated client stubs call: {@link RpcChannel} implements it (`timeout` in
+ * milliseconds).
+ *
+ * @example
+ * ```ts
+ * const client = new GreeterClient(channel satisfies ChannelLike)
+ * ```
+ * @group RPC
+ */
+export interface ChannelLike {
+  callUnaryAsync(
+    service: string,
+    method: string,
+    request: Bytes,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): Promise<Uint8Array>
+  callUnaryStreamAsync(
+    service: string,
+    method: string,
+    request: Bytes,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): Promise<StreamReaderLike>
+  callStreamUnary(service: string, method: string, timeout?: number, metadata?: Map<string, string>): RequestWriterLike
+  callStreamStream(service: string, method: string, timeout?: number, metadata?: Map<string, string>): BidiStreamLike
+  callMulticastUnaryAsync(
+    service: string,
+    method: string,
+    request: Bytes,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): Promise<StreamReaderLike<MulticastStreamMessage>>
+  callMulticastUnaryStreamAsync(
+    service: string,
+    method: string,
+    request: Bytes,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): Promise<StreamReaderLike<MulticastStreamMessage>>
+  callMulticastStreamUnary(
+    service: string,
+    method: string,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): BidiStreamLike<MulticastStreamMessage>
+  callMulticastStreamStream(
+    service: string,
+    method: string,
+    timeout?: number,
+    metadata?: Map<string, string>,
+  ): BidiStreamLike<MulticastStreamMessage>
+}
+
+/**
+ * What generated registration functions call: {@link RpcServer} implements it.
+ *
+ * @example
+ * ```ts
+ * registerGreeterServicer(server satisfies ServerLike, greeter)
+ * ```
+ * @group RPC
+ */
+export interface ServerLike {
+  registerUnaryUnary(service: string, method: string, handler: UnaryUnaryHandler): void
+  registerUnaryStream(service: string, method: string, handler: UnaryStreamHandler): void
+  registerStreamUnary(service: string, method: string, handler: StreamUnaryHandler): void
+  registerStreamStream(service: string, method: string, handler: StreamStreamHandler): void
+}
+
+/** An exact ArrayBuffer of `bytes`, as upstream's handlers receive requests. */
+export function arrayBufferOf(bytes: Uint8Array): ArrayBuffer {
+  const { buffer, byteOffset, byteLength } = bytes
+  if (buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength) return buffer
+  return bytes.slice().buffer as ArrayBuffer
+}
+
+/** Bytes from what generated code passes: a view, without copying. */
+export function viewOf(bytes: Bytes): Uint8Array {
+  return bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes
+}
+
+/** A plain record of generated code's metadata map. */
+export function recordOf(metadata: Map<string, string> | undefined): Record<string, string> | undefined {
+  return metadata && Object.fromEntries(metadata)
+}
