@@ -26,9 +26,10 @@ export class PythonPeer {
 
   readonly role: string
 
-  constructor(role: string, args: string[]) {
+  /** `script`: the peer program in interop/python (peer.py, or rpc_peer.py for slimrpc). */
+  constructor(role: string, args: string[], script = 'peer.py') {
     this.role = role
-    this.#child = spawn(pythonWithSlim(), [join(root, 'interop', 'python', 'peer.py'), role, ...args], {
+    this.#child = spawn(pythonWithSlim(), [join(root, 'interop', 'python', script), role, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     this.exited = new Promise((resolve) => this.#child.on('exit', (code) => resolve(code)))

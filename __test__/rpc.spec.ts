@@ -1,50 +1,9 @@
 // slimrpc between slim-node apps on a real embedded node: the four call shapes, status
 // codes, deadlines, metadata and the caller's identity, group calls, and backpressure.
 import { expect, test } from 'vitest'
-import { type App, RpcChannel, RpcError, RpcServer, type SlimServer } from '../src-ts/index.js'
+import { RpcChannel, RpcError } from '../src-ts/index.js'
 import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
-
-const SERVICE = 'test.Echo'
-const decode = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8')
-
-/** A server app offering the test service, serving until the test ends. */
-async function echoServer(node: SlimServer, name: string): Promise<{ app: App; server: RpcServer }> {
-  const app = track(await connectApp(node, name))
-  const server = track(new RpcServer(app))
-  server.registerUnaryUnary(SERVICE, 'Echo', (request) => `echo:${decode(request)}`)
-  server.registerUnaryStream(SERVICE, 'Count', function* (request) {
-    for (let i = 0; i < Number(decode(request)); i++) yield String(i)
-  })
-  server.registerStreamUnary(SERVICE, 'Sum', async (requests) => {
-    let sum = 0
-    for await (const request of requests) sum += Number(decode(request))
-    return String(sum)
-  })
-  server.registerStreamStream(SERVICE, 'Chat', async function* (requests) {
-    for await (const request of requests) yield `chat:${decode(request)}`
-  })
-  server.registerUnaryUnary(SERVICE, 'Fail', (request) => {
-    throw new RpcError(decode(request) as never, 'failed as asked')
-  })
-  server.registerUnaryUnary(SERVICE, 'Throw', () => {
-    throw new Error('a plain error')
-  })
-  server.registerUnaryUnary(SERVICE, 'Slow', async (request, context) => {
-    await new Promise((resolve) => setTimeout(resolve, Number(decode(request))))
-    return context.signal.aborted ? 'aborted' : 'late'
-  })
-  server.registerUnaryUnary(SERVICE, 'Whoami', (_request, context) =>
-    JSON.stringify({ peer: context.peer, metadata: context.metadata, remaining: context.remainingMs }),
-  )
-  void server.serve()
-  return { app, server }
-}
-
-async function collect(answers: AsyncIterable<Uint8Array>): Promise<string[]> {
-  const out: string[] = []
-  for await (const answer of answers) out.push(decode(answer))
-  return out
-}
+import { collect, decode, echoServer, SERVICE } from './rpc-service.js'
 
 test('all four shapes between two slim-node apps', async () => {
   const node = track(await startTestServer())
