@@ -81,7 +81,15 @@ export interface GroupAnswer {
   readonly error: RpcError | undefined
 }
 
-/** Requests of a streaming call. */
+/**
+ * Requests of a streaming call: any iterable or async iterable of bytes or strings.
+ *
+ * @example
+ * ```ts
+ * const requests: Requests = ['1', '2', '3']
+ * ```
+ * @group RPC
+ */
 export type Requests = AsyncIterable<Payload> | Iterable<Payload>
 
 /**
