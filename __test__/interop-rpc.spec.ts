@@ -46,14 +46,14 @@ test('a Python slimrpc client calls a slim-node server', async () => {
   ])
   await client.waitFor('done', 90_000)
   const result = (name: string): PeerEvent & Record<string, unknown> =>
-    client.events.find((event) => event.event === 'result' && (event as Record<string, unknown>).case === name) as never
+    client.events.find((event) => event.event === 'result' && (event as unknown as Record<string, unknown>).case === name) as never
   expect(result('unary').value).toBe('echo:hi')
   expect(result('unary-stream').values).toEqual(['0', '1', '2'])
   expect(result('stream-unary').value).toBe('6')
   expect(result('stream-stream').values).toEqual(['chat:a', 'chat:b'])
   expect(result('error')).toMatchObject({ code: 'PERMISSION_DENIED', message: 'failed as asked' })
   expect(result('deadline').code).toBe('DEADLINE_EXCEEDED')
-  const who = result('metadata') as { metadata: Record<string, string>; peer: { subject: string } }
+  const who = result('metadata') as unknown as { metadata: Record<string, string>; peer: { subject: string } }
   expect(who.metadata).toMatchObject({ trace: 'py', service: SERVICE, method: 'Whoami' })
   expect(who.peer.subject).toMatch(/^org\/noderpc\/client/)
 })

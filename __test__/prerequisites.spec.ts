@@ -12,7 +12,7 @@ import { root } from '../scripts/processes.mjs'
 const fresh: HostFacts = {
   platform: 'linux',
   isRoot: true,
-  commands: new Set(['cargo', 'cc', 'apt-get', 'python3', 'openssl', 'script']),
+  commands: new Set(['cargo', 'cc', 'apt-get', 'python3', 'openssl', 'script', 'protoc']),
   libclangFound: false,
   wheelReady: false,
   hasVenv: true,
@@ -44,8 +44,11 @@ describe('what a build or test run sets up', () => {
   })
 
   test('without python3, root installs libclang and the test tools with apt-get', () => {
-    const plan = planSetup(host({ commands: without('python3', 'openssl', 'script'), hasVenv: false }), NEEDS.test)
-    expect(plan.apt).toEqual(['libclang-dev', 'openssl', 'bsdutils', 'python3-venv'])
+    const plan = planSetup(
+      host({ commands: without('python3', 'openssl', 'script', 'protoc'), hasVenv: false }),
+      NEEDS.test,
+    )
+    expect(plan.apt).toEqual(['libclang-dev', 'openssl', 'bsdutils', 'python3-venv', 'protobuf-compiler'])
     expect(plan.missing).toEqual([])
   })
 

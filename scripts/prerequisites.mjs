@@ -18,7 +18,7 @@ export const wheelLibclangDir = join(cacheDir, `libclang-${LIBCLANG_WHEEL.versio
 /** Everything a build needs; `test` adds the tools the test suites call. */
 export const NEEDS = {
   build: ['cargo', 'cc', 'libclang'],
-  test: ['cargo', 'cc', 'libclang', 'openssl', 'script', 'python3-venv'],
+  test: ['cargo', 'cc', 'libclang', 'openssl', 'script', 'python3-venv', 'protoc'],
 }
 
 /** Debian's package for each need that apt-get can install. */
@@ -28,6 +28,7 @@ const APT_PACKAGES = {
   openssl: 'openssl',
   script: 'bsdutils',
   'python3-venv': 'python3-venv',
+  protoc: 'protobuf-compiler',
 }
 
 /** Why each need is there, for the line printed when it cannot be met. */
@@ -38,6 +39,7 @@ const PURPOSE = {
   openssl: 'openssl, which the TLS tests make their certificates with',
   script: 'script (Debian: bsdutils), which gives the CLI test a terminal',
   'python3-venv': "python3 with venv (Debian: python3-venv), for the interop tests' Python peer",
+  protoc: 'protoc (Debian: protobuf-compiler), which the slimrpc code-generation test runs',
 }
 
 /**
@@ -59,6 +61,7 @@ export function planSetup(host, needs) {
     openssl: host.commands.has('openssl'),
     script: host.platform === 'win32' || host.commands.has('script'),
     'python3-venv': host.hasVenv,
+    protoc: host.commands.has('protoc'),
   }
   for (const need of needs) {
     if (met[need]) continue
@@ -76,7 +79,7 @@ export function planSetup(host, needs) {
 
 function commandsOnPath(env) {
   const found = new Set()
-  const names = ['cargo', 'cc', 'apt-get', 'python3', 'openssl', 'script']
+  const names = ['cargo', 'cc', 'apt-get', 'python3', 'openssl', 'script', 'protoc']
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     for (const name of names) if (dir && existsSync(join(dir, name))) found.add(name)
   }

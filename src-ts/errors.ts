@@ -87,10 +87,21 @@ export class SlimError extends Error {
  */
 export type RpcStatus = `${RpcCode}`
 
-/** The fields upstream's bindings construct an RPC error from. */
-interface RpcErrorFields {
+/**
+ * The fields upstream's bindings construct an RPC error from.
+ *
+ * @example
+ * ```ts
+ * const error = new RpcError({ code: 'INTERNAL', message: 'boom' })
+ * ```
+ * @group RPC
+ */
+export interface RpcErrorFields {
+  /** The status. */
   code: RpcStatus
+  /** What happened. */
   message: string
+  /** Binary details for the caller. */
   details?: Uint8Array | ArrayBuffer | undefined
 }
 
@@ -127,6 +138,8 @@ export class RpcError extends SlimError {
   static readonly MulticastRpc: typeof RpcError
 
   /**
+   * An RPC failure with a status.
+   *
    * @param status - the status, or `{ code, message, details }` as upstream's bindings take it
    * @param message - what happened, for the caller
    * @param options - `details` for the caller, `origin` (a group member), `cause`

@@ -66,6 +66,7 @@ export {
   type ErrorCode,
   isSlimError,
   RpcError,
+  type RpcErrorFields,
   type RpcStatus,
   SLIM_ERROR_CODES,
   SlimError,
@@ -89,6 +90,7 @@ export {
 } from './rpc-server.js'
 export {
   type BidiStreamLike,
+  type Bytes,
   type ChannelLike,
   type ContextLike,
   type MulticastStreamMessage,

@@ -76,8 +76,11 @@ export interface GroupAnswer {
   readonly source: string
   /** The member's verified identity (with MLS). */
   readonly subject: string | undefined
+  /** Who issued that identity, when known. */
   readonly issuer: string | undefined
+  /** The answer, unless the member failed. */
   readonly data: Uint8Array | undefined
+  /** The member's failure (its status), instead of an answer. */
   readonly error: RpcError | undefined
 }
 
@@ -110,6 +113,8 @@ export class RpcChannel implements ChannelLike {
   readonly #native: NativeChannel
 
   /**
+   * A channel to one server, or to a group given several names.
+   *
    * @param app - a connected app
    * @param remote - the server's name, or the group members' names
    * @param options - which connection to use
@@ -196,7 +201,15 @@ export class RpcChannel implements ChannelLike {
   }
 
   /** The server's verified identity, once a call set up the session; point to point only. */
-  async peer(): Promise<{ subject: string; issuer?: string | undefined } | undefined> {
+  async peer(): Promise<
+    | {
+        /** The server's identity subject. */
+        subject: string
+        /** Who issued it, when known. */
+        issuer?: string | undefined
+      }
+    | undefined
+  > {
     return (await this.#native.peer()) ?? undefined
   }
 

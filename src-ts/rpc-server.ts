@@ -43,7 +43,14 @@ export class RpcContext implements ContextLike {
   /** When the caller stops waiting; the call is cancelled then. */
   readonly deadline: Date
   /** The caller's verified identity: its MLS credential's subject and issuer. */
-  readonly peer: { readonly subject: string; readonly issuer: string | undefined } | undefined
+  readonly peer:
+    | {
+        /** The identity's subject (for a shared secret, the app's name and a suffix). */
+        readonly subject: string
+        /** Who issued it, when known. */
+        readonly issuer: string | undefined
+      }
+    | undefined
   #signal: AbortSignal | undefined
 
   /** @internal */
@@ -157,6 +164,8 @@ export class RpcServer implements ServerLike {
   #closing: Promise<void> | undefined
 
   /**
+   * A server for `name` on `app`.
+   *
    * @param app - a connected app; the server takes all the sessions it is invited to
    * @param name - the name callers use, `org/ns/service` (default: the app's)
    * @param options - which connection to subscribe the name on
@@ -232,6 +241,7 @@ export class RpcServer implements ServerLike {
     return this.#closing
   }
 
+  /** Closes the server (`await using`). */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }

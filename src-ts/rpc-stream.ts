@@ -32,7 +32,14 @@ export type RpcCode = NativeRpcCode
  * ```
  * @group RPC
  */
-export const StreamMessage_Tags = Object.freeze({ Data: 'Data', Error: 'Error', End: 'End' } as const)
+export const StreamMessage_Tags = Object.freeze({
+  /** A message of the stream. */
+  Data: 'Data',
+  /** The error that ended the stream. */
+  Error: 'Error',
+  /** The stream's end. */
+  End: 'End',
+} as const)
 
 /**
  * The tags of a {@link MulticastStreamMessage} (the same three).
@@ -55,9 +62,22 @@ export const MulticastStreamMessage_Tags = StreamMessage_Tags
  * @group RPC
  */
 export type StreamMessage =
-  | { readonly tag: 'Data'; readonly inner: readonly [Uint8Array] }
-  | { readonly tag: 'Error'; readonly inner: readonly [RpcError] }
-  | { readonly tag: 'End' }
+  | {
+      /** A message. */
+      readonly tag: 'Data'
+      /** Its bytes. */
+      readonly inner: readonly [Uint8Array]
+    }
+  | {
+      /** The stream failed. */
+      readonly tag: 'Error'
+      /** Why. */
+      readonly inner: readonly [RpcError]
+    }
+  | {
+      /** The stream ended. */
+      readonly tag: 'End'
+    }
 
 /**
  * Who sent an answer of a group call.
@@ -73,6 +93,7 @@ export interface RpcMessageContext {
   readonly source: string
   /** The member's verified identity (with MLS). */
   readonly subject?: string | undefined
+  /** Who issued that identity, when known. */
   readonly issuer?: string | undefined
 }
 
@@ -87,14 +108,43 @@ export interface RpcMessageContext {
  */
 export type MulticastStreamMessage =
   | {
+      /** A member's answer. */
       readonly tag: 'Data'
-      readonly inner: { readonly item: { readonly context: RpcMessageContext; readonly message: Uint8Array } }
+      /** The answer and who sent it. */
+      readonly inner: {
+        /** The answer and who sent it. */
+        readonly item: {
+          /** Who sent it. */
+          readonly context: RpcMessageContext
+          /** Its bytes. */
+          readonly message: Uint8Array
+        }
+      }
     }
-  | { readonly tag: 'Error'; readonly inner: { readonly error: RpcError } }
-  | { readonly tag: 'End' }
+  | {
+      /** A member, or the whole call, failed. */
+      readonly tag: 'Error'
+      /** Why. */
+      readonly inner: {
+        /** The failure; its `origin` names the member. */
+        readonly error: RpcError
+      }
+    }
+  | {
+      /** Every member answered. */
+      readonly tag: 'End'
+    }
 
-/** Bytes as generated code passes them. */
-type Bytes = ArrayBuffer | Uint8Array
+/**
+ * Bytes as generated code passes them: an exact ArrayBuffer or a view.
+ *
+ * @example
+ * ```ts
+ * const bytes: Bytes = new Uint8Array([1, 2])
+ * ```
+ * @group RPC
+ */
+export type Bytes = ArrayBuffer | Uint8Array
 
 /**
  * What a handler knows about its call; {@link RpcContext} is the one slim-node passes.
@@ -113,7 +163,14 @@ export interface ContextLike {
   /** When the caller stops waiting; the call is cancelled then. */
   readonly deadline: Date
   /** The caller's verified identity: its MLS credential's subject and issuer. */
-  readonly peer: { readonly subject: string; readonly issuer: string | undefined } | undefined
+  readonly peer:
+    | {
+        /** The identity's subject (for a shared secret, the app's name and a suffix). */
+        readonly subject: string
+        /** Who issued it, when known. */
+        readonly issuer: string | undefined
+      }
+    | undefined
   /** Milliseconds left before the deadline (0 once it passed). */
   readonly remainingMs: number
   /** Aborts at the deadline: pass it on to work the handler starts. */
@@ -130,6 +187,7 @@ export interface ContextLike {
  * @group RPC
  */
 export interface StreamReaderLike<Message = StreamMessage> {
+  /** The next step; after `End` or `Error` there are no more. */
   nextAsync(): Promise<Message>
 }
 
@@ -155,8 +213,11 @@ export type RequestStreamLike = StreamReaderLike<StreamMessage>
  * @group RPC
  */
 export interface ResponseSinkLike {
+  /** Sends one message; waits while the queue is full. */
   sendAsync(message: Bytes): Promise<void>
+  /** Ends the answers with this error. */
   sendErrorAsync(error: RpcError): Promise<void>
+  /** Ends the answers normally. */
   closeAsync(): Promise<void>
 }
 
@@ -171,7 +232,9 @@ export interface ResponseSinkLike {
  * @group RPC
  */
 export interface RequestWriterLike {
+  /** Sends one message; waits while the queue is full. */
   sendAsync(message: Bytes): Promise<void>
+  /** Ends the requests and waits for the one answer. */
   finalizeStreamAsync(): Promise<Uint8Array>
 }
 
@@ -187,8 +250,11 @@ export interface RequestWriterLike {
  * @group RPC
  */
 export interface BidiStreamLike<Message = StreamMessage> {
+  /** Sends one message; waits while the queue is full. */
   sendAsync(message: Bytes): Promise<void>
+  /** Ends the requests; answers go on. */
   closeSendAsync(): Promise<void>
+  /** The next answer step. */
   recvAsync(): Promise<Message>
 }
 
@@ -202,6 +268,7 @@ export interface BidiStreamLike<Message = StreamMessage> {
  * @group RPC
  */
 export interface UnaryUnaryHandler {
+  /** Answers one request. */
   handle(request: ArrayBuffer, context: ContextLike): Promise<Bytes>
 }
 
@@ -221,6 +288,7 @@ export interface UnaryUnaryHandler {
  * @group RPC
  */
 export interface UnaryStreamHandler {
+  /** Answers one request into `sink`, then closes it. */
   handle(request: ArrayBuffer, context: ContextLike, sink: ResponseSinkLike): Promise<void>
 }
 
@@ -240,6 +308,7 @@ export interface UnaryStreamHandler {
  * @group RPC
  */
 export interface StreamUnaryHandler {
+  /** Reads the requests and answers once. */
   handle(requests: RequestStreamLike, context: ContextLike): Promise<Bytes>
 }
 
@@ -260,6 +329,7 @@ export interface StreamUnaryHandler {
  * @group RPC
  */
 export interface StreamStreamHandler {
+  /** Reads the requests and answers into `sink`. */
   handle(requests: RequestStreamLike, context: ContextLike, sink: ResponseSinkLike): Promise<void>
 }
 
@@ -274,6 +344,7 @@ export interface StreamStreamHandler {
  * @group RPC
  */
 export interface ChannelLike {
+  /** A unary call. */
   callUnaryAsync(
     service: string,
     method: string,
@@ -281,6 +352,7 @@ export interface ChannelLike {
     timeout?: number,
     metadata?: Map<string, string>,
   ): Promise<Uint8Array>
+  /** A server-streaming call. */
   callUnaryStreamAsync(
     service: string,
     method: string,
@@ -288,8 +360,11 @@ export interface ChannelLike {
     timeout?: number,
     metadata?: Map<string, string>,
   ): Promise<StreamReaderLike>
+  /** A client-streaming call. */
   callStreamUnary(service: string, method: string, timeout?: number, metadata?: Map<string, string>): RequestWriterLike
+  /** A bidirectional-streaming call. */
   callStreamStream(service: string, method: string, timeout?: number, metadata?: Map<string, string>): BidiStreamLike
+  /** A unary call to every group member. */
   callMulticastUnaryAsync(
     service: string,
     method: string,
@@ -297,6 +372,7 @@ export interface ChannelLike {
     timeout?: number,
     metadata?: Map<string, string>,
   ): Promise<StreamReaderLike<MulticastStreamMessage>>
+  /** A server-streaming call to every group member. */
   callMulticastUnaryStreamAsync(
     service: string,
     method: string,
@@ -304,12 +380,14 @@ export interface ChannelLike {
     timeout?: number,
     metadata?: Map<string, string>,
   ): Promise<StreamReaderLike<MulticastStreamMessage>>
+  /** A client-streaming call to every group member. */
   callMulticastStreamUnary(
     service: string,
     method: string,
     timeout?: number,
     metadata?: Map<string, string>,
   ): BidiStreamLike<MulticastStreamMessage>
+  /** A bidirectional-streaming call to every group member. */
   callMulticastStreamStream(
     service: string,
     method: string,
@@ -328,9 +406,13 @@ export interface ChannelLike {
  * @group RPC
  */
 export interface ServerLike {
+  /** Registers a unary method. */
   registerUnaryUnary(service: string, method: string, handler: UnaryUnaryHandler): void
+  /** Registers a server-streaming method. */
   registerUnaryStream(service: string, method: string, handler: UnaryStreamHandler): void
+  /** Registers a client-streaming method. */
   registerStreamUnary(service: string, method: string, handler: StreamUnaryHandler): void
+  /** Registers a bidirectional-streaming method. */
   registerStreamStream(service: string, method: string, handler: StreamStreamHandler): void
 }
 

@@ -186,37 +186,6 @@ fn describe_rpc(env: &Env, object: &mut Object<'_>, failure: &RpcFailure) -> nap
     Ok(())
 }
 
-/// Upstream's call failures: the status is kept; a group call's member is the origin.
-impl From<slim_rpc::RpcError> for Error {
-    fn from(err: slim_rpc::RpcError) -> Self {
-        let message = err.to_string();
-        let (status, origin, details) = match err {
-            slim_rpc::RpcError::Rpc { code, details, .. } => (code.into(), None, details),
-            slim_rpc::RpcError::MulticastRpc {
-                origin,
-                code,
-                details,
-                ..
-            } => (code.into(), Some(origin), details),
-            // Some members never answered before the group's session ended.
-            slim_rpc::RpcError::MulticastSessionClosed { .. } => (RpcCode::Unavailable, None, None),
-        };
-        let status = if status == RpcCode::Ok {
-            RpcCode::Unknown
-        } else {
-            status
-        };
-        Self {
-            rpc: Some(Box::new(RpcFailure {
-                status,
-                origin,
-                details,
-            })),
-            ..Self::new(Code::Rpc, message)
-        }
-    }
-}
-
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}] {}", self.code.as_str(), self.message)

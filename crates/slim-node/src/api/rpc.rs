@@ -13,7 +13,8 @@ use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Error, js};
 use crate::name;
 use crate::rpc::client::{CallCore, CallSettings, ChannelCore, Reply, Requests};
-use crate::rpc::server::{IncomingCore, RpcShape, ServerCore};
+use crate::rpc::incoming::IncomingCore;
+use crate::rpc::server::{RpcShape, ServerCore};
 use crate::runtime::{millis, promise};
 use crate::status::RpcCode;
 

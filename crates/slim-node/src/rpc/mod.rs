@@ -2,4 +2,39 @@
 //! format, deadlines and status codes; these modules connect them to JavaScript.
 
 pub mod client;
+pub mod incoming;
 pub mod server;
+
+use crate::errors::{Code, Error};
+use crate::status::{RpcCode, RpcFailure};
+
+/// Upstream's call failures: the status is kept; a group call's member is the origin.
+impl From<slim_rpc::RpcError> for Error {
+    fn from(err: slim_rpc::RpcError) -> Self {
+        let message = err.to_string();
+        let (status, origin, details) = match err {
+            slim_rpc::RpcError::Rpc { code, details, .. } => (code.into(), None, details),
+            slim_rpc::RpcError::MulticastRpc {
+                origin,
+                code,
+                details,
+                ..
+            } => (code.into(), Some(origin), details),
+            // Some members never answered before the group's session ended.
+            slim_rpc::RpcError::MulticastSessionClosed { .. } => (RpcCode::Unavailable, None, None),
+        };
+        let status = if status == RpcCode::Ok {
+            RpcCode::Unknown
+        } else {
+            status
+        };
+        Self {
+            rpc: Some(Box::new(RpcFailure {
+                status,
+                origin,
+                details,
+            })),
+            ..Error::new(Code::Rpc, message)
+        }
+    }
+}

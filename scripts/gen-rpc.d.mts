@@ -1,0 +1,3 @@
+export declare const PLUGIN: { crate: string; version: string; bin: string }
+export declare function slimrpcPlugin(): string
+export declare function generate(out?: string, sources?: string): string
