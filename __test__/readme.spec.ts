@@ -25,7 +25,9 @@ test('the README quick start runs and prints what it says', async () => {
 
 /** Names the README's snippets use as placeholders for the reader's own values. */
 const placeholders = `
-import type { Session } from 'slim-node'
+import type { App, Session } from 'slim-node'
+declare const serverApp: App
+declare const clientApp: App
 declare const local: string
 declare const slim: { endpoint: string }
 declare const sharedSecret: string
