@@ -48,6 +48,7 @@ check('generated index.js/index.d.ts are committed and current', 'git', [
 ])
 check('build TypeScript facade', bin('tsc'), ['-p', 'tsconfig.build.json'])
 check('build the examples for the package', bin('tsc'), ['-p', 'tsconfig.examples.json'])
+check('add the generated RPC stubs to the built examples', process.execPath, ['scripts/ship-examples.mjs'])
 check('type-check facade and tests (strict)', bin('tsc'), ['-p', 'tsconfig.json'])
 check('lint and format (biome)', bin('biome'), ['check', '.'])
 for (const workflow of readdirSync(join('.github', 'workflows'))) {
