@@ -5,7 +5,7 @@
 // run under Node 22 with type stripping.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
@@ -27,7 +27,7 @@ import { run, SECRET, track } from './helpers.js'
 const gen = join(root, 'examples', 'rpc', 'gen')
 
 test('examples/rpc/gen is what the plugins generate today, and it compiles against slim-node', async () => {
-  const out = join(root, 'examples', 'rpc', '.check-gen')
+  const out = mkdtempSync(join(root, '.tmp-rpc-gen-'))
   onTestFinished(() => rmSync(out, { recursive: true, force: true }))
   const { generate } = await import('../scripts/gen-rpc.mjs')
   generate(out)

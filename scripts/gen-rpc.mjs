@@ -37,7 +37,7 @@ export function slimrpcPlugin() {
 /** Generates the stubs into `sources` (.ts) and compiles them into `out` (.js, .d.ts). */
 export function generate(out = join(root, 'examples', 'rpc', 'gen'), sources = undefined) {
   // Inside the package, so that `slim-node` and `@bufbuild/protobuf` resolve as for a user.
-  const src = sources ?? mkdtempSync(join(root, 'examples', 'rpc', '.sources-'))
+  const src = sources ?? mkdtempSync(join(root, '.tmp-rpc-sources-'))
   mkdirSync(src, { recursive: true })
   mkdirSync(out, { recursive: true })
   const protoDir = join(root, 'examples', 'rpc')
