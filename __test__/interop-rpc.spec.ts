@@ -46,7 +46,9 @@ test('a Python slimrpc client calls a slim-node server', async () => {
   ])
   await client.waitFor('done', 90_000)
   const result = (name: string): PeerEvent & Record<string, unknown> =>
-    client.events.find((event) => event.event === 'result' && (event as unknown as Record<string, unknown>).case === name) as never
+    client.events.find(
+      (event) => event.event === 'result' && (event as unknown as Record<string, unknown>).case === name,
+    ) as never
   expect(result('unary').value).toBe('echo:hi')
   expect(result('unary-stream').values).toEqual(['0', '1', '2'])
   expect(result('stream-unary').value).toBe('6')
