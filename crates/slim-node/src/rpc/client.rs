@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::errors::{Code, Error, Result};
 use crate::link::{Link, closed_as_app};
+use crate::rpc::check_size;
 use crate::runtime::bounded;
-use crate::session::options::MAX_MESSAGE_BYTES;
 use crate::status::RpcCode;
 
 /// Requests a caller may queue ahead of the network before `send` waits.
@@ -129,7 +129,7 @@ impl ChannelCore {
         settings: CallSettings,
         abort: Option<CancellationToken>,
     ) -> Result<Vec<u8>> {
-        check_size(request.len())?;
+        check_size(request.len(), "a request")?;
         let call = async {
             self.route().await?;
             let answers = self.channel.stream_stream::<Vec<u8>, Vec<u8>>(
@@ -162,7 +162,7 @@ impl ChannelCore {
         let (request_tx, request_rx) = mpsc::channel(REQUEST_QUEUE);
         let sender = match requests {
             Requests::One(request) => {
-                check_size(request.len())?;
+                check_size(request.len(), "a request")?;
                 // Queued before the call starts: the queue is empty, so this cannot fail.
                 let _ = request_tx.try_send(request);
                 None
@@ -286,16 +286,6 @@ impl Reply {
     }
 }
 
-fn check_size(len: usize) -> Result<()> {
-    if len > MAX_MESSAGE_BYTES as usize {
-        return Err(Error::new(
-            Code::PayloadTooLarge,
-            format!("a request of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"),
-        ));
-    }
-    Ok(())
-}
-
 /// One call in progress: the caller's end of its two queues.
 pub struct CallCore {
     link: Arc<Link>,
@@ -311,7 +301,7 @@ impl CallCore {
         request: Vec<u8>,
         abort: Option<CancellationToken>,
     ) -> Result<()> {
-        check_size(request.len())?;
+        check_size(request.len(), "a request")?;
         let sender = self.requests.lock().clone().ok_or_else(|| {
             Error::invalid_argument("the call takes no more requests (closeSend was called)")
         })?;

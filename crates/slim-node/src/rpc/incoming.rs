@@ -11,7 +11,7 @@ use slim_rpc::{Context, DecodedStream, RpcError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::{Code, Error, Result};
-use crate::session::options::MAX_MESSAGE_BYTES;
+use crate::rpc::check_size;
 use crate::status::RpcCode;
 
 pub type Answer = std::result::Result<Vec<u8>, RpcError>;
@@ -103,7 +103,7 @@ impl IncomingCore {
 
     /// The answer of a unary-answer call.
     pub fn respond(&self, answer: Vec<u8>) -> Result<()> {
-        check_size(answer.len())?;
+        check_size(answer.len(), "an answer")?;
         let taken = self.answers.lock().take();
         match taken {
             Some(Answers::One(reply)) => {
@@ -122,7 +122,7 @@ impl IncomingCore {
 
     /// One answer of a streaming-answer call; waits while the queue is full.
     pub async fn send(self: Arc<Self>, answer: Vec<u8>) -> Result<()> {
-        check_size(answer.len())?;
+        check_size(answer.len(), "an answer")?;
         let sender = self.stream_sender()?;
         sender.send(Ok(answer)).await.map_err(|_| call_gone())
     }
@@ -179,16 +179,6 @@ fn call_gone() -> Error {
         RpcCode::Cancelled,
         "the call has ended (its deadline passed or the caller went away)",
     )
-}
-
-fn check_size(len: usize) -> Result<()> {
-    if len > MAX_MESSAGE_BYTES as usize {
-        return Err(Error::new(
-            Code::PayloadTooLarge,
-            format!("an answer of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"),
-        ));
-    }
-    Ok(())
 }
 
 impl Drop for IncomingCore {

@@ -5,7 +5,8 @@ pub mod client;
 pub mod incoming;
 pub mod server;
 
-use crate::errors::{Code, Error};
+use crate::errors::{Code, Error, Result};
+use crate::session::options::MAX_MESSAGE_BYTES;
 use crate::status::{RpcCode, RpcFailure};
 
 /// Upstream's call failures: the status is kept; a group call's member is the origin.
@@ -37,4 +38,15 @@ impl From<slim_rpc::RpcError> for Error {
             ..Error::new(Code::Rpc, message)
         }
     }
+}
+
+/// A request or answer over what one SLIM message carries is refused before it is sent.
+pub fn check_size(len: usize, what: &str) -> Result<()> {
+    if len > MAX_MESSAGE_BYTES as usize {
+        return Err(Error::new(
+            Code::PayloadTooLarge,
+            format!("{what} of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"),
+        ));
+    }
+    Ok(())
 }
