@@ -1,6 +1,7 @@
 // The benchmark harness itself, on its smallest plan: slim-node and the pure-Rust client
-// (dev builds) through every scenario, checked for complete, well-formed results. The
-// figures are not judged here: performance is measured by `npm run bench`, not by tests.
+// (dev builds) through every scenario, slimrpc's included, checked for complete,
+// well-formed results. The figures are not judged here: performance is measured by
+// `npm run bench`, not by tests.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -29,7 +30,7 @@ test('the smoke plan runs every scenario on slim-node and the Rust client and wr
   )
   expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
   const { summaries } = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { summaries: Summary[] }
-  const scenarios = ['throughput', 'unreliable', 'p2p', 'latency', 'rtt']
+  const scenarios = ['throughput', 'unreliable', 'p2p', 'latency', 'rtt', 'rpc-unary', 'rpc-stream']
   for (const system of ['slim-node', 'rust'] as const) {
     const ran = summaries.filter((s) => s.system === system)
     expect(new Set(ran.map((s) => s.scenario))).toEqual(new Set(scenarios))
@@ -39,7 +40,8 @@ test('the smoke plan runs every scenario on slim-node and the Rust client and wr
       expect(s.cpuSeconds.publisher).toBeGreaterThan(0)
     }
     // Acknowledged sessions lose nothing; their rates come from real receive times.
-    for (const s of ran.filter((r) => r.scenario === 'throughput' || r.scenario === 'p2p')) {
+    // A slimrpc stream, too: its caller counts the answers as a subscriber counts messages.
+    for (const s of ran.filter((r) => ['throughput', 'p2p', 'rpc-stream'].includes(r.scenario))) {
       expect(s.lost).toBe(0)
       expect(s.received).toBe(s.expected)
       expect(s.perSubscriber).toBeGreaterThan(0)
@@ -48,10 +50,14 @@ test('the smoke plan runs every scenario on slim-node and the Rust client and wr
     expect(latency?.p50).toBeGreaterThan(0)
     expect(latency?.p99).toBeGreaterThanOrEqual(latency?.p50 ?? Infinity)
     expect(ran.find((s) => s.scenario === 'rtt')?.rttMs?.p50).toBeGreaterThan(0)
+    const unary = ran.find((s) => s.scenario === 'rpc-unary')
+    expect(unary?.received).toBe(unary?.expected)
+    expect(unary?.rttMs?.p50).toBeGreaterThan(0)
   }
   const report = readFileSync(join(out, 'results.md'), 'utf8')
   expect(report).toContain('## Targets')
   expect(report).toMatch(/\| 1→2, 64 B, MLS on \| slim-node \| ok \|/)
+  expect(report).toMatch(/## slimrpc unary round trip\n\n.*\n.*\n\| slimrpc unary, 64 B, MLS on \| slim-node \| ok \|/)
   const svg = readFileSync(join(out, 'chart.svg'), 'utf8')
   expect(svg.match(/<rect [^>]*fill="#2f6fdf"/g)?.length).toBeGreaterThanOrEqual(2)
 }, 300_000)

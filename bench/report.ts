@@ -42,6 +42,10 @@ export function describe(spec: RunSpec): string {
       return `point-to-point, ${payload}, ${mls}`
     case 'rtt':
       return `request/reply, ${payload}, ${mls}`
+    case 'rpc-unary':
+      return `slimrpc unary, ${payload}, ${mls}`
+    case 'rpc-stream':
+      return `slimrpc server stream, ${payload}, ${mls}`
     case 'latency':
       return `1→${spec.subscribers} at ${spec.rate} msg/s, ${payload}, ${mls}`
     default:
@@ -65,8 +69,10 @@ const mb = (bytes: number): number => bytes / (1024 * 1024)
 
 export function summarise(result: RunResult): Summary {
   const { spec, subscribers } = result
-  const expected = spec.scenario === 'rtt' ? spec.count : spec.count * spec.subscribers
-  const received = spec.scenario === 'rtt' ? result.rttUs.length : subscribers.reduce((sum, s) => sum + s.received, 0)
+  // Round trips are counted by the caller; everything else by what was received.
+  const roundTrips = spec.scenario === 'rtt' || spec.scenario === 'rpc-unary'
+  const expected = roundTrips ? spec.count : spec.count * spec.subscribers
+  const received = roundTrips ? result.rttUs.length : subscribers.reduce((sum, s) => sum + s.received, 0)
   const rates = subscribers
     .filter((s) => s.received > 1 && s.lastNs > s.firstNs)
     .map((s) => (s.received - 1) / ((s.lastNs - s.firstNs) / 1e9))
@@ -90,11 +96,11 @@ export function summarise(result: RunResult): Summary {
     summary.perSubscriber = rates.reduce((a, b) => a + b, 0) / rates.length
     summary.aggregate = rates.reduce((a, b) => a + b, 0)
   }
-  if (received > 0 && spec.scenario !== 'latency' && spec.scenario !== 'rtt') {
+  if (received > 0 && spec.scenario !== 'latency' && !roundTrips) {
     summary.cpuMicrosPerMessage = (cpuTotal * 1e6) / received
   }
   if (spec.scenario === 'latency') summary.latencyMs = percentiles(subscribers.flatMap((s) => s.latencyUs))
-  if (spec.scenario === 'rtt') summary.rttMs = percentiles(result.rttUs)
+  if (roundTrips) summary.rttMs = percentiles(result.rttUs)
   if (spec.scenario === 'memory' && subscribers[0]) {
     summary.rssMb = { start: mb(subscribers[0].rssStartBytes), end: mb(subscribers[0].rssEndBytes) }
   }
@@ -225,6 +231,10 @@ export function targets(rows: Summary[]): Target[] {
   const withMls = find(rows, 'slim-node', 'throughput', '1→2, 64 B, MLS on')?.perSubscriber
   const latency = rows.find((s) => s.system === 'slim-node' && s.scenario === 'latency' && s.status === 'ok')?.latencyMs
   const ratio = (a?: number, b?: number): number | undefined => (a && b ? a / b : undefined)
+  const rpcP50 = (system: SystemId): number | undefined =>
+    find(rows, system, 'rpc-unary', 'slimrpc unary, 64 B, MLS on')?.rttMs?.p50
+  const rpcStream = (system: SystemId): number | undefined =>
+    find(rows, system, 'rpc-stream', 'slimrpc server stream, 64 B, MLS on')?.perSubscriber
   // A stalled official run still delivered something; compare with what it managed.
   const officialRate = official?.perSubscriber
   const list: Target[] = [
@@ -233,6 +243,16 @@ export function targets(rows: Summary[]): Target[] {
     { name: 'paced one-way p50 (ms)', value: latency?.p50, limit: '≤ 0.3' },
     { name: 'paced one-way p99 (ms)', value: latency?.p99, limit: '≤ 1' },
     { name: 'MLS cost: throughput MLS off / on, reliable 1→2 64 B', value: ratio(ours, withMls), limit: '≤ 1.5' },
+    {
+      name: 'slimrpc unary p50: slim-node / pure Rust',
+      value: ratio(rpcP50('slim-node'), rpcP50('rust')),
+      limit: '≤ 1.25',
+    },
+    {
+      name: 'slimrpc server stream: slim-node / pure Rust',
+      value: ratio(rpcStream('slim-node'), rpcStream('rust')),
+      limit: '≥ 0.8',
+    },
   ]
   for (const t of list) {
     if (t.value === undefined) continue
@@ -273,6 +293,11 @@ export function markdown(rows: Summary[], meta: Record<string, string>): string 
     'Request/reply round trip',
     nonEmpty(of('rtt'), (l) => percentileTable(l, (s) => s.rttMs)),
   )
+  add(
+    'slimrpc unary round trip',
+    nonEmpty(of('rpc-unary'), (l) => percentileTable(l, (s) => s.rttMs)),
+  )
+  add('slimrpc server-streaming throughput', nonEmpty(of('rpc-stream'), throughputTable))
   add('Cold start (median of the 1→1 throughput runs)', nonEmpty(of('throughput'), coldStartTable))
   add('Memory: subscriber RSS after a long stream', nonEmpty(of('memory'), memoryTable))
   return `${sections.join('\n\n')}\n`

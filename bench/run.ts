@@ -12,6 +12,9 @@ import { prepare, SYSTEM_IDS, SYSTEM_LABELS, type SystemId } from './systems.ts'
 
 type Plan = 'full' | 'quick' | 'smoke'
 const SLIM_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'official', 'python']
+/** The official npm binding (core 2.x) has no slimrpc. */
+const RPC_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'python']
+const SCENARIOS = 'throughput,unreliable,p2p,latency,rtt,memory,rpc-unary,rpc-stream'
 
 interface Sizes {
   count: number
@@ -58,6 +61,9 @@ function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[]): RunSpec[]
   add('p2p', SLIM_SYSTEMS, { count: sizes.count })
   add('latency', [...SLIM_SYSTEMS, 'nats'], { rate: 1_000, warmup: 500, count: sizes.latencyCount })
   add('rtt', SLIM_SYSTEMS, { warmup: 200, count: sizes.rttCount })
+  // slimrpc sets every channel up with MLS (upstream's choice), so these run with it on.
+  add('rpc-unary', RPC_SYSTEMS, { warmup: 200, count: sizes.rttCount, mls: true })
+  add('rpc-stream', RPC_SYSTEMS, { count: sizes.count, mls: true })
   if (sizes.memoryCount > 0) {
     add('memory', [...SLIM_SYSTEMS, 'nats'], { warmup: 0, count: sizes.memoryCount, capMs: 60_000 })
   }
@@ -118,15 +124,11 @@ function describeMachine(profile: string): Record<string, string> {
 async function main(): Promise<void> {
   const program = new Command('bench')
     .description(
-      'benchmarks slim-node against a pure-Rust client, the official npm binding, Python slim-bindings and NATS',
+      'benchmarks slim-node against a pure-Rust client, the official npm binding, Python slim-bindings and NATS, messages and slimrpc',
     )
     .addOption(new Option('--plan <plan>', 'how much to run').choices(['full', 'quick', 'smoke']).default('full'))
     .option('--systems <list>', `comma-separated: ${SYSTEM_IDS.join(',')}`, SYSTEM_IDS.join(','))
-    .option(
-      '--scenarios <list>',
-      'comma-separated: throughput,unreliable,p2p,latency,rtt,memory',
-      'throughput,unreliable,p2p,latency,rtt,memory',
-    )
+    .option('--scenarios <list>', `comma-separated: ${SCENARIOS}`, SCENARIOS)
     .option('--profile <profile>', 'release (benchmarks) or dev (the harness test)', 'release')
     .option('--out <dir>', 'where results go', join(root, 'bench', 'results'))
     .parse()

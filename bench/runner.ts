@@ -1,10 +1,25 @@
-// Runs one benchmark: a fresh node, subscribers (or a responder) and a publisher (or a
-// requester), each its own process; watches progress and reads CPU and memory.
+// Runs one benchmark: a fresh node, subscribers (or a responder, or an RPC server) and a
+// publisher (or a requester, or an RPC caller), each its own process; watches progress
+// and reads CPU and memory.
 import type { ClientConfig } from './clients/common.ts'
 import { BenchProcess } from './process.ts'
 import { clientLaunch, type SystemId, startNode, type Toolchain } from './systems.ts'
 
-export type Scenario = 'throughput' | 'unreliable' | 'p2p' | 'latency' | 'rtt' | 'memory'
+export type Scenario = 'throughput' | 'unreliable' | 'p2p' | 'latency' | 'rtt' | 'memory' | 'rpc-unary' | 'rpc-stream'
+
+/** Who plays each side of a scenario; the caller's result is the run's when it reports. */
+function rolesOf(scenario: Scenario): { server: ClientConfig['role']; caller: ClientConfig['role'] } {
+  switch (scenario) {
+    case 'rtt':
+      return { server: 'responder', caller: 'requester' }
+    case 'rpc-unary':
+      return { server: 'rpc-server', caller: 'rpc-unary' }
+    case 'rpc-stream':
+      return { server: 'rpc-server', caller: 'rpc-stream' }
+    default:
+      return { server: 'sub', caller: 'pub' }
+  }
+}
 
 export interface RunSpec {
   scenario: Scenario
@@ -107,13 +122,16 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
     onProgress(0, 'starting')
     const node = await startNode(spec.system, tools, base)
     all.push(node.process)
-    const rtt = spec.scenario === 'rtt'
+    const roles = rolesOf(spec.scenario)
+    // The caller reports the round trips (rtt, rpc-unary) or what it received (rpc-stream).
+    const callerReports = roles.caller !== 'pub'
+    const streamed = roles.caller === 'rpc-stream'
     const subscribers = base.members.map((name) =>
-      launch({ ...base, role: rtt ? 'responder' : 'sub', name, endpoint: node.endpoint }),
+      launch({ ...base, role: roles.server, name, endpoint: node.endpoint }),
     )
     await Promise.all(subscribers.map((s) => s.waitFor('connected', START_TIMEOUT_MS)))
     const rssStart = subscribers.map((s) => s.rssBytes())
-    const publisher = launch({ ...base, role: rtt ? 'requester' : 'pub', name: 'bench/pub/p', endpoint: node.endpoint })
+    const publisher = launch({ ...base, role: roles.caller, name: 'bench/pub/p', endpoint: node.endpoint })
     const ready = await publisher.waitFor('ready', START_TIMEOUT_MS)
     result.setup = {
       appMs: number(ready, 'appMs'),
@@ -124,24 +142,26 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
     publisher.send('go')
     const goAt = performance.now()
     const total = spec.warmup + spec.count
+    // Whose `received` progress shows how far the run is.
+    const receivers = streamed ? [publisher] : callerReports ? [] : subscribers
     let stopped = false
     for (;;) {
       await sleep(POLL_MS)
       const now = performance.now()
       const failed = all.find((p) => p.find('error'))
       if (failed) throw new Error(`${failed.label}: ${String(failed.find('error')?.message)}`)
-      const slowest = rtt ? undefined : Math.min(...subscribers.map((s) => s.progress))
+      const slowest = receivers.length ? Math.min(...receivers.map((s) => s.progress)) : undefined
       onProgress(slowest === undefined ? undefined : slowest / total, `${Math.round((now - goAt) / 1000)} s`)
-      if (rtt ? publisher.find('result') : subscribers.every((s) => s.find('result'))) break
+      if (callerReports ? publisher.find('result') : subscribers.every((s) => s.find('result'))) break
       const lastChange = Math.max(...all.map((p) => p.progressAt))
       const published = publisher.find('sent') !== undefined
       if (!stopped && published && now - lastChange > SETTLE_MS) stopped = true
       else if (!stopped && now - goAt > spec.capMs) [stopped, result.status] = [true, 'capped']
-      else if (!stopped && !rtt && now - Math.max(lastChange, goAt) > STALL_MS)
+      else if (!stopped && receivers.length && now - Math.max(lastChange, goAt) > STALL_MS)
         [stopped, result.status] = [true, 'stalled']
       if (stopped) {
-        // Responders have nothing to report; a requester cut short reports what it measured.
-        const reporters = rtt ? [publisher] : subscribers
+        // Responders have nothing to report; a caller cut short reports what it measured.
+        const reporters = callerReports ? [publisher] : subscribers
         for (const s of reporters) s.send('stop')
         await Promise.all(reporters.map((s) => s.waitFor('result', 10_000)))
         break
@@ -167,8 +187,9 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
       }
     }
     result.rttUs = (publisher.find('result')?.rttUs as number[] | undefined) ?? []
-    if (!rtt) {
-      result.subscribers = subscribers.map((s, i) => {
+    if (receivers.length) {
+      // A streaming caller receives as a subscriber does; its result is the one subscriber's.
+      result.subscribers = receivers.map((s, i) => {
         const r = s.find('result')
         return {
           received: number(r, 'received'),
@@ -177,7 +198,7 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
           firstNs: number(r, 'firstNs'),
           lastNs: number(r, 'lastNs'),
           latencyUs: (r?.latencyUs as number[] | undefined) ?? [],
-          rssStartBytes: rssStart[i] ?? 0,
+          rssStartBytes: streamed ? 0 : (rssStart[i] ?? 0),
           rssEndBytes: s.rssBytes(),
         }
       })

@@ -116,7 +116,10 @@ export function clientLaunch(system: SystemId, tools: Toolchain, config: ClientC
         env: { SLIM_OFFICIAL_MODULE: tools.officialModule },
       }
     case 'python':
-      return { command: tools.python ?? 'python3', args: [script('python_client.py'), json] }
+      return {
+        command: tools.python ?? 'python3',
+        args: [script(config.role.startsWith('rpc-') ? 'python_rpc.py' : 'python_client.py'), json],
+      }
     case 'nats':
       return { command: process.execPath, args: [...tsx, script('nats.ts'), json] }
   }

@@ -4,7 +4,7 @@ import { createConnection, createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 
 export interface ClientConfig {
-  role: 'node' | 'pub' | 'sub' | 'requester' | 'responder'
+  role: 'node' | 'pub' | 'sub' | 'requester' | 'responder' | 'rpc-server' | 'rpc-unary' | 'rpc-stream'
   endpoint: string
   name: string
   channel: string
@@ -30,6 +30,9 @@ export function readConfig(): ClientConfig {
 }
 
 export const PROGRESS_EVERY_MS = 200
+
+/** The slimrpc service of the rpc scenarios: `Echo` (unary) and `Stream` (server streaming). */
+export const RPC_SERVICE = 'bench.Bench'
 
 export function emit(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`)

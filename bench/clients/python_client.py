@@ -406,17 +406,24 @@ async def responder(config: Config, commands: Commands) -> None:
     await client.delete(session)
 
 
-ROLES = {"node": node, "pub": pub, "sub": sub, "requester": requester, "responder": responder}
+Role = Callable[[Config, Commands], Awaitable[None]]
+ROLES: dict[str, Role] = {"node": node, "pub": pub, "sub": sub, "requester": requester, "responder": responder}
 
 
-async def main(config: Config) -> None:
-    await ROLES[config["role"]](config, Commands())
-
-
-if __name__ == "__main__":
+def run(roles: dict[str, Role]) -> None:
+    """Runs the role the config (the last argument) names; a failure is an `error` event."""
     try:
-        asyncio.run(main(json.loads(sys.argv[-1])))
+        config = json.loads(sys.argv[-1])
+
+        async def play() -> None:
+            await roles[config["role"]](config, Commands())
+
+        asyncio.run(play())
     except Exception as error:  # noqa: BLE001 - reported to the harness as an event
         emit("error", message=f"{type(error).__name__}: {error}")
         sys.exit(1)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    run(ROLES)

@@ -1,6 +1,15 @@
 // The slim-node benchmark client (bench/PROTOCOL.md), written as an application would
 // use the package: publish promises as the window, getMessage for receiving.
-import { type App, createLocalApp, isSlimError, type Session, type SessionOptions, startServer } from 'slim-node'
+import {
+  type App,
+  createLocalApp,
+  isSlimError,
+  RpcChannel,
+  RpcServer,
+  type Session,
+  type SessionOptions,
+  startServer,
+} from 'slim-node'
 import {
   type ClientConfig,
   Commands,
@@ -11,6 +20,7 @@ import {
   nowNs,
   pace,
   publishWindowed,
+  RPC_SERVICE,
   readConfig,
   reportProgress,
   Tally,
@@ -18,6 +28,8 @@ import {
 
 const config = readConfig()
 const commands = new Commands()
+/** How long one reply may take before the run counts as failed. */
+const REPLY_TIMEOUT_MS = 10_000
 
 function sessionOptions(): SessionOptions {
   return config.reliable
@@ -44,20 +56,21 @@ async function createSession(app: App): Promise<Session> {
   return session
 }
 
-async function start(): Promise<{ app: App; session: Session } | undefined> {
+/** Connects, runs `setup` (timed as the session's setup), reports `ready` and waits for `go`. */
+async function start<T>(setup: (app: App) => Promise<T>): Promise<{ app: App; opened: T } | undefined> {
   const { app, appMs, connectMs } = await connect()
   const started = performance.now()
-  const session = await createSession(app)
+  const opened = await setup(app)
   emit({ event: 'ready', appMs, connectMs, sessionMs: performance.now() - started })
-  if (await commands.go()) return { app, session }
+  if (await commands.go()) return { app, opened }
   await app.close()
   return undefined
 }
 
 async function publisher(): Promise<void> {
-  const started = await start()
+  const started = await start(createSession)
   if (!started) return
-  const { app, session } = started
+  const { app, opened: session } = started
   // The window: a slot frees when a publish resolves (is acknowledged, when reliable).
   await publishWindowed(config, (seq) => session.publish(encode(seq, config.payload)))
   await commands.stopped()
@@ -110,23 +123,87 @@ async function subscriber(): Promise<void> {
   await app.close()
 }
 
-async function requester(): Promise<void> {
-  const started = await start()
-  if (!started) return
-  const { app, session } = started
+/** Times `warmup + count` sequential round trips; `roundTrip` returns the echoed payload. */
+async function measureRoundTrips(roundTrip: (payload: Buffer) => Promise<Uint8Array>): Promise<void> {
   const rttUs: number[] = []
   const begin = performance.now()
   // Stopped at the cap, the round trips measured so far still count.
   for (let seq = 0; seq < config.warmup + config.count && !commands.stopRequested; seq++) {
     await pace(config.rate, begin, seq)
     const sentNs = nowNs()
-    await session.publish(encode(seq, config.payload))
-    const reply = await session.getMessage({ timeout: 10_000 })
-    if (decode(reply.payload)?.seq !== seq) throw new Error(`the reply to request ${seq} carried another number`)
+    const reply = await roundTrip(encode(seq, config.payload))
+    if (decode(reply)?.seq !== seq) throw new Error(`the reply to request ${seq} carried another number`)
     if (seq >= config.warmup) rttUs.push(Number(nowNs() - sentNs) / 1000)
   }
   emit({ event: 'result', received: rttUs.length, rttUs })
   await commands.stopped()
+}
+
+async function requester(): Promise<void> {
+  const started = await start(createSession)
+  if (!started) return
+  const { app, opened: session } = started
+  await measureRoundTrips(async (payload) => {
+    await session.publish(payload)
+    return (await session.getMessage({ timeout: REPLY_TIMEOUT_MS })).payload
+  })
+  await app.close()
+}
+
+/** A channel to the server whose first call has set its session up. */
+async function openChannel(app: App): Promise<RpcChannel> {
+  const [server = ''] = config.members
+  const channel = new RpcChannel(app, server)
+  await channel.unary(RPC_SERVICE, 'Echo', encode(0, 16), { timeout: REPLY_TIMEOUT_MS })
+  return channel
+}
+
+async function rpcUnary(): Promise<void> {
+  const started = await start(openChannel)
+  if (!started) return
+  const { app, opened: channel } = started
+  await measureRoundTrips((payload) => channel.unary(RPC_SERVICE, 'Echo', payload, { timeout: REPLY_TIMEOUT_MS }))
+  await channel.close()
+  await app.close()
+}
+
+async function rpcStream(): Promise<void> {
+  const started = await start(openChannel)
+  if (!started) return
+  const { app, opened: channel } = started
+  const tally = new Tally(config)
+  const stop = new AbortController()
+  void commands.stopped().then(() => stop.abort())
+  const stopProgress = reportProgress('received', () => tally.unique)
+  // The request's sequence field asks for that many answers.
+  const answers = channel.unaryStream(RPC_SERVICE, 'Stream', encode(config.warmup + config.count, 16), {
+    signal: stop.signal,
+  })
+  try {
+    for await (const answer of answers) tally.record(answer)
+  } catch (error) {
+    if (!isSlimError(error) || error.code !== 'ABORTED') throw error
+  }
+  stopProgress()
+  tally.report()
+  await commands.stopped()
+  await channel.close()
+  await app.close()
+}
+
+async function rpcServer(): Promise<void> {
+  const { app } = await connect()
+  const server = new RpcServer(app)
+  server.registerUnaryUnary(RPC_SERVICE, 'Echo', (request) => request)
+  server.registerUnaryStream(RPC_SERVICE, 'Stream', function* (request) {
+    const answers = decode(request)?.seq ?? 0
+    for (let seq = 0; seq < answers; seq++) yield encode(seq, config.payload)
+  })
+  const serving = server.serve()
+  emit({ event: 'connected' })
+  await Promise.race([serving, commands.stopped()])
+  await server.close()
+  await serving
   await app.close()
 }
 
@@ -157,5 +234,8 @@ const roles: Record<ClientConfig['role'], () => Promise<void>> = {
   sub: subscriber,
   requester,
   responder,
+  'rpc-server': rpcServer,
+  'rpc-unary': rpcUnary,
+  'rpc-stream': rpcStream,
 }
 roles[config.role]().then(() => process.exit(0), fail)

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use crate::config::{Config, SessionKind};
 
 pub type SlimApp = slim_service::app::App<AuthProvider, AuthVerifier>;
-type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
+pub type Notifications = mpsc::Receiver<std::result::Result<Notification, SessionError>>;
 
 pub struct Client {
-    pub app: SlimApp,
+    pub app: Arc<SlimApp>,
     pub connection: u64,
     notifications: Notifications,
     _service: Service,
@@ -74,7 +74,7 @@ impl Client {
         ));
         app.subscribe(app.app_name(), Some(connection)).await?;
         Ok(Self {
-            app,
+            app: Arc::new(app),
             connection,
             notifications,
             _service: service,
@@ -142,6 +142,11 @@ impl Client {
                 None => anyhow::bail!("the app closed before a session arrived"),
             }
         }
+    }
+
+    /// Hands the app's session notifications to someone else (an RPC server).
+    pub fn take_notifications(&mut self) -> Notifications {
+        std::mem::replace(&mut self.notifications, mpsc::channel(1).1)
     }
 
     pub async fn close(self, joined: Option<Joined>) {

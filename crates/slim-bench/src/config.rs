@@ -10,6 +10,12 @@ pub enum Role {
     Sub,
     Requester,
     Responder,
+    #[serde(rename = "rpc-server")]
+    RpcServer,
+    #[serde(rename = "rpc-unary")]
+    RpcUnary,
+    #[serde(rename = "rpc-stream")]
+    RpcStream,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod roles;
+mod rpc;
 mod wire;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
             Role::Sub => roles::subscriber(&config).await,
             Role::Requester => roles::requester(&config).await,
             Role::Responder => roles::responder(&config).await,
+            Role::RpcServer => rpc::server(&config).await,
+            Role::RpcUnary => rpc::unary(&config).await,
+            Role::RpcStream => rpc::stream(&config).await,
             Role::Node => {
                 anyhow::bail!("the Rust client has no node role; the harness uses slim-node's")
             }

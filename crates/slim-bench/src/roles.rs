@@ -1,4 +1,4 @@
-//! The four client roles of `bench/PROTOCOL.md`.
+//! The message-level client roles of `bench/PROTOCOL.md`; the slimrpc ones are in `rpc.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::wire::{Command, PROGRESS_EVERY, commands, decode, emit, encode, now_ns, wait_for};
 
 /// How long a requester waits for one reply before the run counts as failed.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn payload_of(message: &ProtoMessage) -> Option<&[u8]> {
     let content = message.get_payload()?;
@@ -22,14 +22,14 @@ fn payload_of(message: &ProtoMessage) -> Option<&[u8]> {
 }
 
 /// Sleeps until message `seq` is due when sending at `rate` per second.
-async fn pace(rate: f64, begin: Instant, seq: u64) {
+pub(crate) async fn pace(rate: f64, begin: Instant, seq: u64) {
     if rate > 0.0 {
         let due = begin + Duration::from_secs_f64(seq as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
     }
 }
 
-async fn stopped(commands: &mut watch::Receiver<Command>) {
+pub(crate) async fn stopped(commands: &mut watch::Receiver<Command>) {
     wait_for(commands, Command::Stop).await;
 }
 
@@ -107,9 +107,9 @@ pub async fn publisher(config: &Config) -> Result<()> {
 }
 
 /// What a subscriber has seen.
-struct Tally {
+pub(crate) struct Tally {
     seen: Vec<bool>,
-    unique: u64,
+    pub(crate) unique: u64,
     measured: u64,
     duplicates: u64,
     reordered: u64,
@@ -120,7 +120,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(total: u64) -> Self {
+    pub(crate) fn new(total: u64) -> Self {
         Self {
             seen: vec![false; total as usize],
             unique: 0,
@@ -134,7 +134,7 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, payload: &[u8], config: &Config) {
+    pub(crate) fn record(&mut self, payload: &[u8], config: &Config) {
         let now = now_ns();
         let Some((seq, sent)) = decode(payload) else {
             return;
@@ -166,7 +166,7 @@ impl Tally {
         }
     }
 
-    fn report(&self) {
+    pub(crate) fn report(&self) {
         emit(&json!({
             "event": "result",
             "received": self.measured,
