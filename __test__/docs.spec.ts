@@ -96,6 +96,7 @@ interface Reflection {
   kind: number
   comment?: Comment
   signatures?: { comment?: Comment }[]
+  children?: Reflection[]
 }
 interface Project {
   children?: Reflection[]
@@ -111,10 +112,13 @@ function hasExample(item: Reflection): boolean {
   return signatures.length > 0 && signatures.every((signature) => exampleIn(signature.comment))
 }
 
-test('every export of slim-node has an @example', () => {
+test('every export of slim-node and slim-node/mcp has an @example', () => {
   expect(existsSync(json), `typedoc wrote no JSON:\n${run.log}`).toBe(true)
   const project = JSON.parse(readFileSync(json, 'utf8')) as Project
-  const exports = project.children ?? []
+  // One module per entry point (slim-node, slim-node/mcp), each with its exports.
+  const modules = project.children ?? []
+  expect(modules.map((module) => module.name).sort()).toEqual(['slim-node', 'slim-node/mcp'])
+  const exports = modules.flatMap((module) => module.children ?? [])
   // Far fewer would mean the entry point or the JSON layout changed, not that all is well.
   expect(exports.length).toBeGreaterThan(30)
   const missing = exports

@@ -51,7 +51,8 @@ test('the README snippets type-check against the package', () => {
     writeFileSync(file, `${snippet}\n${placeholders}\nexport {}\n`)
     return file
   })
-  const program = ts.createProgram(files, {
+  // The MCP SDK's declarations name the DOM's HeadersInit; the shim gives it to Node-only programs.
+  const program = ts.createProgram([...files, join(root, 'src-ts', 'globals.d.ts')], {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,

@@ -15,6 +15,7 @@
  * })
  * ```
  * @packageDocumentation
+ * @module slim-node
  */
 import type {
   BuildInfo,

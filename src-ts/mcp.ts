@@ -14,6 +14,7 @@
  * console.log((await client.listTools()).tools.map((tool) => tool.name))
  * ```
  * @packageDocumentation
+ * @module slim-node/mcp
  */
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
@@ -178,6 +179,8 @@ export class SlimClientTransport extends SessionTransport {
   readonly #options: SlimClientTransportOptions
 
   /**
+   * A transport to the MCP server at `server`; nothing is sent before `start()`.
+   *
    * @param app - The app the client speaks from (connected to a node).
    * @param server - The MCP server's SLIM name, `org/ns/app`.
    * @param options - Session settings and how long `start()` may take.
@@ -209,7 +212,11 @@ export class SlimClientTransport extends SessionTransport {
 export class SlimServerTransport extends SessionTransport {
   readonly #session: Session
 
-  /** @param session - A session this app was invited into (by an MCP client). */
+  /**
+   * A transport over `session`; `start()` begins delivering its messages.
+   *
+   * @param session - A session this app was invited into (by an MCP client).
+   */
   constructor(session: Session) {
     super()
     this.#session = session
