@@ -1,0 +1,137 @@
+// A2A over SLIM (slim-node/a2a) with the A2A JS SDK on both ends: the SDK's
+// DefaultRequestHandler around an echo agent served by serveA2A, and the SDK's Client
+// over SlimRpcTransport, through a real embedded node.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
+import { TaskState } from '@a2a-js/sdk'
+import { ClientFactory } from '@a2a-js/sdk/client'
+import { TaskNotFoundError } from '@a2a-js/sdk/errors'
+import { expect, test } from 'vitest'
+import { nodeBinary } from '../scripts/node-binaries.mjs'
+import { root } from '../scripts/processes.mjs'
+import { A2A_SERVICE, createA2AClient, SlimRpcTransportFactory, serveA2A } from '../src-ts/a2a.js'
+import { RpcChannel, RpcError, type SlimServer } from '../src-ts/index.js'
+import { echoCard, echoHandler, textsOf, userMessage } from './a2a-agent.js'
+import { connectApp, rejectionOf, run, startTestServer, track } from './helpers.js'
+
+async function serveEcho(node: SlimServer, name: string) {
+  const app = track(await connectApp(node, name))
+  const stop = new AbortController()
+  const serving = serveA2A(app, echoHandler(name), { signal: stop.signal })
+  track({
+    close: () => {
+      stop.abort()
+      return serving
+    },
+  })
+}
+
+test('an A2A client reads the card, sends, streams, reads and cancels tasks over SLIM', async () => {
+  const node = track(await startTestServer())
+  await serveEcho(node, 'org/a2a/echo')
+  const app = track(await connectApp(node, 'org/a2a/user'))
+  const client = await createA2AClient(app, 'org/a2a/echo', { timeout: 20_000 })
+  expect((await client.getAgentCard()).name).toBe('node echo agent')
+
+  const sent = await client.sendMessage({
+    message: userMessage('hello'),
+    tenant: '',
+    configuration: undefined,
+    metadata: undefined,
+  })
+  if (!('artifacts' in sent)) throw new Error(`expected a task, got ${JSON.stringify(sent)}`)
+  expect(sent.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+  expect(textsOf(sent.artifacts.flatMap((artifact) => artifact.parts))).toEqual(['echo: hello'])
+
+  const kinds: string[] = []
+  for await (const event of client.sendMessageStream({
+    message: userMessage('stream me'),
+    tenant: '',
+    configuration: undefined,
+    metadata: undefined,
+  }))
+    kinds.push(event.payload?.$case ?? 'none')
+  expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate'])
+
+  const again = await client.getTask({ id: sent.id, historyLength: undefined, tenant: '' })
+  expect(again.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+
+  const waiting = await client.sendMessage({
+    message: userMessage('ask'),
+    tenant: '',
+    configuration: undefined,
+    metadata: undefined,
+  })
+  if (!('artifacts' in waiting)) throw new Error('expected a task')
+  expect(waiting.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED)
+  const cancelled = await client.cancelTask({ id: waiting.id, tenant: '', metadata: undefined })
+  expect(cancelled.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+
+  await expect(client.getTask({ id: 'no-such-task', historyLength: undefined, tenant: '' })).rejects.toBeInstanceOf(
+    TaskNotFoundError,
+  )
+
+  // The agent sees the caller as SLIM verified it: the subject of its MLS identity.
+  const who = await client.sendMessage({
+    message: userMessage('whoami'),
+    tenant: '',
+    configuration: undefined,
+    metadata: undefined,
+  })
+  expect('artifacts' in who && textsOf(who.artifacts[0]?.parts)[0]).toMatch(/^user: org\/a2a\/user/)
+})
+
+test("the SDK's ClientFactory picks the slimrpc transport from an agent card", async () => {
+  const node = track(await startTestServer())
+  await serveEcho(node, 'org/a2a/echo')
+  const app = track(await connectApp(node, 'org/a2a/user'))
+  const factory = new ClientFactory({ transports: [new SlimRpcTransportFactory(app, { timeout: 20_000 })] })
+  const client = await factory.createFromAgentCard(echoCard('org/a2a/echo'))
+  const sent = await client.sendMessage({
+    message: userMessage('via the factory'),
+    tenant: '',
+    configuration: undefined,
+    metadata: undefined,
+  })
+  expect('artifacts' in sent && textsOf(sent.artifacts[0]?.parts)).toEqual(['echo: via the factory'])
+})
+
+test('bytes that are not an A2A request get a typed slimrpc error; the server goes on', async () => {
+  const node = track(await startTestServer())
+  await serveEcho(node, 'org/a2a/echo')
+  const app = track(await connectApp(node, 'org/a2a/raw'))
+  const channel = new RpcChannel(app, 'org/a2a/echo')
+  const failed = await rejectionOf(
+    channel.unary(A2A_SERVICE, 'GetTask', new Uint8Array([0xff, 0xff, 0xff]), { timeout: 10_000 }),
+  )
+  expect(failed).toBeInstanceOf(RpcError)
+  const client = await createA2AClient(app, 'org/a2a/echo', { timeout: 20_000 })
+  expect((await client.getAgentCard()).name).toBe('node echo agent')
+})
+
+test('node examples/a2a/server.ts and client.ts: the card, an answer, a stream; the agent stops on SIGTERM', async () => {
+  const node22 = nodeBinary('22')
+  const server = track(spawn(node22, ['examples/a2a/server.ts', '--endpoint', '127.0.0.1:0'], { cwd: root }))
+  const lines = createInterface({ input: server.stdout as Readable })
+  const [line] = (await once(lines, 'line')) as [string]
+  const url = /on (http:\/\/\S+)$/.exec(line)?.[1]
+  expect(url, line).toBeDefined()
+  const { stdout } = await run(node22, ['examples/a2a/client.ts', '--slim', url as string, '--text', 'over slim'], {
+    cwd: root,
+    timeout: 30_000,
+  })
+  expect(stdout).toBe(
+    [
+      'agent: shouter (repeats what it is told, in capitals)',
+      'answer: OVER SLIM',
+      'streamed: task, artifactUpdate, statusUpdate',
+      '',
+    ].join('\n'),
+  )
+  const stopped = once(lines, 'line')
+  server.kill('SIGTERM')
+  expect(await stopped).toEqual(['A2A agent stopped'])
+  expect((await once(server, 'exit'))[0]).toBe(0)
+}, 90_000)
