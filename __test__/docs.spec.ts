@@ -112,12 +112,12 @@ function hasExample(item: Reflection): boolean {
   return signatures.length > 0 && signatures.every((signature) => exampleIn(signature.comment))
 }
 
-test('every export of slim-node and slim-node/mcp has an @example', () => {
+test('every export of every entry point has an @example', () => {
   expect(existsSync(json), `typedoc wrote no JSON:\n${run.log}`).toBe(true)
   const project = JSON.parse(readFileSync(json, 'utf8')) as Project
-  // One module per entry point (slim-node, slim-node/mcp), each with its exports.
+  // One module per entry point (slim-node, slim-node/mcp, slim-node/a2a), each with its exports.
   const modules = project.children ?? []
-  expect(modules.map((module) => module.name).sort()).toEqual(['slim-node', 'slim-node/mcp'])
+  expect(modules.map((module) => module.name).sort()).toEqual(['slim-node', 'slim-node/a2a', 'slim-node/mcp'])
   const exports = modules.flatMap((module) => module.children ?? [])
   // Far fewer would mean the entry point or the JSON layout changed, not that all is well.
   expect(exports.length).toBeGreaterThan(30)

@@ -35,6 +35,9 @@ declare const secret: string
 declare const privateKeyPem: string
 declare const base64Jwks: string
 declare const session: Session
+declare const card: import('@a2a-js/sdk').AgentCard
+declare const executor: import('@a2a-js/sdk/server').AgentExecutor
+declare const message: import('@a2a-js/sdk').Message
 `
 
 /** Every other TypeScript snippet in the README compiles against the package's published types. */
