@@ -2,6 +2,8 @@
 // a message gets a completed task whose artifact is `echo: <text>`; `ask` gets a task
 // that waits for input, so that it can be cancelled; `whoami` the caller as A2A sees it.
 import { type AgentCard, type Message, type Part, Role, type Task, TaskState } from '@a2a-js/sdk'
+import type { Client } from '@a2a-js/sdk/client'
+import { TaskNotFoundError } from '@a2a-js/sdk/errors'
 import {
   AgentEvent,
   type AgentExecutor,
@@ -9,6 +11,7 @@ import {
   type ExecutionEventBus,
   InMemoryTaskStore,
 } from '@a2a-js/sdk/server'
+import { expect } from 'vitest'
 import { SLIMRPC_BINDING } from '../src-ts/a2a.js'
 
 export const textPart = (text: string): Part => ({
@@ -117,4 +120,40 @@ const echo: AgentExecutor = {
 export function echoHandler(name: string): DefaultRequestHandler {
   const card = echoCard(name)
   return new DefaultRequestHandler(card, new InMemoryTaskStore(), echo, undefined, undefined, undefined, card)
+}
+
+/** A request of one text message, with nothing else set. */
+export const sendRequest = (text: string) => ({
+  message: userMessage(text),
+  tenant: '',
+  configuration: undefined,
+  metadata: undefined,
+})
+
+async function sentTask(client: Client, text: string): Promise<Task> {
+  const sent = await client.sendMessage(sendRequest(text))
+  if (!('artifacts' in sent)) throw new Error(`expected a task, got ${JSON.stringify(sent)}`)
+  return sent
+}
+
+/**
+ * What every A2A test checks of an echo agent, whichever side serves it: the card, a
+ * message, a streamed one, a task read back, a task cancelled and a missing task's error.
+ */
+export async function expectEchoAgent(client: Client, cardName: string): Promise<void> {
+  expect((await client.getAgentCard()).name).toBe(cardName)
+  const sent = await sentTask(client, 'hello')
+  expect(sent.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+  expect(textsOf(sent.artifacts.flatMap((artifact) => artifact.parts))).toEqual(['echo: hello'])
+  const kinds: string[] = []
+  for await (const event of client.sendMessageStream(sendRequest('stream me'))) kinds.push(event.payload?.$case ?? '')
+  expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate'])
+  const again = await client.getTask({ id: sent.id, historyLength: undefined, tenant: '' })
+  expect(again.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+  const waiting = await sentTask(client, 'ask')
+  expect(waiting.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED)
+  const cancelled = await client.cancelTask({ id: waiting.id, tenant: '', metadata: undefined })
+  expect(cancelled.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+  const missing = client.getTask({ id: 'no-such-task', historyLength: undefined, tenant: '' })
+  await expect(missing).rejects.toBeInstanceOf(TaskNotFoundError)
 }

@@ -5,15 +5,13 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { TaskState } from '@a2a-js/sdk'
 import { ClientFactory } from '@a2a-js/sdk/client'
-import { TaskNotFoundError } from '@a2a-js/sdk/errors'
 import { expect, test } from 'vitest'
 import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { root } from '../scripts/processes.mjs'
 import { A2A_SERVICE, createA2AClient, SlimRpcTransportFactory, serveA2A } from '../src-ts/a2a.js'
 import { RpcChannel, RpcError, type SlimServer } from '../src-ts/index.js'
-import { echoCard, echoHandler, textsOf, userMessage } from './a2a-agent.js'
+import { echoCard, echoHandler, expectEchoAgent, sendRequest, textsOf } from './a2a-agent.js'
 import { connectApp, rejectionOf, run, startTestServer, track } from './helpers.js'
 
 async function serveEcho(node: SlimServer, name: string) {
@@ -33,53 +31,10 @@ test('an A2A client reads the card, sends, streams, reads and cancels tasks over
   await serveEcho(node, 'org/a2a/echo')
   const app = track(await connectApp(node, 'org/a2a/user'))
   const client = await createA2AClient(app, 'org/a2a/echo', { timeout: 20_000 })
-  expect((await client.getAgentCard()).name).toBe('node echo agent')
-
-  const sent = await client.sendMessage({
-    message: userMessage('hello'),
-    tenant: '',
-    configuration: undefined,
-    metadata: undefined,
-  })
-  if (!('artifacts' in sent)) throw new Error(`expected a task, got ${JSON.stringify(sent)}`)
-  expect(sent.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
-  expect(textsOf(sent.artifacts.flatMap((artifact) => artifact.parts))).toEqual(['echo: hello'])
-
-  const kinds: string[] = []
-  for await (const event of client.sendMessageStream({
-    message: userMessage('stream me'),
-    tenant: '',
-    configuration: undefined,
-    metadata: undefined,
-  }))
-    kinds.push(event.payload?.$case ?? 'none')
-  expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate'])
-
-  const again = await client.getTask({ id: sent.id, historyLength: undefined, tenant: '' })
-  expect(again.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
-
-  const waiting = await client.sendMessage({
-    message: userMessage('ask'),
-    tenant: '',
-    configuration: undefined,
-    metadata: undefined,
-  })
-  if (!('artifacts' in waiting)) throw new Error('expected a task')
-  expect(waiting.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED)
-  const cancelled = await client.cancelTask({ id: waiting.id, tenant: '', metadata: undefined })
-  expect(cancelled.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
-
-  await expect(client.getTask({ id: 'no-such-task', historyLength: undefined, tenant: '' })).rejects.toBeInstanceOf(
-    TaskNotFoundError,
-  )
+  await expectEchoAgent(client, 'node echo agent')
 
   // The agent sees the caller as SLIM verified it: the subject of its MLS identity.
-  const who = await client.sendMessage({
-    message: userMessage('whoami'),
-    tenant: '',
-    configuration: undefined,
-    metadata: undefined,
-  })
+  const who = await client.sendMessage(sendRequest('whoami'))
   expect('artifacts' in who && textsOf(who.artifacts[0]?.parts)[0]).toMatch(/^user: org\/a2a\/user/)
 })
 
@@ -89,12 +44,7 @@ test("the SDK's ClientFactory picks the slimrpc transport from an agent card", a
   const app = track(await connectApp(node, 'org/a2a/user'))
   const factory = new ClientFactory({ transports: [new SlimRpcTransportFactory(app, { timeout: 20_000 })] })
   const client = await factory.createFromAgentCard(echoCard('org/a2a/echo'))
-  const sent = await client.sendMessage({
-    message: userMessage('via the factory'),
-    tenant: '',
-    configuration: undefined,
-    metadata: undefined,
-  })
+  const sent = await client.sendMessage(sendRequest('via the factory'))
   expect('artifacts' in sent && textsOf(sent.artifacts[0]?.parts)).toEqual(['echo: via the factory'])
 })
 

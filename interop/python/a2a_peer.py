@@ -9,7 +9,6 @@ Every stdout line is one JSON event. Roles:
               read back, a task cancelled, a missing task; one `result` event per case
 """
 
-import argparse
 import asyncio
 import sys
 
@@ -22,7 +21,7 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import a2a_pb2
 from google.protobuf.json_format import MessageToDict
-from peer import connect, emit, stdin_closed
+from peer import connect, emit, peer_parser, run_role, stdin_closed
 from slima2a.client_transport import ClientConfig, MultiAgentClientFactory, slimrpc_channel_factory
 from slima2a.handler import SRPCHandler
 from slima2a.types.v1.a2a_pb2_slimrpc import add_A2AServiceServicer_to_server
@@ -125,29 +124,6 @@ async def run_client(args) -> None:
     emit("done")
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(description=__doc__)
-    roles = top.add_subparsers(dest="role", required=True)
-    for role in ("a2a-server", "a2a-client"):
-        sub = roles.add_parser(role)
-        sub.add_argument("--slim", required=True)
-        sub.add_argument("--local", required=True)
-        sub.add_argument("--secret", required=True)
-        if role == "a2a-client":
-            sub.add_argument("--remote", required=True)
-    return top
-
-
-def main() -> int:
-    args = parser().parse_args()
-    role = run_server if args.role == "a2a-server" else run_client
-    try:
-        asyncio.run(asyncio.wait_for(role(args), timeout=120))
-    except Exception as error:  # noqa: BLE001 - reported to the test as an event
-        emit("error", message=f"{type(error).__name__}: {error}")
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    roles = {"a2a-server": run_server, "a2a-client": run_client}
+    sys.exit(run_role(roles, peer_parser(__doc__, "a2a-server", "a2a-client").parse_args()))

@@ -9,7 +9,6 @@ Every stdout line is one JSON event. Roles:
               prints one `result` event per case, then `done`
 """
 
-import argparse
 import asyncio
 import datetime
 import sys
@@ -21,7 +20,7 @@ import slim_bindings
 from mcp import ClientSession
 from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
-from peer import connect, emit, stdin_closed
+from peer import connect, emit, peer_parser, run_role, stdin_closed
 
 NOTE = "notes://today"
 
@@ -150,30 +149,6 @@ async def run_client(args) -> None:
     emit("done")
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(description=__doc__)
-    roles = top.add_subparsers(dest="role", required=True)
-    for role in ("mcp-server", "mcp-client"):
-        sub = roles.add_parser(role)
-        sub.add_argument("--slim", required=True)
-        sub.add_argument("--local", required=True)
-        sub.add_argument("--secret", required=True)
-        if role == "mcp-client":
-            sub.add_argument("--remote", required=True)
-            sub.add_argument("--mls", action="store_true")
-    return top
-
-
-def main() -> int:
-    args = parser().parse_args()
-    role = run_server if args.role == "mcp-server" else run_client
-    try:
-        asyncio.run(asyncio.wait_for(role(args), timeout=120))
-    except Exception as error:  # noqa: BLE001 - reported to the test as an event
-        emit("error", message=f"{type(error).__name__}: {error}")
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    roles = {"mcp-server": run_server, "mcp-client": run_client}
+    sys.exit(run_role(roles, peer_parser(__doc__, "mcp-server", "mcp-client", ("--mls",)).parse_args()))

@@ -282,16 +282,32 @@ ROLES = {
 }
 
 
-def main() -> int:
-    args = parser().parse_args()
+def run_role(roles: dict, args) -> int:
+    """Runs the role `args` names; a failure is an `error` event and exit status 1."""
     try:
         # Bounded: a role that cannot finish fails instead of hanging the test.
-        asyncio.run(asyncio.wait_for(ROLES[args.role](args), timeout=120))
+        asyncio.run(asyncio.wait_for(roles[args.role](args), timeout=120))
     except Exception as error:  # noqa: BLE001 - reported to the test as an event
         emit("error", message=f"{type(error).__name__}: {error}")
         return 1
     return 0
 
 
+def peer_parser(description: str, server: str, client: str, switches=()) -> argparse.ArgumentParser:
+    """A server role and a client role (with --remote and `switches`), both on --slim as --local."""
+    top = argparse.ArgumentParser(description=description)
+    roles = top.add_subparsers(dest="role", required=True)
+    for role in (server, client):
+        sub = roles.add_parser(role)
+        sub.add_argument("--slim", required=True)
+        sub.add_argument("--local", required=True)
+        sub.add_argument("--secret", required=True)
+        if role == client:
+            sub.add_argument("--remote", required=True)
+            for switch in switches:
+                sub.add_argument(switch, action="store_true")
+    return top
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_role(ROLES, parser().parse_args()))

@@ -6,14 +6,13 @@ Every stdout line is one JSON event. Roles:
   rpc-client  calls it on --remote and prints one `result` event per case, then `done`
 """
 
-import argparse
 import asyncio
 import datetime
 import json
 import sys
 
 import slim_bindings
-from peer import connect, emit, stdin_closed
+from peer import connect, emit, peer_parser, run_role, stdin_closed
 
 SERVICE = "interop.Echo"
 
@@ -152,29 +151,6 @@ async def run_client(args) -> None:
     emit("done")
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(description=__doc__)
-    roles = top.add_subparsers(dest="role", required=True)
-    for role in ("rpc-server", "rpc-client"):
-        sub = roles.add_parser(role)
-        sub.add_argument("--slim", required=True)
-        sub.add_argument("--local", required=True)
-        sub.add_argument("--secret", required=True)
-        if role == "rpc-client":
-            sub.add_argument("--remote", required=True)
-    return top
-
-
-def main() -> int:
-    args = parser().parse_args()
-    role = run_server if args.role == "rpc-server" else run_client
-    try:
-        asyncio.run(asyncio.wait_for(role(args), timeout=120))
-    except Exception as error:  # noqa: BLE001 - reported to the test as an event
-        emit("error", message=f"{type(error).__name__}: {error}")
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    roles = {"rpc-server": run_server, "rpc-client": run_client}
+    sys.exit(run_role(roles, peer_parser(__doc__, "rpc-server", "rpc-client").parse_args()))
