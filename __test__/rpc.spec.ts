@@ -1,7 +1,7 @@
 // slimrpc between slim-node apps on a real embedded node: the four call shapes, status
 // codes, deadlines, metadata and the caller's identity, group calls, and backpressure.
 import { expect, test } from 'vitest'
-import { RpcChannel, RpcError } from '../src-ts/index.js'
+import { RpcChannel, RpcError, RpcServer } from '../src-ts/index.js'
 import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
 import { collect, decode, echoServer, SERVICE } from './rpc-service.js'
 
@@ -70,4 +70,24 @@ test('a group channel yields every member answer', async () => {
   const failures = []
   for await (const answer of group.multicastUnary(SERVICE, 'Fail', 'ABORTED')) failures.push(answer)
   expect(failures.map((a) => a.error?.status)).toEqual(['ABORTED', 'ABORTED'])
+})
+
+// Upstream's server closes each session at shutdown waiting up to 10 s for its peer, which
+// may have left already: close() waits for the calls, not for that.
+test('close() settles soon after the callers left, round after round', async () => {
+  const node = track(await startTestServer())
+  for (let round = 0; round < 3; round++) {
+    const serverApp = track(await connectApp(node, `org/stop/server${round}`))
+    const server = new RpcServer(serverApp)
+    server.registerUnaryUnary('stop.Test', 'Ping', (request) => request)
+    const serving = server.serve()
+    const clientApp = await connectApp(node, `org/stop/client${round}`)
+    const channel = new RpcChannel(clientApp, `org/stop/server${round}`)
+    expect(decode(await channel.unary('stop.Test', 'Ping', 'hi', { timeout: 10_000 }))).toBe('hi')
+    await clientApp.close()
+    const started = performance.now()
+    await server.close()
+    await serving
+    expect(performance.now() - started).toBeLessThan(3_000)
+  }
 })

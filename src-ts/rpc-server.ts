@@ -233,7 +233,12 @@ export class RpcServer implements ServerLike {
     }
   }
 
-  /** Stops serving: no new calls; calls in progress finish first. Idempotent. */
+  /**
+   * Stops serving: no new calls; calls in progress finish first (queued ones that no
+   * handler started get `UNAVAILABLE`). Closing the sessions goes on in the background
+   * once the calls are done, so this does not wait on callers that already left.
+   * Idempotent.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#native.close().catch((error: unknown) => {
       throw toSlimError(error)

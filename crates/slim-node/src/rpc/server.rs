@@ -4,6 +4,7 @@
 //! deadlines, and a JavaScript handler only sees bytes in and bytes out.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use slim_datapath::api::ProtoName;
@@ -12,17 +13,23 @@ use slim_session::notification::Notification;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::{AppCore, Listener};
 use crate::errors::{Code, Error, Result};
 use crate::link::{Link, closed_as_app};
 use crate::rpc::incoming::{Answer, Answers, IncomingCore, Input};
 use crate::runtime::bounded;
+use crate::status::RpcCode;
 
 /// Calls waiting for JavaScript to pick them up before upstream's adapters wait.
 const CALL_QUEUE: usize = 256;
 /// Answers a streaming handler may queue ahead of the network before `send` waits.
 const ANSWER_QUEUE: usize = 32;
+/// How long `stop` waits for upstream's session teardown once every call is answered:
+/// upstream closes each session waiting up to 10 s for a peer that may have left already,
+/// and that goes on in the background.
+const TEARDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// The four shapes of a method: whether requests and answers are streamed.
 #[napi_derive::napi(string_enum = "kebab-case")]
@@ -49,7 +56,7 @@ pub struct ServerCore {
     server: Server,
     /// Upstream's server reads its sessions from here; `serve` feeds it the app's.
     sessions: Sessions,
-    calls: mpsc::Sender<Arc<IncomingCore>>,
+    handoff: Handoff,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Arc<IncomingCore>>>,
     handlers: Mutex<u32>,
     stage: Mutex<Stage>,
@@ -69,7 +76,10 @@ impl ServerCore {
             app,
             server,
             sessions,
-            calls,
+            handoff: Handoff {
+                calls,
+                in_progress: TaskTracker::new(),
+            },
             incoming: tokio::sync::Mutex::new(incoming),
             handlers: Mutex::new(0),
             stage: Mutex::new(Stage::Registering),
@@ -99,7 +109,7 @@ impl ServerCore {
             *count += 1;
             *count - 1
         };
-        let calls = self.calls.clone();
+        let calls = self.handoff.clone();
         let server = &self.server;
         match shape {
             RpcShape::UnaryUnary => server.register_unary_unary(
@@ -182,7 +192,24 @@ impl ServerCore {
     pub async fn stop(&self) {
         *self.stage.lock() = Stage::Stopped;
         self.stopped.cancel();
-        self.server.shutdown().await;
+        {
+            // `next_call` lets go of the queue once stopped. Calls still queued never
+            // reached a handler: they are answered now, and no more are taken.
+            let mut incoming = self.incoming.lock().await;
+            incoming.close();
+            while let Ok(call) = incoming.try_recv() {
+                call.fail(RpcCode::Unavailable, "the server is stopping".into(), None);
+            }
+        }
+        self.handoff.in_progress.close();
+        let shutdown = self.server.shutdown();
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => {}
+            _ = self.handoff.in_progress.wait() => {
+                let _ = tokio::time::timeout(TEARDOWN_GRACE, shutdown).await;
+            }
+        }
     }
 }
 
@@ -201,41 +228,63 @@ async fn forward_sessions(mut listener: Listener, sessions: Sessions) {
     }
 }
 
-/// Hands a call to JavaScript.
-async fn hand_over(
-    calls: &mpsc::Sender<Arc<IncomingCore>>,
-    handler: u32,
-    context: &Context,
-    input: Input,
-    answers: Answers,
-) -> std::result::Result<(), RpcError> {
-    let call = IncomingCore::new(handler, context, input, answers);
-    calls
-        .send(Arc::new(call))
-        .await
-        .map_err(|_| RpcError::unavailable("the server is stopping"))
+/// Where the adapters hand calls to JavaScript, and the calls not answered yet.
+#[derive(Clone)]
+struct Handoff {
+    calls: mpsc::Sender<Arc<IncomingCore>>,
+    in_progress: TaskTracker,
+}
+
+impl Handoff {
+    /// Hands a call to JavaScript.
+    async fn hand_over(
+        &self,
+        handler: u32,
+        context: &Context,
+        input: Input,
+        answers: Answers,
+    ) -> std::result::Result<(), RpcError> {
+        let call = IncomingCore::new(handler, context, input, answers);
+        self.calls
+            .send(Arc::new(call))
+            .await
+            .map_err(|_| RpcError::unavailable("the server is stopping"))
+    }
 }
 
 async fn answer_once(
-    calls: mpsc::Sender<Arc<IncomingCore>>,
+    handoff: Handoff,
     handler: u32,
     context: Context,
     input: Input,
 ) -> std::result::Result<Vec<u8>, RpcError> {
+    let _in_progress = handoff.in_progress.token();
     let (reply, answer) = oneshot::channel();
-    hand_over(&calls, handler, &context, input, Answers::One(reply)).await?;
+    handoff
+        .hand_over(handler, &context, input, Answers::One(reply))
+        .await?;
     answer
         .await
         .unwrap_or_else(|_| Err(RpcError::unavailable("the server stopped before answering")))
 }
 
 async fn answer_streamed(
-    calls: mpsc::Sender<Arc<IncomingCore>>,
+    handoff: Handoff,
     handler: u32,
     context: Context,
     input: Input,
-) -> std::result::Result<ReceiverStream<Answer>, RpcError> {
+) -> std::result::Result<impl futures::Stream<Item = Answer> + use<>, RpcError> {
+    let in_progress = handoff.in_progress.token();
     let (sender, answers) = mpsc::channel(ANSWER_QUEUE);
-    hand_over(&calls, handler, &context, input, Answers::Many(sender)).await?;
-    Ok(ReceiverStream::new(answers))
+    handoff
+        .hand_over(handler, &context, input, Answers::Many(sender))
+        .await?;
+    // In progress until upstream has sent the last answer and drops the stream.
+    Ok(futures::StreamExt::map(
+        ReceiverStream::new(answers),
+        move |answer| {
+            let _ = &in_progress;
+            answer
+        },
+    ))
 }
