@@ -131,6 +131,7 @@ async function main(): Promise<void> {
     .option('--scenarios <list>', `comma-separated: ${SCENARIOS}`, SCENARIOS)
     .option('--profile <profile>', 'release (benchmarks) or dev (the harness test)', 'release')
     .option('--out <dir>', 'where results go', join(root, 'bench', 'results'))
+    .option('--render', 'run nothing: write results.md and chart.svg again from the results.json in --out')
     .parse()
   const options = program.opts<{
     plan: Plan
@@ -138,7 +139,16 @@ async function main(): Promise<void> {
     scenarios: string
     profile: 'release' | 'dev'
     out: string
+    render?: boolean
   }>()
+  if (options.render) {
+    const saved = JSON.parse(readFileSync(join(options.out, 'results.json'), 'utf8')) as {
+      meta: Record<string, string>
+      summaries: Summary[]
+    }
+    report(options.out, saved.summaries, saved.meta)
+    return
+  }
   const systems = options.systems.split(',') as SystemId[]
   const unknown = systems.filter((s) => !SYSTEM_IDS.includes(s))
   if (unknown.length) throw new Error(`unknown systems: ${unknown.join(', ')}`)
@@ -162,15 +172,20 @@ async function main(): Promise<void> {
     join(options.out, 'results.json'),
     `${JSON.stringify({ meta, plan: options.plan, summaries, results }, null, 1)}\n`,
   )
-  writeFileSync(join(options.out, 'results.md'), markdown(summaries, meta))
-  writeFileSync(join(options.out, 'chart.svg'), chart(summaries))
+  report(options.out, summaries, meta)
+  const failed = summaries.filter((s) => s.status === 'failed' && s.system !== 'official')
+  if (failed.length) process.exitCode = 1
+}
+
+/** Writes results.md and chart.svg and prints each target as met or not. */
+function report(out: string, summaries: Summary[], meta: Record<string, string>): void {
+  writeFileSync(join(out, 'results.md'), markdown(summaries, meta))
+  writeFileSync(join(out, 'chart.svg'), chart(summaries))
   for (const t of targets(summaries)) {
     const value = t.value === undefined ? 'not measured' : t.value.toFixed(2)
     console.log(`${t.met === undefined ? '?' : t.met ? '✓' : '✗'} ${t.name}: ${value} (${t.limit})`)
   }
-  console.log(`results: ${join(options.out, 'results.md')}`)
-  const failed = summaries.filter((s) => s.status === 'failed' && s.system !== 'official')
-  if (failed.length) process.exitCode = 1
+  console.log(`results: ${join(out, 'results.md')}`)
 }
 
 function summariseLabel(spec: RunSpec): string {
