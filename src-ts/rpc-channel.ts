@@ -409,7 +409,8 @@ class Call {
   /** The next answer, `null` at the end; a failure of the whole call throws. */
   async next(): Promise<RpcAnswer | null> {
     try {
-      const answer = await this.#native.next(this.#token)
+      // An answer already here is read without a promise from the addon.
+      const answer = this.#native.tryNext() ?? (await this.#native.next(this.#token))
       if (answer === null && this.#failed) throw this.#failed
       return answer
     } catch (error) {

@@ -287,7 +287,10 @@ function fail(call: IncomingCall, error: unknown): void {
 }
 
 async function stream(call: IncomingCall, answers: AsyncIterable<Payload> | Iterable<Payload>): Promise<void> {
-  for await (const answer of answers) await call.send(bytes(answer))
+  for await (const answer of answers) {
+    const data = bytes(answer)
+    if (!call.trySend(data)) await call.send(data)
+  }
   call.end()
 }
 

@@ -242,6 +242,13 @@ impl RpcCall {
         )
     }
 
+    /// An answer already here, or `null` when none is ready now (then `next`, which
+    /// also tells the end); a failure of the whole call throws.
+    #[napi(ts_return_type = "RpcAnswer | null")]
+    pub fn try_next(&self) -> js::Result<Option<RpcAnswer>> {
+        Ok(self.core.try_next().map(RpcAnswer::of).transpose()?)
+    }
+
     /// Stops the call.
     #[napi]
     pub fn cancel(&self) {
@@ -370,6 +377,13 @@ impl IncomingCall {
         answer: Uint8ArraySlice<'_>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         promise(env, self.core.clone().send(answer.to_vec()))
+    }
+
+    /// One answer of a streaming method if the queue has room now; `false` when it is
+    /// full (then `send`, which waits).
+    #[napi]
+    pub fn try_send(&self, answer: Uint8ArraySlice<'_>) -> js::Result<bool> {
+        Ok(self.core.try_send(answer.to_vec())?)
     }
 
     /// Ends a streaming answer.

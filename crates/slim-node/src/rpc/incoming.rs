@@ -127,6 +127,17 @@ impl IncomingCore {
         sender.send(Ok(answer)).await.map_err(|_| call_gone())
     }
 
+    /// One answer of a streaming-answer call if the queue has room: `false` when it is
+    /// full, and the caller then waits with `send`. Saves a promise per answer.
+    pub fn try_send(&self, answer: Vec<u8>) -> Result<bool> {
+        check_size(answer.len(), "an answer")?;
+        match self.stream_sender()?.try_send(Ok(answer)) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(call_gone()),
+        }
+    }
+
     fn stream_sender(&self) -> Result<mpsc::Sender<Answer>> {
         match &*self.answers.lock() {
             Some(Answers::Many(sender)) => Ok(sender.clone()),
