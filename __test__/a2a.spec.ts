@@ -1,18 +1,9 @@
-// A2A over SLIM (slim-node/a2a) with the A2A JS SDK on both ends: the SDK's
-// DefaultRequestHandler around an echo agent served by serveA2A, and the SDK's Client
-// over SlimRpcTransport, through a real embedded node.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import type { Readable } from 'node:stream'
 import { ClientFactory } from '@a2a-js/sdk/client'
 import { expect, test } from 'vitest'
-import { nodeBinary } from '../scripts/node-binaries.mjs'
-import { root } from '../scripts/processes.mjs'
 import { A2A_SERVICE, createA2AClient, SlimRpcTransportFactory, serveA2A } from '../src-ts/a2a.js'
 import { RpcChannel, RpcError, type SlimServer } from '../src-ts/index.js'
 import { echoCard, echoHandler, expectEchoAgent, sendRequest, textsOf } from './a2a-agent.js'
-import { connectApp, rejectionOf, run, startTestServer, track } from './helpers.js'
+import { connectApp, rejectionOf, runServiceExample, startTestServer, track } from './helpers.js'
 
 async function serveEcho(node: SlimServer, name: string) {
   const app = track(await connectApp(node, name))
@@ -62,17 +53,8 @@ test('bytes that are not an A2A request get a typed slimrpc error; the server go
 })
 
 test('node examples/a2a/server.ts and client.ts: the card, an answer, a stream; the agent stops on SIGTERM', async () => {
-  const node22 = nodeBinary('22')
-  const server = track(spawn(node22, ['examples/a2a/server.ts', '--endpoint', '127.0.0.1:0'], { cwd: root }))
-  const lines = createInterface({ input: server.stdout as Readable })
-  const [line] = (await once(lines, 'line')) as [string]
-  const url = /on (http:\/\/\S+)$/.exec(line)?.[1]
-  expect(url, line).toBeDefined()
-  const { stdout } = await run(node22, ['examples/a2a/client.ts', '--slim', url as string, '--text', 'over slim'], {
-    cwd: root,
-    timeout: 30_000,
-  })
-  expect(stdout).toBe(
+  const { client, stopped, code } = await runServiceExample('a2a', ['--text', 'over slim'])
+  expect(client).toBe(
     [
       'agent: shouter (repeats what it is told, in capitals)',
       'answer: OVER SLIM',
@@ -80,8 +62,5 @@ test('node examples/a2a/server.ts and client.ts: the card, an answer, a stream; 
       '',
     ].join('\n'),
   )
-  const stopped = once(lines, 'line')
-  server.kill('SIGTERM')
-  expect(await stopped).toEqual(['A2A agent stopped'])
-  expect((await once(server, 'exit'))[0]).toBe(0)
+  expect([stopped, code]).toEqual(['A2A agent stopped', 0])
 }, 90_000)

@@ -2,7 +2,8 @@ import { ChildProcess, type ExecFileOptions, execFile } from 'node:child_process
 import { createServer } from 'node:net'
 import { promisify } from 'node:util'
 import { afterAll, onTestFinished } from 'vitest'
-import { ExampleProcess } from '../scripts/processes.mjs'
+import { nodeBinary } from '../scripts/node-binaries.mjs'
+import { ExampleProcess, root } from '../scripts/processes.mjs'
 import { App, createLocalApp, type Message, Session, SlimError, SlimServer, startServer } from '../src-ts/index.js'
 
 export const SECRET = 'slim-node-test-secret-0123456789abcdef'
@@ -140,6 +141,31 @@ export async function trackedExampleServer({
   const line = await server.waitFor('SLIM node listening on')
   const url = line.slice(line.indexOf('http://'))
   return { server, url, slim: JSON.stringify({ endpoint: url, tls: { insecure: true } }) }
+}
+
+/**
+ * One of the service examples (`rpc`, `mcp`, `a2a`) as a user runs it, on Node 22's type
+ * stripping: `examples/<kind>/server.ts` on a free port, `client.ts` against it with
+ * `args`, then SIGTERM to the server. Gives the client's output and what the server
+ * printed last and exited with.
+ */
+export async function runServiceExample(
+  kind: string,
+  args: string[],
+): Promise<{ client: string; stopped: string; code: number | null }> {
+  const node = nodeBinary('22')
+  const server = track(
+    new ExampleProcess(`${kind} server`, `${kind}/server.ts`, ['--endpoint', '127.0.0.1:0'], { node, stdin: 'ignore' }),
+  )
+  const line = await server.waitFor(/ on http:\/\/\S+$/, 30_000)
+  const url = line.slice(line.lastIndexOf('http://'))
+  const { stdout } = await run(node, [`examples/${kind}/client.ts`, '--slim', url, ...args], {
+    cwd: root,
+    timeout: 30_000,
+  })
+  server.signal('SIGTERM')
+  const code = await server.exitCode(10_000)
+  return { client: stdout, stopped: server.lines.at(-1) ?? '', code }
 }
 
 /** An embedded node on a free loopback port. */

@@ -1,21 +1,12 @@
-// MCP over SLIM (slim-node/mcp) with the real MCP SDK on both ends: a McpServer with
-// tools and a resource served by serveMcp, and MCP Clients over SlimClientTransport,
-// through a real embedded node; a crashing client and a restarting server run in
-// processes of their own (__test__/fixtures/mcp-peer.mjs).
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import type { Readable } from 'node:stream'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js'
 import { expect, test } from 'vitest'
-import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { App, SessionOptions, SlimServer } from '../src-ts/index.js'
 import { type ServeMcpOptions, SlimClientTransport, serveMcp } from '../src-ts/mcp.js'
 import { createToolServer, NOTE } from './fixtures/mcp-tools.mjs'
-import { connectApp, rejectionOf, run, startTestServer, track } from './helpers.js'
+import { connectApp, rejectionOf, runServiceExample, startTestServer, track } from './helpers.js'
 
 /** Serves the test tools as `name` until the test ends; `errors` collects what serveMcp reports. */
 async function serveTools(node: SlimServer, name: string, options: ServeMcpOptions = {}) {
@@ -186,17 +177,8 @@ test('the client transport rejects misuse with typed errors', async () => {
 })
 
 test('node examples/mcp/server.ts and client.ts: tools, the caller, a resource; the server stops on SIGTERM', async () => {
-  const node22 = nodeBinary('22')
-  const server = track(spawn(node22, ['examples/mcp/server.ts', '--endpoint', '127.0.0.1:0'], { cwd: root }))
-  const lines = createInterface({ input: server.stdout as Readable })
-  const [line] = (await once(lines, 'line')) as [string]
-  const url = /on (http:\/\/\S+)$/.exec(line)?.[1]
-  expect(url, line).toBeDefined()
-  const { stdout } = await run(node22, ['examples/mcp/client.ts', '--slim', url as string, '--mls'], {
-    cwd: root,
-    timeout: 30_000,
-  })
-  expect(stdout).toBe(
+  const { client, stopped, code } = await runServiceExample('mcp', ['--mls'])
+  expect(client).toBe(
     [
       'tools: add, whoami',
       'add(2, 3) = 5',
@@ -205,8 +187,5 @@ test('node examples/mcp/server.ts and client.ts: tools, the caller, a resource; 
       '',
     ].join('\n'),
   )
-  const stopped = once(lines, 'line')
-  server.kill('SIGTERM')
-  expect(await stopped).toEqual(['MCP server stopped'])
-  expect((await once(server, 'exit'))[0]).toBe(0)
+  expect([stopped, code]).toEqual(['MCP server stopped', 0])
 }, 90_000)

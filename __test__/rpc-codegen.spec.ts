@@ -1,14 +1,5 @@
-// The stubs upstream's protoc plugin (protoc-gen-slimrpc-node 3.0.1, bindings_import=slim-node)
-// generates from examples/rpc/greeter.proto, compiled strictly against slim-node's types and
-// run on it: examples/rpc/gen is what `npm run gen:rpc` makes today, the generated clients
-// (point to point and group) and registration drive a real node, and the example programs
-// run under Node 22 with type stripping.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import type { Readable } from 'node:stream'
 import { create } from '@bufbuild/protobuf'
 // The package as users import it (dist), as the generated code does.
 import { createApp, RpcChannel, type RpcContext, RpcError, RpcServer, startServer } from 'slim-node'
@@ -20,9 +11,8 @@ import {
   HelloRequestSchema,
 } from '../examples/rpc/gen/greeter_pb.js'
 import { GreeterClient, GreeterGroupClient, registerGreeterServicer } from '../examples/rpc/gen/greeter_slimrpc.js'
-import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { root } from '../scripts/processes.mjs'
-import { run, SECRET, track } from './helpers.js'
+import { runServiceExample, SECRET, track } from './helpers.js'
 
 const gen = join(root, 'examples', 'rpc', 'gen')
 
@@ -99,16 +89,9 @@ test('generated clients and servicer registration run on slim-node', async () =>
   expect(counted.sort()).toEqual([1, 1, 2, 2])
 })
 
-test('node examples/rpc/server.ts and client.ts greet and count down', async () => {
-  const node22 = nodeBinary('22')
-  const server = track(spawn(node22, ['examples/rpc/server.ts', '--endpoint', '127.0.0.1:0'], { cwd: root }))
-  const [line] = (await once(createInterface({ input: server.stdout as Readable }), 'line')) as [string]
-  const url = /on (http:\/\/\S+)$/.exec(line)?.[1]
-  expect(url, line).toBeDefined()
-  const { stdout } = await run(node22, ['examples/rpc/client.ts', '--slim', url as string, '--name', 'Ada'], {
-    cwd: root,
-    timeout: 30_000,
-  })
-  expect(stdout).toContain('Hello, Ada! (the server saw example/rpc/client')
-  expect(stdout).toContain('countdown 3\ncountdown 2\ncountdown 1')
+test('node examples/rpc/server.ts and client.ts greet and count down; the server stops on SIGTERM', async () => {
+  const { client, stopped, code } = await runServiceExample('rpc', ['--name', 'Ada'])
+  expect(client).toContain('Hello, Ada! (the server saw example/rpc/client')
+  expect(client).toContain('countdown 3\ncountdown 2\ncountdown 1')
+  expect([stopped, code]).toEqual(['Greeter stopped', 0])
 }, 90_000)
