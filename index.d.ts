@@ -85,10 +85,7 @@ export declare class IncomingCall {
   respond(answer: Uint8Array): void
   /** One answer of a streaming method; waits while the queue is full. */
   send(answer: Uint8Array): Promise<undefined>
-  /**
-   * One answer of a streaming method if the queue has room now; `false` when it is
-   * full (then `send`, which waits).
-   */
+  /** One answer of a streaming method if there is room now; else `false` (then `send`). */
   trySend(answer: Uint8Array): boolean
   /** Ends a streaming answer. */
   end(): void
@@ -107,10 +104,7 @@ export declare class RpcCall {
    * rejects.
    */
   next(cancel?: CancelToken | undefined | null): Promise<RpcAnswer | null>
-  /**
-   * An answer already here, or `null` when none is ready now (then `next`, which
-   * also tells the end); a failure of the whole call throws.
-   */
+  /** An answer already here, else `null` (then `next`, which also tells the end). */
   tryNext(): RpcAnswer | null
   /** Stops the call. */
   cancel(): void

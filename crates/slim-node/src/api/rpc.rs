@@ -242,8 +242,7 @@ impl RpcCall {
         )
     }
 
-    /// An answer already here, or `null` when none is ready now (then `next`, which
-    /// also tells the end); a failure of the whole call throws.
+    /// An answer already here, else `null` (then `next`, which also tells the end).
     #[napi(ts_return_type = "RpcAnswer | null")]
     pub fn try_next(&self) -> js::Result<Option<RpcAnswer>> {
         Ok(self.core.try_next().map(RpcAnswer::of).transpose()?)
@@ -379,8 +378,7 @@ impl IncomingCall {
         promise(env, self.core.clone().send(answer.to_vec()))
     }
 
-    /// One answer of a streaming method if the queue has room now; `false` when it is
-    /// full (then `send`, which waits).
+    /// One answer of a streaming method if there is room now; else `false` (then `send`).
     #[napi]
     pub fn try_send(&self, answer: Uint8ArraySlice<'_>) -> js::Result<bool> {
         Ok(self.core.try_send(answer.to_vec())?)
