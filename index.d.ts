@@ -187,6 +187,11 @@ export declare class Session {
    * reports when SLIM acknowledged it (reliable sessions) or took it (otherwise).
    */
   publish(data: Uint8Array | string, options?: PublishOptions | undefined | null): number
+  /**
+   * Queues several publishes, in order, with the same options, and returns the one
+   * ticket they settle under: done when every message is, failed when any failed.
+   */
+  publishMany(data: Array<Uint8Array | string>, options?: PublishOptions | undefined | null): number
   /** Queues a reply to the sender of a received message; returns its ticket. */
   publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): number
   /**

@@ -207,6 +207,7 @@ const operations: Record<string, Operation> = {
   appClose: ({ app }, [a]) => app.close(a as Loose),
   publish: ({ group }, [a, b]) => group.publish(a as Loose, b as Loose),
   publishTo: ({ group }, [a, b, c]) => group.publishTo(a as Loose, b as Loose, c as Loose),
+  publishMany: ({ group }, [a, b]) => group.publishMany(a as Loose, b as Loose),
   getMessage: ({ group }, [a]) => group.getMessage(a as Loose),
   invite: ({ group }, [a, b]) => group.invite(a as Loose, b as Loose),
   remove: ({ group }, [a, b]) => group.remove(a as Loose, b as Loose),

@@ -75,3 +75,17 @@ export function bytesOrText<T>(value: T, what: string): T {
   }
   return value
 }
+
+/** The messages of one `publishMany`, read once into an array, each one checked. */
+export function payloadList<T>(values: Iterable<T>, what: string): T[] {
+  const iterable = typeof values === 'object' && values !== null && Symbol.iterator in values
+  if (!iterable) throw invalid(what, `must be an iterable of Uint8Arrays or strings, got ${describe(values)}`)
+  const list: T[] = []
+  try {
+    for (const value of values) list.push(bytesOrText(value, `${what}[${list.length}]`))
+  } catch (error) {
+    if (error instanceof SlimError) throw error
+    throw invalid(what, `could not be read: ${describe(error)}`, error)
+  }
+  return list
+}

@@ -21,13 +21,16 @@ export class Outcomes {
     this.#keepAlive = keepAlive
   }
 
-  /** Queues a publish natively and returns a promise settled from the batched outcomes. */
+  /**
+   * Queues a publish natively and returns a promise settled from the batched outcomes;
+   * `queue` returns no ticket when there was nothing to send.
+   */
   track(
     options: (NativePublishOptions & WaitOptions) | undefined,
     what: string,
-    queue: (publish: NativePublishOptions | undefined) => number,
+    queue: (publish: NativePublishOptions | undefined) => number | undefined,
   ): Promise<void> {
-    let ticket: number
+    let ticket: number | undefined
     let wait: WaitOptions = {}
     try {
       const publish = plainOptions(options, `${what} options`)
@@ -36,10 +39,12 @@ export class Outcomes {
     } catch (error) {
       return Promise.reject(toSlimError(error))
     }
+    if (ticket === undefined) return Promise.resolve()
     const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
     // Like any pending promise of I/O, awaited publishes keep Node running.
     if (this.#pending.size === 1) this.#keepAlive(true)
-    return within(settled, wait, what, () => this.#forget(ticket))
+    const queued = ticket
+    return within(settled, wait, what, () => this.#forget(queued))
   }
 
   /** Stops reporting a publish whose caller stopped waiting. */

@@ -19,8 +19,9 @@ use crate::runtime::{millis, promise, whole_number};
 use crate::session::core::SessionCore;
 use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
-use crate::session::publisher::{PublishOutcomes, Target};
+use crate::session::outcomes::PublishOutcomes;
 use crate::session::receiver::Request;
+use crate::session::request::Target;
 use crate::session::roster::{self, Participant};
 
 /// Where a reply goes: the original sender, through the connection it came on.
@@ -146,7 +147,21 @@ impl Session {
         let payload = payload_of(data);
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
-        Ok(self.core.enqueue(payload, options, target)?)
+        Ok(self.core.enqueue(vec![payload], options, target)?)
+    }
+
+    /// Queues several publishes, in order, with the same options, and returns the one
+    /// ticket they settle under: done when every message is, failed when any failed.
+    #[napi(catch_unwind)]
+    pub fn publish_many(
+        &self,
+        data: Vec<Either<Uint8ArraySlice<'_>, String>>,
+        options: Option<PublishOptions>,
+    ) -> js::Result<u32> {
+        let payloads = data.into_iter().map(payload_of).collect();
+        let options = options.unwrap_or_default();
+        let target = target_of(&options)?;
+        Ok(self.core.enqueue(payloads, options, target)?)
     }
 
     /// Queues a reply to the sender of a received message; returns its ticket.
@@ -178,7 +193,7 @@ impl Session {
         }
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
-        Ok(self.core.enqueue(payload, options, target)?)
+        Ok(self.core.enqueue(vec![payload], options, target)?)
     }
 
     /// Starts the session's delivery to JavaScript: `onMessages` answers each

@@ -22,8 +22,10 @@ use crate::message::ReceivedBatch;
 use crate::runtime::{bounded, spawn};
 use crate::session::moderator::{self, MODERATOR_KEY};
 use crate::session::options::{PublishOptions, SessionType, check_size};
-use crate::session::publisher::{self, PublishOutcomes, PublishRequest, Target};
+use crate::session::outcomes::PublishOutcomes;
+use crate::session::publisher;
 use crate::session::receiver::{self, Ending, Inbox, Request};
+use crate::session::request::{PublishRequest, Target};
 use crate::session::roster;
 
 /// Upstream stores the join request's signature among the session metadata; it is
@@ -295,10 +297,11 @@ impl SessionCore {
         self.callback(|callbacks| &callbacks.outcomes).ok()
     }
 
-    /// Queues a publish and returns its ticket; its outcome comes through the callback.
+    /// Queues a publish of one message or several, in order, and returns its ticket; its
+    /// outcome comes through the callback. Nothing is queued unless every message fits.
     pub fn enqueue(
         &self,
-        payload: Vec<u8>,
+        payloads: Vec<Vec<u8>>,
         options: PublishOptions,
         target: Target,
     ) -> Result<u32> {
@@ -311,10 +314,20 @@ impl SessionCore {
                 self.link.direction
             )));
         }
-        check_size(payload.len(), &options)?;
+        if payloads.is_empty() {
+            return Err(Error::invalid_argument(
+                "a publish needs at least one message",
+            ));
+        }
+        for (index, payload) in payloads.iter().enumerate() {
+            check_size(payload.len(), &options).map_err(|err| match payloads.len() {
+                1 => err,
+                _ => Error::new(err.code, format!("message {index}: {}", err.message)),
+            })?;
+        }
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let request = PublishRequest {
-            payload,
+            payloads,
             options,
             target,
             ticket,

@@ -1,12 +1,15 @@
 //! Sessions, from the bottom up: what a session is made with (`options`), who is in it
-//! (`roster`), its outgoing and incoming messages (`publisher`, `receiver`), the watch
-//! on a group's moderator (`moderator`), its state and lifecycle (`core`), and the
-//! moderator's membership changes (`membership`). Each imports only those before it.
+//! (`roster`), how its publishes end and what they ask to send (`outcomes`, `request`),
+//! its outgoing and incoming messages (`publisher`, `receiver`), the watch on a group's
+//! moderator (`moderator`), its state and lifecycle (`core`), and the moderator's
+//! membership changes (`membership`). Each imports only those before it.
 
 pub mod core;
 pub mod membership;
 pub mod moderator;
 pub mod options;
+pub mod outcomes;
 pub mod publisher;
 pub mod receiver;
+pub mod request;
 pub mod roster;

@@ -2,19 +2,18 @@
 //! drained by a task that takes a slot of the process's `IN_FLIGHT` budget (at most
 //! `SESSION_SLOTS` of them) for each message it hands to SLIM, until SLIM settles it:
 //! callers awaiting their publish promises are paced by acknowledgements instead of
-//! buffering freely. A publish returns a ticket at once; outcomes come back in batches
-//! through the session's outcome callback, so a burst of acknowledgements costs one
-//! JavaScript wake-up rather than one promise per message.
+//! buffering freely. A publish returns a ticket at once; a request may carry several
+//! messages (`publishMany`), which leave in order, one slot each, and settle under its
+//! one ticket. Outcomes come back in batches through the session's outcome callback
+//! (`outcomes`), so a burst of acknowledgements costs one JavaScript wake-up.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
-use napi::{Status, sys};
-use napi_derive::napi;
 use slim_datapath::api::ProtoName;
 use slim_datapath::messages::utils::SlimHeaderFlags;
 use slim_session::CompletionHandle;
@@ -24,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Delivery;
-use crate::errors::{Code, Error, ErrorInfo, Result};
-use crate::session::options::PublishOptions;
+use crate::errors::{Code, Error};
+use crate::session::outcomes::{PublishOutcomes, Settled, Tally};
+use crate::session::request::{Part, PublishRequest, Sending, Target};
 
 /// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
 /// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
@@ -38,138 +38,17 @@ static IN_FLIGHT: Semaphore = Semaphore::const_new(PROCESS_SLOTS);
 /// (each publish then waits out its retries) leaves room for the others.
 const SESSION_SLOTS: usize = 512;
 
-pub enum Target {
-    Destination,
-    Reply {
-        name: ProtoName,
-        connection: u64,
-    },
-    /// Explicit routing (upstream's `publish_with_params`): another name than the
-    /// session's destination, the outgoing connection. (Its fanout is left out: upstream's
-    /// session sender sets every message's fanout itself.)
-    Routed {
-        name: Option<ProtoName>,
-        connection: Option<u64>,
-    },
-}
-
-pub struct PublishRequest {
-    pub payload: Vec<u8>,
-    pub options: PublishOptions,
-    pub target: Target,
-    pub ticket: u32,
-}
-
-/// How each publish ended, by ticket.
-type Outcome = (u32, Result<()>);
-
-/// Publishes that did not complete, in one call of the outcome callback.
-#[napi(object)]
-#[derive(Default)]
-pub struct PublishFailures {
-    /// Tickets of publishes that failed, with why at the same index of `reasons`.
-    pub tickets: Vec<u32>,
-    pub reasons: Vec<ErrorInfo>,
-    /// Set when the publisher stopped without reporting every ticket (it panicked):
-    /// every publish still pending failed for this reason.
-    pub ended: Option<ErrorInfo>,
-}
-
-/// One call of a session's outcome callback:
-/// `(done: Uint32Array, failures: PublishFailures | null)`, where `done` lists the
-/// tickets of publishes that completed (acknowledged, in a reliable session).
-#[derive(Default)]
-pub struct PublishOutcomes {
-    done: Vec<u32>,
-    failures: PublishFailures,
-}
-
-impl PublishOutcomes {
-    fn push(&mut self, (ticket, outcome): Outcome) {
-        match outcome {
-            Ok(()) => self.done.push(ticket),
-            Err(err) => {
-                self.failures.tickets.push(ticket);
-                self.failures.reasons.push(err.info());
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.done.is_empty() && self.failures.tickets.is_empty()
-    }
-
-    /// What a publisher that panicked reports: every pending publish failed.
-    pub fn ended(reason: &Error) -> Self {
-        let mut outcomes = Self::default();
-        outcomes.failures.ended = Some(reason.info());
-        outcomes
-    }
-
-    /// The tickets as a `Uint32Array` over memory V8 allocated.
-    ///
-    /// # Safety
-    /// `env` must be the environment of the JavaScript thread this runs on.
-    unsafe fn done_array(&self, env: sys::napi_env) -> napi::Result<sys::napi_value> {
-        let bytes = std::mem::size_of_val(self.done.as_slice());
-        let mut data = std::ptr::null_mut();
-        let mut buffer = std::ptr::null_mut();
-        let mut array = std::ptr::null_mut();
-        // SAFETY: `env` is current (the caller's contract); napi gives `bytes` writable
-        // bytes at `data`, which nothing else references before the copy.
-        let status = unsafe {
-            let status = sys::napi_create_arraybuffer(env, bytes, &mut data, &mut buffer);
-            if status == sys::Status::napi_ok && bytes > 0 {
-                std::ptr::copy_nonoverlapping(self.done.as_ptr(), data.cast(), self.done.len());
-            }
-            if status == sys::Status::napi_ok {
-                sys::napi_create_typedarray(
-                    env,
-                    sys::TypedarrayType::uint32_array,
-                    self.done.len(),
-                    buffer,
-                    0,
-                    &mut array,
-                )
-            } else {
-                status
-            }
-        };
-        if status != sys::Status::napi_ok {
-            return Err(napi::Error::new(
-                Status::from(status),
-                "could not allocate publish outcomes",
-            ));
-        }
-        Ok(array)
-    }
-}
-
-impl JsValuesTupleIntoVec for PublishOutcomes {
-    fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
-        // SAFETY: napi converts callback values on the JavaScript thread, with its env.
-        let done = unsafe { self.done_array(env)? };
-        let failures = &self.failures;
-        let failures =
-            (!failures.tickets.is_empty() || failures.ended.is_some()).then_some(self.failures);
-        // SAFETY: as above.
-        Ok(vec![done, unsafe {
-            ToNapiValue::to_napi_value(env, failures)?
-        }])
-    }
-}
-
 async fn publish_one(
     controller: &SessionController,
     destination: &ProtoName,
-    request: PublishRequest,
+    part: Part,
 ) -> std::result::Result<CompletionHandle, Error> {
-    let PublishRequest {
+    let Part {
         payload,
         options,
         target,
         ..
-    } = request;
+    } = part;
     let span = tracing::info_span!(
         "slim.publish",
         session_id = controller.id(),
@@ -219,19 +98,85 @@ async fn publish_one(
 /// A slot of the in-flight budget, once there is one.
 type Slot = Pin<Box<dyn Future<Output = Option<SemaphorePermit<'static>>> + Send>>;
 
-/// A queued publish, with its in-flight slot or waiting for one.
+/// A queued message, with its in-flight slot or waiting for one.
 enum Claim {
-    Go(PublishRequest, SemaphorePermit<'static>),
-    Wait(PublishRequest, Slot),
+    Go(Part, SemaphorePermit<'static>),
+    Wait(Part, Slot),
 }
 
-fn claim(request: PublishRequest, in_flight: usize) -> Claim {
+fn claim(part: Part, in_flight: usize) -> Claim {
     if in_flight < SESSION_SLOTS
         && let Ok(slot) = IN_FLIGHT.try_acquire()
     {
-        return Claim::Go(request, slot);
+        return Claim::Go(part, slot);
     }
-    Claim::Wait(request, Box::pin(async { IN_FLIGHT.acquire().await.ok() }))
+    Claim::Wait(part, Box::pin(async { IN_FLIGHT.acquire().await.ok() }))
+}
+
+/// A message SLIM took, holding its slot until SLIM settles it.
+struct InFlight {
+    ticket: u32,
+    index: u32,
+    handle: CompletionHandle,
+    _slot: SemaphorePermit<'static>,
+}
+
+impl Future for InFlight {
+    type Output = Settled;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
+        let this = &mut *self;
+        this.handle.poll_unpin(cx).map(|done| Settled {
+            ticket: this.ticket,
+            index: this.index,
+            outcome: done.map_err(Error::from),
+        })
+    }
+}
+
+/// What is in flight, and how its outcomes reach the callback.
+struct Reporter<'a> {
+    outcomes: &'a Delivery<PublishOutcomes>,
+    tally: Tally,
+    in_flight: FuturesUnordered<InFlight>,
+}
+
+impl Reporter<'_> {
+    fn send(&self, batch: PublishOutcomes) {
+        if !batch.is_empty() {
+            self.outcomes.send(batch);
+        }
+    }
+
+    fn report(&mut self, settled: Settled) {
+        let mut batch = PublishOutcomes::default();
+        self.tally.record(settled, &mut batch);
+        self.send(batch);
+    }
+
+    /// `first` and every other message already settled, for one call of the callback.
+    fn report_with_settled(&mut self, first: Settled) {
+        let mut batch = PublishOutcomes::default();
+        self.tally.record(first, &mut batch);
+        while let Some(Some(settled)) = self.in_flight.next().now_or_never() {
+            self.tally.record(settled, &mut batch);
+        }
+        self.send(batch);
+    }
+
+    /// Nobody will answer: everything in flight ends now.
+    fn fail_in_flight(&mut self, why: &Error) {
+        let mut batch = PublishOutcomes::default();
+        for message in std::mem::take(&mut self.in_flight) {
+            let settled = Settled {
+                ticket: message.ticket,
+                index: message.index,
+                outcome: Err(why.clone()),
+            };
+            self.tally.record(settled, &mut batch);
+        }
+        self.send(batch);
+    }
 }
 
 /// Runs the publish loop; a panic in it fails every pending publish with INTERNAL
@@ -275,112 +220,132 @@ async fn drain(
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
-    let report = |outcome: Outcome| {
-        let mut batch = PublishOutcomes::default();
-        batch.push(outcome);
-        outcomes.send(batch);
+    let mut reporter = Reporter {
+        outcomes,
+        tally: Tally::default(),
+        in_flight: FuturesUnordered::new(),
     };
-    let mut in_flight = FuturesUnordered::new();
-    let mut waiting: Option<(PublishRequest, Slot)> = None;
+    let mut sending: Option<Sending> = None;
+    let mut waiting: Option<(Part, Slot)> = None;
     loop {
         if closed.is_cancelled() {
             break;
         }
         // Settled publishes are reported before the next one goes out, so a long burst
         // that keeps the queue full does not hold back their promises.
-        if let Some(Some(outcome)) = in_flight.next().now_or_never() {
-            outcomes.send(with_settled(outcome, &mut in_flight));
+        if let Some(Some(settled)) = reporter.in_flight.next().now_or_never() {
+            reporter.report_with_settled(settled);
         }
         let claimed = match waiting.take() {
-            Some((request, mut slot)) => tokio::select! {
+            Some((part, mut slot)) => tokio::select! {
                 biased;
                 _ = closed.cancelled() => {
-                    waiting = Some((request, slot));
+                    waiting = Some((part, slot));
                     break;
                 }
-                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                    outcomes.send(with_settled(outcome, &mut in_flight));
-                    waiting = Some((request, slot));
+                Some(settled) = reporter.in_flight.next(), if !reporter.in_flight.is_empty() => {
+                    reporter.report_with_settled(settled);
+                    waiting = Some((part, slot));
                     continue;
                 }
-                permit = &mut slot, if in_flight.len() < SESSION_SLOTS => match permit {
-                    Some(permit) => Claim::Go(request, permit),
+                permit = &mut slot, if reporter.in_flight.len() < SESSION_SLOTS => match permit {
+                    Some(permit) => Claim::Go(part, permit),
                     None => {
-                        waiting = Some((request, slot));
+                        waiting = Some((part, slot));
                         break;
                     }
                 },
             },
-            // Drain what JavaScript queued without a trip through the scheduler each.
-            None => match queue.try_recv() {
-                Ok(request) => claim(request, in_flight.len()),
-                Err(_) => tokio::select! {
-                    biased;
-                    _ = closed.cancelled() => break,
-                    Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                        outcomes.send(with_settled(outcome, &mut in_flight));
-                        continue;
-                    }
-                    request = queue.recv() => match request {
-                        Some(request) => claim(request, in_flight.len()),
-                        None => break,
-                    },
-                },
-            },
+            None => {
+                if sending.is_none() {
+                    // Drain what JavaScript queued without a trip through the scheduler each.
+                    let request = match queue.try_recv() {
+                        Ok(request) => request,
+                        Err(_) => tokio::select! {
+                            biased;
+                            _ = closed.cancelled() => break,
+                            Some(settled) = reporter.in_flight.next(), if !reporter.in_flight.is_empty() => {
+                                reporter.report_with_settled(settled);
+                                continue;
+                            }
+                            request = queue.recv() => match request {
+                                Some(request) => request,
+                                None => break,
+                            },
+                        },
+                    };
+                    sending = Some(Sending::new(request, &mut reporter.tally));
+                }
+                let part = sending.as_mut().and_then(Sending::next);
+                if sending.as_ref().is_none_or(Sending::is_done) {
+                    sending = None;
+                }
+                let Some(part) = part else { continue };
+                claim(part, reporter.in_flight.len())
+            }
         };
-        let (request, slot) = match claimed {
-            Claim::Go(request, slot) => (request, slot),
-            Claim::Wait(request, slot) => {
-                waiting = Some((request, slot));
+        let (part, slot) = match claimed {
+            Claim::Go(part, slot) => (part, slot),
+            Claim::Wait(part, slot) => {
+                waiting = Some((part, slot));
                 continue;
             }
         };
-        let ticket = request.ticket;
-        let Some(live) = controller.upgrade() else {
-            report((ticket, Err(Error::session_closed(session_id))));
-            continue;
+        let (ticket, index) = (part.ticket, part.index);
+        let sent = match controller.upgrade() {
+            Some(live) => publish_one(&live, &destination, part).await,
+            None => Err(Error::session_closed(session_id)),
         };
-        match publish_one(&live, &destination, request).await {
-            Ok(handle) => {
-                let unanswerable = unanswerable.clone();
-                in_flight.push(async move {
-                    let outcome = tokio::select! {
-                        done = handle => done.map_err(Error::from),
-                        _ = unanswerable.cancelled() => Err(Error::session_closed(session_id)),
-                    };
-                    drop(slot);
-                    (ticket, outcome)
-                })
-            }
-            Err(err) => report((ticket, Err(err))),
+        match sent {
+            Ok(handle) => reporter.in_flight.push(InFlight {
+                ticket,
+                index,
+                handle,
+                _slot: slot,
+            }),
+            Err(err) => reporter.report(Settled {
+                ticket,
+                index,
+                outcome: Err(err),
+            }),
         }
     }
-    // What never left the queue ends with SESSION_CLOSED; what is in flight, as SLIM says.
+    // What never left ends with SESSION_CLOSED; what is in flight, as SLIM says.
     queue.close();
+    let closed_error = Error::session_closed(session_id);
     let mut never_sent = PublishOutcomes::default();
-    if let Some((request, _)) = waiting.take() {
-        never_sent.push((request.ticket, Err(Error::session_closed(session_id))));
+    if let Some((part, _)) = waiting.take() {
+        let settled = Settled {
+            ticket: part.ticket,
+            index: part.index,
+            outcome: Err(closed_error.clone()),
+        };
+        reporter.tally.record(settled, &mut never_sent);
+    }
+    if let Some(rest) = sending.take() {
+        rest.never_sent(&closed_error, &mut reporter.tally, &mut never_sent);
     }
     while let Some(request) = queue.recv().await {
-        never_sent.push((request.ticket, Err(Error::session_closed(session_id))));
+        let left = u32::try_from(request.payloads.len()).unwrap_or(u32::MAX);
+        let tally = &mut reporter.tally;
+        tally.open(request.ticket, request.payloads.len());
+        tally.never_sent(request.ticket, 0, left, &closed_error, &mut never_sent);
     }
-    if !never_sent.is_empty() {
-        outcomes.send(never_sent);
+    reporter.send(never_sent);
+    // Once nobody can answer (the connection or the moderator is gone), waiting out
+    // upstream's retries would only delay the same answer.
+    let mut unanswered = pin!(unanswerable.cancelled());
+    loop {
+        tokio::select! {
+            biased;
+            settled = reporter.in_flight.next() => match settled {
+                Some(settled) => reporter.report_with_settled(settled),
+                None => break,
+            },
+            _ = &mut unanswered => {
+                reporter.fail_in_flight(&closed_error);
+                break;
+            }
+        }
     }
-    while let Some(outcome) = in_flight.next().await {
-        outcomes.send(with_settled(outcome, &mut in_flight));
-    }
-}
-
-/// `first` and every other publish already settled, for one call of the callback.
-fn with_settled<F: Future<Output = Outcome>>(
-    first: Outcome,
-    in_flight: &mut FuturesUnordered<F>,
-) -> PublishOutcomes {
-    let mut batch = PublishOutcomes::default();
-    batch.push(first);
-    while let Some(Some(outcome)) = in_flight.next().now_or_never() {
-        batch.push(outcome);
-    }
-    batch
 }
