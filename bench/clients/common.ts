@@ -200,34 +200,57 @@ export async function acceptsConnections(host: string, port: number, timeoutMs: 
  * Publishes `warmup + count` messages at `rate` with at most `window` outstanding (a slot
  * frees when `publishOne` settles), reports progress, and prints the `sent` event.
  */
-export async function publishWindowed(
+export function publishWindowed(
   config: ClientConfig,
   publishOne: (seq: number) => Promise<void>,
   onFailure: (seq: number, error: unknown) => void = () => {},
 ): Promise<void> {
+  return publishInBatches(config, 1, (first) => publishOne(first), onFailure)
+}
+
+/**
+ * {@link publishWindowed} for a client that publishes up to `batch` messages per call,
+ * `publish(first, count)` sending sequence numbers `first … first + count - 1`: the same
+ * window counts messages, and their slots free when the call settles.
+ */
+export async function publishInBatches(
+  config: ClientConfig,
+  batch: number,
+  publish: (first: number, count: number) => Promise<void>,
+  onFailure: (seq: number, error: unknown) => void = () => {},
+): Promise<void> {
   const total = config.warmup + config.count
+  const size = Math.max(1, Math.min(batch, config.window))
   let inFlight = 0
   let failed = 0
   let sent = 0
   let slotFree: (() => void) | undefined
-  const settle = (): void => {
-    inFlight--
+  const settle = (count: number): void => {
+    inFlight -= count
     slotFree?.()
     slotFree = undefined
   }
   const stopProgress = reportProgress('sent', () => sent)
   let startNs = nowNs()
   const begin = performance.now()
-  for (let seq = 0; seq < total; seq++) {
+  for (let seq = 0; seq < total; ) {
     await pace(config.rate, begin, seq)
-    while (inFlight >= config.window) await new Promise<void>((resolve) => (slotFree = resolve))
+    // A batch never straddles the end of the warm-up, where the clock starts.
+    const count = Math.min(size, (seq < config.warmup ? config.warmup : total) - seq)
+    while (inFlight + count > config.window) await new Promise<void>((resolve) => (slotFree = resolve))
     if (seq === config.warmup) startNs = nowNs()
-    inFlight++
-    publishOne(seq).then(settle, (error: unknown) => {
-      if (failed++ === 0) onFailure(seq, error)
-      settle()
-    })
-    sent++
+    inFlight += count
+    const first = seq
+    publish(first, count).then(
+      () => settle(count),
+      (error: unknown) => {
+        if (failed === 0) onFailure(first, error)
+        failed += count
+        settle(count)
+      },
+    )
+    seq += count
+    sent += count
   }
   while (inFlight > 0) await new Promise<void>((resolve) => (slotFree = resolve))
   const endNs = nowNs()
