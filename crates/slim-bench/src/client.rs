@@ -63,15 +63,13 @@ impl Client {
 
         let started = Instant::now();
         let client = ClientConfig::with_endpoint(&config.endpoint);
-        let connection = service
-            .connect(&client)
-            .await
-            .with_context(|| format!("connect to {}", config.endpoint))?;
         // The same transport setting slim-node applies to its connections.
         let node = config.endpoint.trim_start_matches("http://");
-        slim_node_tcp::disable_nagle(&slim_node_tcp::Sockets::ConnectedTo(
-            slim_node_tcp::resolve(node).await,
-        ));
+        let sockets = slim_node_tcp::Sockets::ConnectedTo(slim_node_tcp::resolve(node).await);
+        let connection =
+            slim_node_tcp::nagle_off_while(&sockets, Box::pin(service.connect(&client)))
+                .await
+                .with_context(|| format!("connect to {}", config.endpoint))?;
         app.subscribe(app.app_name(), Some(connection)).await?;
         Ok(Self {
             app: Arc::new(app),

@@ -5,10 +5,12 @@
 //! the peer's delayed ACK: about 40 ms on Linux, the p99 of every paced stream. Neither
 //! side offers a setting, so slim-node finds the sockets upstream opened for it and
 //! turns the algorithm off on them: the listener of an embedded node (accepted sockets
-//! inherit the option) and each connection an app or a linked node makes. Connections
-//! upstream re-opens after an outage are picked up by a periodic re-check.
+//! inherit the option) and each connection an app or a linked node makes, from the
+//! moment its socket exists. Connections upstream re-opens after an outage are picked up
+//! by a periodic re-check.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often connections to a node are re-checked for ones upstream re-opened.
 const RECHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often while a connection is being opened.
+const WHILE_CONNECTING_EVERY: Duration = Duration::from_millis(1);
 
 /// Which sockets to change.
 #[derive(Debug, Clone)]
@@ -92,6 +96,27 @@ pub fn keep_nagle_off(sockets: Sockets, stop: CancellationToken) {
     });
 }
 
+/// Runs `connecting` (upstream opening a connection) while turning Nagle's algorithm off
+/// on the matching sockets every millisecond. Upstream's connector turns the algorithm on
+/// right after the TCP handshake, and a small frame of the HTTP/2 handshake that follows
+/// an unacknowledged one then waits out the node's delayed acknowledgement (40 ms);
+/// turning it off sends what it held back at once.
+pub async fn nagle_off_while<F: Future>(sockets: &Sockets, connecting: F) -> F::Output {
+    let mut connecting = std::pin::pin!(connecting);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut connecting => {
+                disable_nagle(sockets);
+                return done;
+            }
+            _ = tokio::time::sleep(WHILE_CONNECTING_EVERY) => {
+                disable_nagle(sockets);
+            }
+        }
+    }
+}
+
 /// The addresses `host:port` resolves to (empty when it does not).
 pub async fn resolve(address: &str) -> HashSet<SocketAddr> {
     tokio::net::lookup_host(address)
@@ -120,6 +145,27 @@ mod tests {
         assert!(!accepted.nodelay().unwrap());
         // Already off: nothing left to change.
         assert_eq!(disable_nagle(&Sockets::ConnectedTo([addr].into())), 0);
+    }
+
+    #[tokio::test]
+    async fn nagle_goes_off_while_a_connection_is_being_opened() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Like upstream's connector: connects, turns Nagle on, then waits for its peer,
+        // here until the algorithm is off (bounded, so a failure cannot hang the test).
+        let connecting = async {
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            client.set_nodelay(false).unwrap();
+            for _ in 0..2_000 {
+                if client.nodelay().unwrap() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            false
+        };
+        let sockets = Sockets::ConnectedTo([addr].into());
+        assert!(nagle_off_while(&sockets, connecting).await);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl AppCore {
             ));
         }
         let attempt = connection::connect_and_subscribe(link, &slim, &client);
-        let connection = bounded(attempt, timeout, &link.closed, abort.as_ref(), "connect")
+        let (connection, node) = bounded(attempt, timeout, &link.closed, abort.as_ref(), "connect")
             .await
             .map_err(closed_as_app)?;
         link.add_connection(connection, &url);
@@ -135,7 +135,7 @@ impl AppCore {
                 app.connection_lost(connection).await;
             }
         });
-        let node = transport::resolve(&client.endpoint.socket_address()).await;
+        // Upstream may open the connection again after an outage, with Nagle back on.
         transport::keep_nagle_off(Sockets::ConnectedTo(node), link.closed.clone());
         Ok(connection)
     }

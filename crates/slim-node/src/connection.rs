@@ -5,10 +5,13 @@
 //! without a word. The app must learn that, and its sessions must not wait for
 //! acknowledgements forever.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Weak;
 use std::time::Duration;
 
+use slim_node_tcp::{self as transport, Sockets};
 use slim_service::Service;
 use tokio_util::sync::CancellationToken;
 
@@ -72,18 +75,29 @@ impl Drop for Pending<'_> {
 }
 
 /// Probes the node, connects (each attempt bounded by CONNECT_TIMEOUT) and subscribes
-/// the app's name on the new connection.
-pub async fn connect_and_subscribe(link: &Link, slim: &SlimApp, client: &Client) -> Result<u64> {
+/// the app's name on the new connection; returns it with the node's addresses.
+pub async fn connect_and_subscribe(
+    link: &Link,
+    slim: &SlimApp,
+    client: &Client,
+) -> Result<(u64, HashSet<SocketAddr>)> {
     client.probe().await?;
     let url = client.endpoint.url();
-    let attempt = async {
-        link.service.connect(&client.config).await.map_err(|e| {
-            Error::new(
-                Code::Connect,
-                format!("cannot connect to {url}: {}", chain(&e)),
-            )
-        })
-    };
+    let node = transport::resolve(&client.endpoint.socket_address()).await;
+    let sockets = Sockets::ConnectedTo(node.clone());
+    // Boxed: upstream's connect is a large future, and nesting it by value in two more
+    // overflowed a worker's stack in dev builds.
+    let attempt = transport::nagle_off_while(
+        &sockets,
+        Box::pin(async {
+            link.service.connect(&client.config).await.map_err(|e| {
+                Error::new(
+                    Code::Connect,
+                    format!("cannot connect to {url}: {}", chain(&e)),
+                )
+            })
+        }),
+    );
     let never = CancellationToken::new();
     let connection = bounded(attempt, Some(CONNECT_TIMEOUT), &never, None, "connect")
         .await
@@ -109,5 +123,5 @@ pub async fn connect_and_subscribe(link: &Link, slim: &SlimApp, client: &Client)
                 ),
             )
         })?;
-    Ok(pending.keep())
+    Ok((pending.keep(), node))
 }
