@@ -326,10 +326,8 @@ async fn drain(
         rest.never_sent(&closed_error, &mut reporter.tally, &mut never_sent);
     }
     while let Some(request) = queue.recv().await {
-        let left = u32::try_from(request.payloads.len()).unwrap_or(u32::MAX);
-        let tally = &mut reporter.tally;
-        tally.open(request.ticket, request.payloads.len());
-        tally.never_sent(request.ticket, 0, left, &closed_error, &mut never_sent);
+        let unsent = Sending::new(request, &mut reporter.tally);
+        unsent.never_sent(&closed_error, &mut reporter.tally, &mut never_sent);
     }
     reporter.send(never_sent);
     // Once nobody can answer (the connection or the moderator is gone), waiting out
