@@ -54,7 +54,18 @@ test('the smoke plan runs every scenario on slim-node and the Rust client and wr
     expect(unary?.received).toBe(unary?.expected)
     expect(unary?.rttMs?.p50).toBeGreaterThan(0)
   }
+  // The paced runs that pair the two clients, one each way, and the split they give.
+  for (const [system, receiver] of [
+    ['slim-node', 'rust'],
+    ['rust', 'slim-node'],
+  ] as const) {
+    const paired = summaries.find((s) => s.scenario === 'latency' && s.system === system && s.receiver === receiver)
+    expect(paired?.status, `${system} → ${receiver}: ${paired?.error ?? ''}`).toBe('ok')
+    expect(paired?.latencyMs?.p50).toBeGreaterThan(0)
+  }
   const report = readFileSync(join(out, 'results.md'), 'utf8')
+  expect(report).toMatch(/\| 1→1 at 1000 msg\/s, 64 B, MLS off \| pure Rust → slim-node \| ok \|/)
+  expect(report).toMatch(/slim-node's p50 is -?\d+ µs above the Rust client's: -?\d+ µs when only the publisher/)
   expect(report).toContain('## Targets')
   expect(report).toMatch(/\| 1→2, 64 B, MLS on \| slim-node \| ok \|/)
   expect(report).toMatch(/## slimrpc unary round trip\n\n.*\n.*\n\| slimrpc unary, 64 B, MLS on \| slim-node \| ok \|/)

@@ -14,6 +14,8 @@ export interface Percentiles {
 
 export interface Summary {
   system: SystemId
+  /** The subscribers' client, when not `system`'s (see `RunSpec.receiver`). */
+  receiver?: SystemId
   scenario: Scenario
   config: string
   status: RunResult['status']
@@ -80,6 +82,7 @@ export function summarise(result: RunResult): Summary {
   const cpuTotal = cpu.node + cpu.publisher + cpu.subscribers.reduce((a, b) => a + b, 0)
   const summary: Summary = {
     system: spec.system,
+    receiver: spec.receiver,
     scenario: spec.scenario,
     config: describe(spec),
     status: result.status,
@@ -144,7 +147,7 @@ function throughputTable(rows: Summary[]): string {
     ],
     rows.map((s) => [
       s.config,
-      SYSTEM_LABELS[s.system],
+      label(s),
       status(s),
       fmt(s.perSubscriber),
       fmt(s.aggregate),
@@ -163,7 +166,7 @@ function percentileTable(rows: Summary[], pick: (s: Summary) => Percentiles | un
       const p = pick(s)
       return [
         s.config,
-        SYSTEM_LABELS[s.system],
+        label(s),
         status(s),
         fmt(s.received),
         fmt(p?.p50, 3),
@@ -224,8 +227,49 @@ export interface Target {
   met?: boolean
 }
 
-function find(rows: Summary[], system: SystemId, scenario: Scenario, config: string): Summary | undefined {
-  return rows.find((s) => s.system === system && s.scenario === scenario && s.config === config && s.status === 'ok')
+/** A run of one system on both sides. */
+function find(
+  rows: Summary[],
+  system: SystemId,
+  scenario: Scenario,
+  config: string,
+  receiver: SystemId = system,
+): Summary | undefined {
+  return rows.find(
+    (s) =>
+      s.system === system &&
+      (s.receiver ?? s.system) === receiver &&
+      s.scenario === scenario &&
+      s.config === config &&
+      s.status === 'ok',
+  )
+}
+
+/** The system, or `sender → receiver` for a run that pairs two. */
+function label(s: Summary): string {
+  const receiver = s.receiver ?? s.system
+  return receiver === s.system ? SYSTEM_LABELS[s.system] : `${SYSTEM_LABELS[s.system]} → ${SYSTEM_LABELS[receiver]}`
+}
+
+/**
+ * How much of slim-node's paced p50 above the Rust client's comes from its sending side
+ * and how much from its receiving side, from the runs that pair the two.
+ */
+function latencySplit(rows: Summary[]): string | undefined {
+  const config = rows.find((s) => s.scenario === 'latency')?.config ?? ''
+  const p50 = (system: SystemId, receiver: SystemId) => find(rows, system, 'latency', config, receiver)?.latencyMs?.p50
+  const [rust, sending, receiving, ours] = [
+    p50('rust', 'rust'),
+    p50('slim-node', 'rust'),
+    p50('rust', 'slim-node'),
+    p50('slim-node', 'slim-node'),
+  ]
+  if (rust === undefined || sending === undefined || receiving === undefined || ours === undefined) return undefined
+  const us = (ms: number): string => `${Math.round(ms * 1000)} µs`
+  return (
+    `slim-node's p50 is ${us(ours - rust)} above the Rust client's: ${us(sending - rust)} when only the ` +
+    `publisher is slim-node's, ${us(receiving - rust)} when only the subscriber is.`
+  )
 }
 
 /** The throughput scenarios a target compares, and what their names need in front. */
@@ -345,7 +389,9 @@ export function markdown(rows: Summary[], meta: Record<string, string>): string 
   add('Point-to-point throughput (reliable)', nonEmpty(of('p2p'), throughputTable))
   add(
     'Paced one-way latency',
-    nonEmpty(of('latency'), (l) => percentileTable(l, (s) => s.latencyMs)),
+    nonEmpty(of('latency'), (l) =>
+      [percentileTable(l, (s) => s.latencyMs), latencySplit(l)].filter((part) => part !== undefined).join('\n\n'),
+    ),
   )
   add(
     'Request/reply round trip',

@@ -59,7 +59,13 @@ function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[]): RunSpec[]
         add('throughput', SLIM_SYSTEMS, { subscribers, payload, mls, count: sizes.count })
   add('unreliable', [...SLIM_SYSTEMS, 'nats'], { subscribers: 2, reliable: false, count: sizes.count * 2 })
   add('p2p', SLIM_SYSTEMS, { count: sizes.count })
-  add('latency', [...SLIM_SYSTEMS, 'nats'], { rate: 1_000, warmup: 500, count: sizes.latencyCount })
+  const paced = { rate: 1_000, warmup: 500, count: sizes.latencyCount }
+  add('latency', [...SLIM_SYSTEMS, 'nats'], paced)
+  // slim-node sending to the Rust client and back: which side the latency difference is on.
+  if (systems.includes('slim-node') && systems.includes('rust')) {
+    add('latency', ['slim-node'], { ...paced, receiver: 'rust' })
+    add('latency', ['rust'], { ...paced, receiver: 'slim-node' })
+  }
   add('rtt', SLIM_SYSTEMS, { warmup: 200, count: sizes.rttCount })
   // slimrpc sets every channel up with MLS (upstream's choice), so these run with it on.
   add('rpc-unary', RPC_SYSTEMS, { warmup: 200, count: sizes.rttCount, mls: true })

@@ -23,7 +23,13 @@ function rolesOf(scenario: Scenario): { server: ClientConfig['role']; caller: Cl
 
 export interface RunSpec {
   scenario: Scenario
+  /** The client of the publisher (or requester, or caller), and the node's. */
   system: SystemId
+  /**
+   * The subscribers' client when it is not `system`'s: a run that pairs two systems
+   * tells which side of a crossing the difference between them comes from.
+   */
+  receiver?: SystemId
   subscribers: number
   payload: number
   mls: boolean
@@ -110,11 +116,8 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
     wallMs: 0,
   }
   const all: BenchProcess[] = []
-  const launch = (config: ClientConfig): BenchProcess => {
-    const process = new BenchProcess(
-      `${spec.system} ${config.role} ${config.name}`,
-      clientLaunch(spec.system, tools, config),
-    )
+  const launch = (config: ClientConfig, system: SystemId): BenchProcess => {
+    const process = new BenchProcess(`${system} ${config.role} ${config.name}`, clientLaunch(system, tools, config))
     all.push(process)
     return process
   }
@@ -127,11 +130,11 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
     const callerReports = roles.caller !== 'pub'
     const streamed = roles.caller === 'rpc-stream'
     const subscribers = base.members.map((name) =>
-      launch({ ...base, role: roles.server, name, endpoint: node.endpoint }),
+      launch({ ...base, role: roles.server, name, endpoint: node.endpoint }, spec.receiver ?? spec.system),
     )
     await Promise.all(subscribers.map((s) => s.waitFor('connected', START_TIMEOUT_MS)))
     const rssStart = subscribers.map((s) => s.rssBytes())
-    const publisher = launch({ ...base, role: roles.caller, name: 'bench/pub/p', endpoint: node.endpoint })
+    const publisher = launch({ ...base, role: roles.caller, name: 'bench/pub/p', endpoint: node.endpoint }, spec.system)
     const ready = await publisher.waitFor('ready', START_TIMEOUT_MS)
     result.setup = {
       appMs: number(ready, 'appMs'),
