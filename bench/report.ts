@@ -246,7 +246,7 @@ function find(
 }
 
 /** The system, or `sender → receiver` for a run that pairs two. */
-function label(s: Summary): string {
+export function label(s: Pick<Summary, 'system' | 'receiver'>): string {
   const receiver = s.receiver ?? s.system
   return receiver === s.system ? SYSTEM_LABELS[s.system] : `${SYSTEM_LABELS[s.system]} → ${SYSTEM_LABELS[receiver]}`
 }

@@ -6,9 +6,9 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { Command, Option } from 'commander'
 import { root } from '../scripts/processes.mjs'
-import { chart, markdown, type Summary, summarise, targets } from './report.ts'
+import { chart, markdown, type Summary, summarise, label as systemsLabel, targets } from './report.ts'
 import { type RunResult, type RunSpec, runBenchmark, type Scenario } from './runner.ts'
-import { prepare, SYSTEM_IDS, SYSTEM_LABELS, type SystemId } from './systems.ts'
+import { prepare, SYSTEM_IDS, type SystemId } from './systems.ts'
 
 type Plan = 'full' | 'quick' | 'smoke'
 const SLIM_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'official', 'python']
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   const results: RunResult[] = []
   const summaries: Summary[] = []
   for (const [i, spec] of specs.entries()) {
-    const label = `${SYSTEM_LABELS[spec.system]}: ${spec.scenario} ${summariseLabel(spec)}`
+    const label = `${systemsLabel(spec)}: ${spec.scenario} ${summariseLabel(spec)}`
     const result = await runBenchmark(spec, tools, (fraction, detail) => bar.update(i + 1, label, fraction, detail))
     const summary = summarise(result)
     bar.done(i + 1, label, headline(summary))
