@@ -227,7 +227,7 @@ export interface Target {
   met?: boolean
 }
 
-/** A run of one system on both sides. */
+/** The completed run of `system` sending to `receiver` (itself unless given). */
 function find(
   rows: Summary[],
   system: SystemId,

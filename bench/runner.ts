@@ -23,7 +23,7 @@ function rolesOf(scenario: Scenario): { server: ClientConfig['role']; caller: Cl
 
 export interface RunSpec {
   scenario: Scenario
-  /** The client of the publisher (or requester, or caller), and the node's. */
+  /** The publisher's (or requester's, or caller's) client; it also picks the node (`startNode`). */
   system: SystemId
   /**
    * The subscribers' client when it is not `system`'s: a run that pairs two systems
