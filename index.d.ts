@@ -195,20 +195,20 @@ export declare class Session {
   /** Queues a reply to the sender of a received message; returns its ticket. */
   publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): number
   /**
-   * Starts the session's delivery to JavaScript: `onMessages` answers each
-   * `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
+   * Starts the session's delivery to JavaScript: `onMessages` answers a
+   * `requestMessages` that had to wait (and brings warnings while it waits),
+   * `onOutcomes` reports publishes as they settle. Called once.
    */
   attach(onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void): void
   /**
-   * Asks for up to `max` messages: waits for the first, then takes what is already
-   * queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
-   * messages, a timeout or abort, or the session's end) comes through `onMessages`;
-   * until then the session keeps Node running. An `abortable` request ends early
-   * with ABORTED on `abortReceive`.
+   * Asks for up to `max` messages. What is already queued comes back at once, as
+   * `[batch, extras]` (which may hold warnings only, and then the receive goes on
+   * waiting); otherwise `null`, and the answer (the messages or the session's end)
+   * comes through `onMessages`, with Node kept running until then.
    */
-  requestMessages(max: number, timeout: number | undefined | null, abortable: boolean): void
-  /** Ends the pending abortable request with ABORTED; a no-op once it is answered. */
-  abortReceive(): void
+  requestMessages(max: number): [batch: ArrayBuffer, extras: BatchExtras | null] | null
+  /** Ends the waiting receive, which takes nothing; false when none waits. */
+  cancelReceive(): boolean
   /** Whether Node stays alive for the publish outcomes: true while publishes await one. */
   keepAliveForOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
@@ -303,8 +303,6 @@ export interface BatchExtras {
   metadata?: Array<Record<string, string>>
   /** Session errors seen among the messages (e.g. a detected loss). */
   errors?: Array<ErrorInfo>
-  /** Why the receive that asked for this batch failed (TIMEOUT, ABORTED). */
-  failure?: ErrorInfo
   /** Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL). */
   ended?: ErrorInfo
 }

@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events'
 import type {
   BatchExtras,
   Envelope,
-  ErrorInfo,
   PublishOptions as NativePublishOptions,
   Session as NativeSession,
   SessionType as NativeSessionType,
@@ -55,6 +54,8 @@ interface Receiving {
   resolve: (message: Message) => void
   reject: (error: SlimError) => void
   signal: AbortSignal | undefined
+  /** Ends the wait with TIMEOUT. */
+  timer: ReturnType<typeof setTimeout> | undefined
 }
 
 /**
@@ -109,7 +110,8 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    */
   #watched: AbortSignal | undefined
   readonly #onAbort = (): void => {
-    if (this.#receiving) this.#native.abortReceive()
+    const signal = this.#receiving?.signal
+    if (signal) this.#stopWaiting(abortError(signal, 'getMessage'))
   }
   /** Why the session ended, once its last batch came. */
   #ended: SlimError | undefined
@@ -284,16 +286,36 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     if (this.#ended) return Promise.reject(this.#ended)
     const { signal, timeout } = wait
     if (signal?.aborted) return Promise.reject(abortError(signal, 'getMessage'))
+    let ready: [ArrayBuffer, BatchExtras | null] | null
     try {
-      // Throws BUSY when another receive waits.
-      this.#native.requestMessages(RECEIVE_BATCH, timeout, signal !== undefined)
+      // What is queued already comes back at once; throws BUSY when another receive waits.
+      ready = this.#native.requestMessages(RECEIVE_BATCH)
     } catch (error) {
       return Promise.reject(toSlimError(error))
     }
-    this.#watch(signal)
     return new Promise<Message>((resolve, reject) => {
-      this.#receiving = { resolve, reject, signal }
+      this.#receiving = { resolve, reject, signal, timer: undefined }
+      if (ready) this.#onMessages(ready[0], ready[1])
+      const receiving = this.#receiving
+      if (!receiving) return
+      // Still waiting: the native side answers through the message callback.
+      this.#watch(signal)
+      if (timeout !== undefined) {
+        receiving.timer = setTimeout(
+          () => this.#stopWaiting(new SlimError('TIMEOUT', `getMessage timed out after ${timeout} ms`)),
+          timeout,
+        )
+      }
     })
+  }
+
+  /** Ends the waiting receive with `error`; it takes nothing, so no message is lost. */
+  #stopWaiting(error: SlimError): void {
+    const receiving = this.#receiving
+    if (!receiving || !this.#native.cancelReceive()) return
+    this.#receiving = undefined
+    clearTimeout(receiving.timer)
+    receiving.reject(error)
   }
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
@@ -303,8 +325,11 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     } catch (error) {
       // Never thrown into Node's event loop: the waiting receive learns of it.
       const receiving = this.#receiving
+      if (!receiving) return
       this.#receiving = undefined
-      receiving?.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
+      clearTimeout(receiving.timer)
+      this.#native.cancelReceive()
+      receiving.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
     }
   }
 
@@ -314,11 +339,11 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     const receiving = this.#receiving
     if (!receiving) return
     const message = this.#takeBuffered()
-    const failure = extras?.failure != null ? this.#failure(extras.failure, receiving) : this.#ended
-    if (!message && !failure) return // warnings only: the receive goes on waiting
+    if (!message && !this.#ended) return // warnings only: the receive goes on waiting
     this.#receiving = undefined
+    clearTimeout(receiving.timer)
     if (message) receiving.resolve(message)
-    else if (failure) receiving.reject(failure)
+    else if (this.#ended) receiving.reject(this.#ended)
   }
 
   #takeExtras(extras: BatchExtras): void {
@@ -329,11 +354,6 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
       this.#ended = fromInfo(extras.ended)
       this.#watch(undefined)
     }
-  }
-
-  #failure(reason: ErrorInfo, receiving: Receiving): SlimError {
-    const failure = fromInfo(reason)
-    return failure.code === 'ABORTED' && receiving.signal ? abortError(receiving.signal, 'getMessage') : failure
   }
 
   #watch(signal: AbortSignal | undefined): void {

@@ -9,8 +9,8 @@
 //!
 //! Ends are relative to the start of their area. Envelopes (a sender's name, id,
 //! connection, payload type) are numbered per session and sent once, the first time a
-//! message needs them; everything rare (new envelopes, metadata, errors, why a receive
-//! failed or the session ended) travels beside the buffer as [`BatchExtras`], which is
+//! message needs them; everything rare (new envelopes, metadata, errors, why the session
+//! ended) travels beside the buffer as [`BatchExtras`], which is
 //! `null` for a plain batch. So a batch costs JavaScript one buffer, whatever it holds.
 
 use std::collections::HashMap;
@@ -53,8 +53,6 @@ pub struct BatchExtras {
     pub metadata: Option<Vec<HashMap<String, String>>>,
     /// Session errors seen among the messages (e.g. a detected loss).
     pub errors: Option<Vec<ErrorInfo>>,
-    /// Why the receive that asked for this batch failed (TIMEOUT, ABORTED).
-    pub failure: Option<ErrorInfo>,
     /// Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL).
     pub ended: Option<ErrorInfo>,
 }
@@ -65,7 +63,6 @@ impl BatchExtras {
             && self.envelopes_reset.is_none()
             && self.metadata_of.is_none()
             && self.errors.is_none()
-            && self.failure.is_none()
             && self.ended.is_none()
     }
 }
@@ -234,6 +231,34 @@ impl JsValuesTupleIntoVec for ReceivedBatch {
         Ok(vec![buffer, unsafe {
             ToNapiValue::to_napi_value(env, extras)?
         }])
+    }
+}
+
+/// A batch returned from a call rather than passed to the callback: `[batch, extras]`.
+pub struct Returned(pub ReceivedBatch);
+
+impl ToNapiValue for Returned {
+    unsafe fn to_napi_value(env: sys::napi_env, value: Self) -> napi::Result<sys::napi_value> {
+        // SAFETY: napi converts return values on the JavaScript thread, with its env.
+        let values = value.0.into_vec(env)?;
+        let mut array = std::ptr::null_mut();
+        // SAFETY: as above.
+        check(unsafe { sys::napi_create_array_with_length(env, values.len(), &mut array) })?;
+        for (index, element) in values.into_iter().enumerate() {
+            // SAFETY: as above; `array` was just made with room for every element.
+            check(unsafe { sys::napi_set_element(env, array, index as u32, element) })?;
+        }
+        Ok(array)
+    }
+}
+
+fn check(status: sys::napi_status) -> napi::Result<()> {
+    match status {
+        sys::Status::napi_ok => Ok(()),
+        other => Err(napi::Error::new(
+            Status::from(other),
+            "could not return a receive batch",
+        )),
     }
 }
 

@@ -13,14 +13,14 @@ use napi_derive::napi;
 use crate::cancel::{CancelToken, token_of};
 use crate::delivery::Callback;
 use crate::errors::{Error, Result, js};
-use crate::message::ReceivedBatch;
+use crate::message::Returned;
 use crate::name;
 use crate::runtime::{millis, promise, whole_number};
 use crate::session::core::SessionCore;
 use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
 use crate::session::outcomes::PublishOutcomes;
-use crate::session::receiver::Request;
+use crate::session::receiver::Pump;
 use crate::session::request::Target;
 use crate::session::roster::{self, Participant};
 
@@ -196,47 +196,38 @@ impl Session {
         Ok(self.core.enqueue(vec![payload], options, target)?)
     }
 
-    /// Starts the session's delivery to JavaScript: `onMessages` answers each
-    /// `requestMessages`, `onOutcomes` reports publishes as they settle. Called once.
+    /// Starts the session's delivery to JavaScript: `onMessages` answers a
+    /// `requestMessages` that had to wait (and brings warnings while it waits),
+    /// `onOutcomes` reports publishes as they settle. Called once.
     #[napi(
         catch_unwind,
         ts_args_type = "onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
     )]
     pub fn attach(
         &self,
-        on_messages: Callback<ReceivedBatch>,
+        on_messages: Callback<Pump>,
         on_outcomes: Callback<PublishOutcomes>,
     ) -> js::Result<()> {
         Ok(self.core.attach(on_messages, on_outcomes)?)
     }
 
-    /// Asks for up to `max` messages: waits for the first, then takes what is already
-    /// queued, so a burst costs one wake-up of the JavaScript thread. The answer (the
-    /// messages, a timeout or abort, or the session's end) comes through `onMessages`;
-    /// until then the session keeps Node running. An `abortable` request ends early
-    /// with ABORTED on `abortReceive`.
-    #[napi(catch_unwind)]
-    pub fn request_messages(
-        &self,
-        env: &Env,
-        max: u32,
-        timeout: Option<f64>,
-        abortable: bool,
-    ) -> js::Result<()> {
-        let request = Request {
-            max: max.max(1) as usize,
-            timeout: millis(timeout, "timeout")?,
-            abortable,
-        };
-        let messages = self.core.request_messages(request)?;
-        messages.keep_node_alive(env, true).map_err(Error::from)?;
-        Ok(())
+    /// Asks for up to `max` messages. What is already queued comes back at once, as
+    /// `[batch, extras]` (which may hold warnings only, and then the receive goes on
+    /// waiting); otherwise `null`, and the answer (the messages or the session's end)
+    /// comes through `onMessages`, with Node kept running until then.
+    #[napi(
+        catch_unwind,
+        ts_return_type = "[batch: ArrayBuffer, extras: BatchExtras | null] | null"
+    )]
+    pub fn request_messages(&self, env: &Env, max: u32) -> js::Result<Option<Returned>> {
+        let ready = self.core.receiver().request(env, max as usize)?;
+        Ok(ready.map(Returned))
     }
 
-    /// Ends the pending abortable request with ABORTED; a no-op once it is answered.
+    /// Ends the waiting receive, which takes nothing; false when none waits.
     #[napi(catch_unwind)]
-    pub fn abort_receive(&self) {
-        self.core.abort_receive();
+    pub fn cancel_receive(&self, env: &Env) -> js::Result<bool> {
+        Ok(self.core.receiver().cancel(env)?)
     }
 
     /// Whether Node stays alive for the publish outcomes: true while publishes await one.

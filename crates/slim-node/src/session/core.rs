@@ -11,20 +11,19 @@ use std::time::Duration;
 use slim_datapath::api::ProtoName;
 use slim_session::context::SessionContext;
 use slim_session::session_controller::SessionController;
-use slim_session::{AppChannelReceiver, CompletionHandle, SessionConfig};
+use slim_session::{CompletionHandle, SessionConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, Result};
 use crate::link::Link;
-use crate::message::ReceivedBatch;
 use crate::runtime::{bounded, spawn};
 use crate::session::moderator::{self, MODERATOR_KEY};
 use crate::session::options::{PublishOptions, SessionType, check_size};
 use crate::session::outcomes::PublishOutcomes;
 use crate::session::publisher;
-use crate::session::receiver::{self, Ending, Inbox, Request};
+use crate::session::receiver::{Ending, Pump, Receiver};
 use crate::session::request::{PublishRequest, Target};
 use crate::session::roster;
 
@@ -36,14 +35,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a session needs once JavaScript attached its callbacks.
 struct Unstarted {
-    messages: AppChannelReceiver,
     publishes: mpsc::UnboundedReceiver<PublishRequest>,
 }
 
-/// The callbacks, held weakly: the tasks own them, so they are released when the
-/// tasks end and never keep a closed session (and its JavaScript object) alive.
+/// The outcome callback, held weakly: the publisher owns it, so it is released when the
+/// publisher ends and never keeps a closed session (and its JavaScript object) alive.
 struct Callbacks {
-    messages: Weak<Delivery<ReceivedBatch>>,
     outcomes: Weak<Delivery<PublishOutcomes>>,
 }
 
@@ -57,7 +54,7 @@ pub struct SessionCore {
     controller: Weak<SessionController>,
     unstarted: parking_lot::Mutex<Option<Unstarted>>,
     callbacks: parking_lot::Mutex<Option<Callbacks>>,
-    inbox: Arc<Inbox>,
+    receiver: Arc<Receiver>,
     publish_tx: mpsc::UnboundedSender<PublishRequest>,
     next_ticket: AtomicU32,
     closed: CancellationToken,
@@ -103,11 +100,10 @@ impl SessionCore {
             config,
             controller: controller.clone(),
             unstarted: parking_lot::Mutex::new(Some(Unstarted {
-                messages: rx,
                 publishes: publish_rx,
             })),
             callbacks: parking_lot::Mutex::new(None),
-            inbox: Arc::default(),
+            receiver: Receiver::new(rx, live.id()),
             publish_tx,
             next_ticket: AtomicU32::new(0),
             closed: link.closed.child_token(),
@@ -227,7 +223,7 @@ impl SessionCore {
     /// Starts delivery to JavaScript through the two callbacks. Once only.
     pub fn attach(
         self: &Arc<Self>,
-        on_messages: Callback<ReceivedBatch>,
+        on_messages: Callback<Pump>,
         on_outcomes: Callback<PublishOutcomes>,
     ) -> Result<()> {
         let Some(unstarted) = self.unstarted.lock().take() else {
@@ -236,20 +232,15 @@ impl SessionCore {
                 "the session's callbacks are already attached",
             ));
         };
-        let messages = Arc::new(Delivery::new(on_messages));
         let outcomes = Arc::new(Delivery::new(on_outcomes));
         *self.callbacks.lock() = Some(Callbacks {
-            messages: Arc::downgrade(&messages),
             outcomes: Arc::downgrade(&outcomes),
         });
-        spawn(receiver::run(
-            unstarted.messages,
-            self.inbox.clone(),
-            messages,
+        self.receiver.start(
+            Delivery::new(on_messages),
             self.closed.clone(),
             Arc::downgrade(self),
-            self.id,
-        ));
+        );
         spawn(publisher::run(
             self.controller.clone(),
             self.destination.clone(),
@@ -279,17 +270,9 @@ impl SessionCore {
             .ok_or_else(|| self.closed_error())
     }
 
-    /// Registers a receive; returns the delivery that will answer it, for JavaScript to
-    /// keep Node alive on until then.
-    pub fn request_messages(&self, request: Request) -> Result<Arc<Delivery<ReceivedBatch>>> {
-        let messages = self.callback(|callbacks| &callbacks.messages)?;
-        self.inbox.ask(request, self.id)?;
-        Ok(messages)
-    }
-
-    /// Ends the pending abortable receive with ABORTED.
-    pub fn abort_receive(&self) {
-        self.inbox.abort();
+    /// The session's incoming messages.
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
     }
 
     /// The delivery of publish outcomes, while the publisher runs.

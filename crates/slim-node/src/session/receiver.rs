@@ -1,26 +1,28 @@
-//! A session's incoming messages. JavaScript asks for the next batch; one task per
-//! session answers each request exactly once, with messages, a failure (timeout,
-//! abort) or the session's end, through the session's long-lived delivery callback.
-//! Messages nobody asked for stay in upstream's channel, but for the one the task took
-//! while waiting (and holds until the next request).
+//! A session's incoming messages, served on the JavaScript thread straight from
+//! upstream's channel. A receive takes what is already queued at once, without leaving
+//! the thread; only a receive that finds nothing waits, and then the channel's own
+//! waker calls the session's delivery callback, so a message costs one wake-up of the
+//! JavaScript thread and no tokio task in between. Timeouts and aborts are the
+//! facade's: it cancels the waiting receive, which takes nothing.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::task::{Context, Poll, Wake, Waker};
 
-use futures::FutureExt;
-use parking_lot::Mutex;
+use napi::bindgen_prelude::JsValuesTupleIntoVec;
+use napi::{Env, sys};
+use parking_lot::{Mutex, MutexGuard};
 use slim_datapath::api::ProtoMessage;
 use slim_session::{AppChannelReceiver, SessionError};
-use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, KeepAlive};
 use crate::errors::{Code, Error, Result};
 use crate::message::{Envelopes, ReceivedBatch};
+use crate::runtime::spawn;
 
-/// What the receive loop needs of its session once the session's messages stop.
+/// What the receiver needs of its session once the session's messages stop.
 pub trait Ending: Send + Sync + 'static {
     /// Closes the session here too (upstream may have ended it, the moderator say), so
     /// that its publisher settles what is pending and stops.
@@ -29,232 +31,352 @@ pub trait Ending: Send + Sync + 'static {
     fn closed_error(&self) -> Error;
 }
 
-/// One receive, as JavaScript asked for it.
-pub struct Request {
-    pub max: usize,
-    pub timeout: Option<Duration>,
-    /// Whether [`Inbox::abort`] may end it early.
-    pub abortable: bool,
+type Item = std::result::Result<ProtoMessage, SessionError>;
+
+/// One call of the delivery callback: it serves the waiting receive, if any, when napi
+/// converts it on the JavaScript thread.
+pub struct Pump(Arc<Receiver>);
+
+impl JsValuesTupleIntoVec for Pump {
+    fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
+        self.0.pump().into_vec(env)
+    }
 }
 
-/// The receive JavaScript is waiting on, if any.
-#[derive(Default)]
-pub struct Inbox {
-    request: Mutex<Option<Request>>,
-    /// Set from the moment a request is made until its answer is on its way.
+pub struct Receiver {
+    session_id: u32,
+    state: Mutex<State>,
+    /// Set while a receive waits and nobody holds the state: the waker then calls
+    /// JavaScript directly (see [`Locked`]).
     waiting: AtomicBool,
-    asked: Notify,
-    /// Set while the task holds a message and waits for a request: only then, or when a
-    /// request has a deadline to arm, must asking wake it. Otherwise it is waiting for
-    /// a message and finds the request when one comes, which saves a wake-up per batch.
-    holding: AtomicBool,
-    /// Cancels the abortable request being served, until it is answered.
-    abort: Mutex<Option<CancellationToken>>,
+    waker: Waker,
+    delivery: Mutex<Option<Arc<Delivery<Pump>>>>,
+    /// The callback's keep-alive switch, usable until its last call is made.
+    keep_alive: Mutex<Option<KeepAlive>>,
+    /// Cancelled once upstream closed the channel.
+    disconnected: CancellationToken,
 }
 
-impl Inbox {
-    /// Records a request; a second one while the first is unanswered is refused.
-    pub fn ask(&self, request: Request, session_id: u32) -> Result<()> {
-        if self
-            .waiting
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(Error::new(
-                Code::Busy,
-                format!(
-                    "session {session_id} already has a pending receive; receive from one place at a time"
-                ),
-            ));
-        }
-        let timed = request.timeout.is_some();
-        *self.abort.lock() = request.abortable.then(CancellationToken::new);
-        *self.request.lock() = Some(request);
-        if timed || self.holding.load(Ordering::SeqCst) {
-            self.asked.notify_one();
-        }
-        Ok(())
+struct State {
+    /// Upstream's channel, until it closes.
+    rx: Option<AppChannelReceiver>,
+    /// The most messages the waiting receive takes, while one waits.
+    request: Option<usize>,
+    /// A message taken from upstream while nobody asked (to learn that the channel is
+    /// still open), for the next receive.
+    held: Option<Item>,
+    envelopes: Envelopes,
+    /// Why the session ended, once it did.
+    ended: Option<Error>,
+    /// Set once JavaScript has been told of the end.
+    end_told: bool,
+}
+
+/// The state, locked. While it is, the waker leaves the channel to whoever holds it
+/// and, at most, checks again once it is free ([`Receiver::check_idle`]), so that it
+/// never calls JavaScript for a receive that the holder is answering.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    waiting: &'a AtomicBool,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.waiting
+            .store(self.state.request.is_some(), Ordering::SeqCst);
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// What a receive gets now.
+enum Served {
+    /// Nothing yet: it waits.
+    Nothing,
+    /// Errors only (warnings for JavaScript): it goes on waiting.
+    Warnings(ReceivedBatch),
+    /// Its answer: messages, or the session's end.
+    Answer(ReceivedBatch),
+}
+
+/// The channel's waker.
+struct Doorbell(Weak<Receiver>);
+
+impl Wake for Doorbell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
     }
 
-    /// Ends the pending request with ABORTED, if it is abortable and not yet answered.
-    pub fn abort(&self) {
-        if let Some(token) = self.abort.lock().as_ref() {
-            token.cancel();
-            self.asked.notify_one();
+    fn wake_by_ref(self: &Arc<Self>) {
+        let Some(receiver) = self.0.upgrade() else {
+            return;
+        };
+        if receiver.waiting.load(Ordering::SeqCst) {
+            receiver.ring();
+        } else {
+            // Nobody waits: look at the channel off the JavaScript thread, which only
+            // needs to hear of a message when it asks, or of the channel's end.
+            spawn(async move { receiver.check_idle() });
         }
     }
+}
 
-    fn take_request(&self) -> Option<Served> {
-        let request = self.request.lock().take()?;
-        Some(Served {
-            deadline: request.timeout.map(|limit| Instant::now() + limit),
-            abort: self.abort.lock().clone(),
-            request,
+impl Receiver {
+    pub fn new(rx: AppChannelReceiver, session_id: u32) -> Arc<Self> {
+        Arc::new_cyclic(|receiver| Self {
+            session_id,
+            state: Mutex::new(State {
+                rx: Some(rx),
+                request: None,
+                held: None,
+                envelopes: Envelopes::default(),
+                ended: None,
+                end_told: false,
+            }),
+            waiting: AtomicBool::new(false),
+            waker: Waker::from(Arc::new(Doorbell(receiver.clone()))),
+            delivery: Mutex::new(None),
+            keep_alive: Mutex::new(None),
+            disconnected: CancellationToken::new(),
         })
     }
 
-    /// Marks whether the task waits for a request with a message in hand; then checks
-    /// for a request made meanwhile, which may not have woken it.
-    fn hold(&self, holding: bool) -> Option<Served> {
-        self.holding.store(holding, Ordering::SeqCst);
-        self.take_request()
+    /// Starts delivering through `delivery`; the session ends its messages when `closed`
+    /// is cancelled or upstream closes the channel.
+    pub fn start(
+        self: &Arc<Self>,
+        delivery: Delivery<Pump>,
+        closed: CancellationToken,
+        session: Weak<impl Ending>,
+    ) {
+        *self.keep_alive.lock() = Some(delivery.keep_alive_handle());
+        *self.delivery.lock() = Some(Arc::new(delivery));
+        let receiver = self.clone();
+        spawn(async move {
+            tokio::select! {
+                _ = closed.cancelled() => {}
+                _ = receiver.disconnected.cancelled() => {}
+            }
+            let core = session.upgrade();
+            if let Some(core) = &core {
+                core.close().await;
+            }
+            let why = match core {
+                Some(core) => core.closed_error(),
+                None => Error::session_closed(receiver.session_id),
+            };
+            receiver.end(why);
+        });
+        // Registers the waker, so that an end upstream is heard before any receive.
+        self.check_idle();
     }
 
-    fn answered(&self) {
-        *self.abort.lock() = None;
-        self.waiting.store(false, Ordering::Release);
-    }
-}
-
-/// A request the task has taken on.
-struct Served {
-    request: Request,
-    deadline: Option<Instant>,
-    abort: Option<CancellationToken>,
-}
-
-/// Serves `inbox` from `rx` until the session ends, then says why.
-pub async fn run(
-    rx: AppChannelReceiver,
-    inbox: Arc<Inbox>,
-    deliver: Arc<Delivery<ReceivedBatch>>,
-    closed: CancellationToken,
-    session: Weak<impl Ending>,
-    session_id: u32,
-) {
-    let served = std::panic::AssertUnwindSafe(serve(rx, &inbox, &deliver, &closed, session_id))
-        .catch_unwind();
-    let panicked = served.await.is_err();
-    let core = session.upgrade();
-    if let Some(core) = &core {
-        core.close().await;
-    }
-    let ended = match core {
-        _ if panicked => Error::new(Code::Internal, "the receive loop of the addon panicked"),
-        Some(core) => core.closed_error(),
-        None => Error::session_closed(session_id),
-    };
-    inbox.answered();
-    let mut end = ReceivedBatch::end(&ended);
-    end.release = Some(deliver.keep_alive_handle());
-    deliver.send(end);
-}
-
-async fn serve(
-    mut rx: AppChannelReceiver,
-    inbox: &Inbox,
-    deliver: &Delivery<ReceivedBatch>,
-    closed: &CancellationToken,
-    session_id: u32,
-) {
-    let never = CancellationToken::new();
-    let mut envelopes = Envelopes::default();
-    let mut served: Option<Served> = None;
-    // A message taken from upstream before anyone asked for it.
-    let mut held = None;
-    loop {
-        if served.is_none() {
-            served = inbox.hold(held.is_some());
+    /// Asks for up to `max` messages: returns what is there now, or waits (keeping
+    /// Node alive) for the delivery callback to bring it. Called on the JavaScript thread.
+    pub fn request(&self, env: &Env, max: usize) -> Result<Option<ReceivedBatch>> {
+        let mut state = self.lock();
+        if state.request.is_some() {
+            return Err(Error::new(
+                Code::Busy,
+                format!(
+                    "session {} already has a pending receive; receive from one place at a time",
+                    self.session_id
+                ),
+            ));
         }
-        if let Some(current) = &served
-            && let Some(first) = held.take()
+        if state.end_told {
+            let ended = state.ended.clone();
+            return Err(ended.unwrap_or_else(|| Error::session_closed(self.session_id)));
+        }
+        state.request = Some(max.max(1));
+        match self.serve(&mut state) {
+            Served::Answer(batch) => Ok(Some(batch)),
+            waits => {
+                self.keep_node_alive(env, true)?;
+                match waits {
+                    Served::Warnings(batch) => Ok(Some(batch)),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Ends the waiting receive without messages; false when none waits. Called on the
+    /// JavaScript thread.
+    pub fn cancel(&self, env: &Env) -> Result<bool> {
+        let mut state = self.lock();
+        if state.request.take().is_none() {
+            return Ok(false);
+        }
+        drop(state);
+        self.keep_node_alive(env, false)?;
+        Ok(true)
+    }
+
+    fn keep_node_alive(&self, env: &Env, alive: bool) -> Result<()> {
+        match *self.keep_alive.lock() {
+            // SAFETY: called on the JavaScript thread with its env; a receive waits, so
+            // the callback's last call (which answers it) is still to come.
+            Some(keep_alive) => Ok(unsafe { keep_alive.set(env.raw(), alive) }?),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls the delivery callback, which serves the waiting receive.
+    fn ring(self: &Arc<Self>) {
+        let delivery = self.delivery.lock().clone();
+        if let Some(delivery) = delivery {
+            delivery.send(Pump(self.clone()));
+        }
+    }
+
+    /// The session ended: the last call of the callback says why.
+    fn end(self: &Arc<Self>, why: Error) {
+        self.lock().ended.get_or_insert(why);
+        // Taken so that the callback (and the JavaScript session it refers to) is
+        // released once this last call is made.
+        let delivery = self.delivery.lock().take();
+        if let Some(delivery) = delivery {
+            delivery.send(Pump(self.clone()));
+        }
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        let state = self.state.lock();
+        self.waiting.store(false, Ordering::SeqCst);
+        Locked {
+            state,
+            waiting: &self.waiting,
+        }
+    }
+
+    /// Woken while nobody waited, or while the state was held: takes the message that
+    /// came, and calls JavaScript if a receive waits for it by now.
+    fn check_idle(self: &Arc<Self>) {
+        let mut state = self.lock();
+        self.idle(&mut state);
+        if state.request.is_some() && state.held.is_some() {
+            drop(state);
+            self.ring();
+        }
+    }
+
+    /// While nobody waits: registers the waker to hear of the channel's end, or keeps
+    /// the message that is there for the next receive.
+    fn idle(&self, state: &mut State) {
+        if state.held.is_none()
+            && state.ended.is_none()
+            && let Poll::Ready(Some(item)) = self.poll(state)
         {
-            let mut batch = ReceivedBatch::begin(&mut envelopes);
-            let max = current.request.max;
-            let more = collect(&mut rx, &mut batch, &mut envelopes, first, max, session_id);
-            if batch.messages() > 0 {
-                served = None;
-                if !answer(inbox, deliver, batch, None) {
-                    return;
-                }
-            } else {
-                // Only errors so far: report them now and keep waiting for a message.
-                deliver.send(batch);
-            }
-            if !more {
-                return;
-            }
-            continue;
-        }
-        let deadline = served.as_ref().and_then(|current| current.deadline);
-        let timed_out = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        let abort = served
-            .as_ref()
-            .and_then(|current| current.abort.as_ref())
-            .unwrap_or(&never);
-        let failure = tokio::select! {
-            biased;
-            _ = closed.cancelled() => return,
-            _ = abort.cancelled() => Error::new(Code::Aborted, "receive was aborted"),
-            _ = timed_out => {
-                let limit = served.as_ref().and_then(|current| current.request.timeout);
-                Error::new(
-                    Code::Timeout,
-                    format!("receive timed out after {} ms", limit.unwrap_or_default().as_millis()),
-                )
-            }
-            _ = inbox.asked.notified(), if served.is_none() => continue,
-            next = rx.recv(), if held.is_none() => {
-                let Some(next) = next else { return };
-                held = Some(next);
-                continue;
-            }
-        };
-        served = None;
-        let batch = ReceivedBatch::begin(&mut envelopes);
-        if !answer(inbox, deliver, batch, Some(failure)) {
-            return;
+            state.held = Some(item);
         }
     }
-}
 
-/// Sends `batch` as the answer to the request being served; false once JavaScript
-/// can take no more.
-fn answer(
-    inbox: &Inbox,
-    deliver: &Delivery<ReceivedBatch>,
-    mut batch: ReceivedBatch,
-    failure: Option<Error>,
-) -> bool {
-    inbox.answered();
-    batch.extras.failure = failure.map(|err| err.info());
-    batch.release = Some(deliver.keep_alive_handle());
-    deliver.send(batch)
-}
+    /// The next item of upstream's channel; hears its end.
+    fn poll(&self, state: &mut State) -> Poll<Option<Item>> {
+        let Some(rx) = state.rx.as_mut() else {
+            return Poll::Pending;
+        };
+        match rx.poll_recv(&mut Context::from_waker(&self.waker)) {
+            Poll::Ready(None) => {
+                state.rx = None;
+                self.disconnected.cancel();
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
 
-/// Adds `first` and what is already queued behind it, up to `max` items. Returns false
-/// when upstream closed the channel.
-fn collect(
-    rx: &mut AppChannelReceiver,
-    batch: &mut ReceivedBatch,
-    envelopes: &mut Envelopes,
-    first: std::result::Result<ProtoMessage, SessionError>,
-    max: usize,
-    session_id: u32,
-) -> bool {
-    let _span = tracing::info_span!("slim.receive", session_id).entered();
-    let mut next = first;
-    loop {
-        match next {
-            Ok(message) => {
-                if let Err(err) = batch.push(message, envelopes) {
-                    batch.push_error(&err);
+    /// One call of the delivery callback, on the JavaScript thread. A panic here would
+    /// abort Node, so it ends the session instead.
+    fn pump(self: &Arc<Self>) -> ReceivedBatch {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut state = self.lock();
+            let waited = state.request.is_some();
+            match self.serve(&mut state) {
+                Served::Answer(mut batch) => {
+                    if waited {
+                        batch.release = *self.keep_alive.lock();
+                    }
+                    batch
+                }
+                Served::Warnings(batch) => batch,
+                Served::Nothing => {
+                    // The receive it was meant for was cancelled meanwhile.
+                    self.idle(&mut state);
+                    ReceivedBatch::default()
                 }
             }
-            Err(err) => batch.push_error(&Error::from(err)),
+        }));
+        served.unwrap_or_else(|_| {
+            let why = Error::new(Code::Internal, "the addon panicked while receiving");
+            let mut state = self.lock();
+            state.ended = Some(why.clone());
+            state.end_told = true;
+            state.rx = None;
+            let waited = state.request.take().is_some();
+            drop(state);
+            self.disconnected.cancel();
+            let mut end = ReceivedBatch::end(&why);
+            if waited {
+                end.release = *self.keep_alive.lock();
+            }
+            end
+        })
+    }
+
+    /// What the waiting receive, if any, gets now; tells JavaScript of the end once.
+    fn serve(&self, state: &mut State) -> Served {
+        if let Some(why) = &state.ended {
+            if state.end_told {
+                return Served::Nothing;
+            }
+            state.end_told = true;
+            let end = ReceivedBatch::end(why);
+            state.rx = None;
+            state.request = None;
+            return Served::Answer(end);
         }
-        if batch.len() >= max {
-            return true;
-        }
-        next = match rx.try_recv() {
-            Ok(item) => item,
-            Err(mpsc::error::TryRecvError::Empty) => return true,
-            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        let Some(max) = state.request else {
+            return Served::Nothing;
         };
+        let mut batch = ReceivedBatch::begin(&mut state.envelopes);
+        let _span = tracing::info_span!("slim.receive", session_id = self.session_id).entered();
+        while batch.len() < max {
+            let item = match state.held.take() {
+                Some(item) => item,
+                None => match self.poll(state) {
+                    Poll::Ready(Some(item)) => item,
+                    Poll::Ready(None) | Poll::Pending => break,
+                },
+            };
+            match item {
+                Ok(message) => {
+                    if let Err(err) = batch.push(message, &mut state.envelopes) {
+                        batch.push_error(&err);
+                    }
+                }
+                Err(err) => batch.push_error(&Error::from(err)),
+            }
+        }
+        if batch.messages() > 0 {
+            state.request = None;
+            Served::Answer(batch)
+        } else if batch.len() > 0 {
+            Served::Warnings(batch)
+        } else {
+            Served::Nothing
+        }
     }
 }
