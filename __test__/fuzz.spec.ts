@@ -130,6 +130,8 @@ const junk: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
     { weight: 2, arbitrary: numbers },
     { weight: 2, arbitrary: specials },
     { weight: 2, arbitrary: signals },
+    // Wait options with nothing else wrong, so that signals reach the waits they end.
+    { weight: 4, arbitrary: fc.record({ signal: signals }) },
     {
       weight: 4,
       arbitrary: fc.record(
