@@ -44,12 +44,17 @@ pub fn alive_tasks() -> usize {
         .map_or(0, |handle| handle.metrics().num_alive_tasks())
 }
 
-/// Spawns a detached task on the addon runtime (for work started from sync exports).
+/// Spawns a detached task on the addon runtime, from any thread (sync exports, wakers).
 pub fn spawn<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    napi::bindgen_prelude::spawn(fut);
+    match HANDLE.get() {
+        // Unlike napi's `spawn`, never panics: once the runtime has shut down (Node
+        // exiting), the task is dropped, which is all a late waker can ask for.
+        Some(handle) => drop(handle.spawn(fut)),
+        None => drop(napi::bindgen_prelude::spawn(fut)),
+    }
 }
 
 /// Runs `fut` on the addon runtime as a JavaScript promise. A failure rejects it with an
