@@ -8,7 +8,7 @@
 
 use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status, sys};
+use napi::{Env, Status, check_status, sys};
 
 /// How napi hands over a JavaScript callback: values passed as they are (not
 /// error-first), weak.
@@ -67,12 +67,9 @@ impl KeepAlive {
                 sys::napi_unref_threadsafe_function(env, self.0)
             }
         };
-        match status {
-            sys::Status::napi_ok => Ok(()),
-            other => Err(napi::Error::new(
-                Status::from(other),
-                "could not change whether a session keeps Node running",
-            )),
-        }
+        check_status!(
+            status,
+            "could not change whether a session keeps Node running"
+        )
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
-use napi::{Status, sys};
+use napi::{Status, check_status, sys};
 use napi_derive::napi;
 use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
@@ -175,12 +175,7 @@ impl ReceivedBatch {
         // than the JavaScript view the facade puts over it.
         // SAFETY: `env` is current (the caller's contract); napi gives `total` writable bytes.
         let status = unsafe { sys::napi_create_arraybuffer(env, total, &mut data, &mut buffer) };
-        if status != sys::Status::napi_ok {
-            return Err(napi::Error::new(
-                Status::from(status),
-                "could not allocate a receive batch",
-            ));
-        }
+        check_status!(status, "could not allocate a receive batch")?;
         // SAFETY: `data` points at `total` bytes that nothing else references yet.
         let out = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), total) };
         let (words, bytes) = out.split_at_mut(table);
@@ -243,22 +238,18 @@ impl ToNapiValue for Returned {
         let values = value.0.into_vec(env)?;
         let mut array = std::ptr::null_mut();
         // SAFETY: as above.
-        check(unsafe { sys::napi_create_array_with_length(env, values.len(), &mut array) })?;
+        check_status!(
+            unsafe { sys::napi_create_array_with_length(env, values.len(), &mut array) },
+            "could not return a receive batch"
+        )?;
         for (index, element) in values.into_iter().enumerate() {
             // SAFETY: as above; `array` was just made with room for every element.
-            check(unsafe { sys::napi_set_element(env, array, index as u32, element) })?;
+            check_status!(
+                unsafe { sys::napi_set_element(env, array, index as u32, element) },
+                "could not return a receive batch"
+            )?;
         }
         Ok(array)
-    }
-}
-
-fn check(status: sys::napi_status) -> napi::Result<()> {
-    match status {
-        sys::Status::napi_ok => Ok(()),
-        other => Err(napi::Error::new(
-            Status::from(other),
-            "could not return a receive batch",
-        )),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
-use napi::{Status, sys};
+use napi::{check_status, sys};
 use napi_derive::napi;
 
 use crate::errors::{Error, ErrorInfo, Result};
@@ -89,12 +89,7 @@ impl PublishOutcomes {
                 status
             }
         };
-        if status != sys::Status::napi_ok {
-            return Err(napi::Error::new(
-                Status::from(status),
-                "could not allocate publish outcomes",
-            ));
-        }
+        check_status!(status, "could not allocate publish outcomes")?;
         Ok(array)
     }
 }
