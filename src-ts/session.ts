@@ -311,11 +311,15 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   /** Ends the waiting receive with `error`; it takes nothing, so no message is lost. */
   #stopWaiting(error: SlimError): void {
+    if (this.#receiving && this.#native.cancelReceive()) this.#settled()?.reject(error)
+  }
+
+  /** The receive that waited, now that it is settled: no longer waiting, its timer gone. */
+  #settled(): Receiving | undefined {
     const receiving = this.#receiving
-    if (!receiving || !this.#native.cancelReceive()) return
     this.#receiving = undefined
-    clearTimeout(receiving.timer)
-    receiving.reject(error)
+    clearTimeout(receiving?.timer)
+    return receiving
   }
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
@@ -324,26 +328,20 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
       this.#deliver(batch, extras)
     } catch (error) {
       // Never thrown into Node's event loop: the waiting receive learns of it.
-      const receiving = this.#receiving
-      if (!receiving) return
-      this.#receiving = undefined
-      clearTimeout(receiving.timer)
+      if (!this.#receiving) return
       this.#native.cancelReceive()
-      receiving.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
+      this.#settled()?.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
     }
   }
 
   #deliver(batch: ArrayBuffer, extras: BatchExtras | null): void {
     if (extras) this.#takeExtras(extras)
     unpackBatch(batch, extras, this.#envelopes, this.#id, this.#buffer)
-    const receiving = this.#receiving
-    if (!receiving) return
+    if (!this.#receiving) return
     const message = this.#takeBuffered()
-    if (!message && !this.#ended) return // warnings only: the receive goes on waiting
-    this.#receiving = undefined
-    clearTimeout(receiving.timer)
-    if (message) receiving.resolve(message)
-    else if (this.#ended) receiving.reject(this.#ended)
+    if (message) this.#settled()?.resolve(message)
+    else if (this.#ended) this.#settled()?.reject(this.#ended)
+    // Otherwise warnings only: the receive goes on waiting.
   }
 
   #takeExtras(extras: BatchExtras): void {
