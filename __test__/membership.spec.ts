@@ -5,16 +5,25 @@ import { describe, expect, test } from 'vitest'
 import type { ParticipantChange, Session } from '../src-ts/index.js'
 import { connectApp, receive, rejectionOf, startTestServer, text, track } from './helpers.js'
 
-/** The next `participant` event of `session` that `wanted` accepts, within `ms`. */
-async function nextChange(
-  session: Session,
-  wanted: (change: ParticipantChange) => boolean,
-  ms = 15_000,
-): Promise<ParticipantChange> {
-  for await (const [change] of on(session, 'participant', { signal: AbortSignal.timeout(ms) })) {
-    if (wanted(change as ParticipantChange)) return change as ParticipantChange
+/**
+ * The `participant` events of `session` through one listener kept for the whole test:
+ * removing the last listener resets the watch, whose first read then reports everyone
+ * as joined, so a wait started after that could miss an offline or online change.
+ */
+function changesOf(session: Session, ms = 45_000) {
+  const events = on(session, 'participant', { signal: AbortSignal.timeout(ms) })
+  return {
+    /** The next event that `wanted` accepts; the ones before it are passed over. */
+    async next(wanted: (change: ParticipantChange) => boolean): Promise<ParticipantChange> {
+      for (;;) {
+        const { value, done } = await events.next()
+        if (done) throw new Error('the participant events ended')
+        const [change] = value as [ParticipantChange]
+        if (wanted(change)) return change
+      }
+    },
+    stop: () => events.return?.(),
   }
-  throw new Error('the participant events ended')
 }
 
 /** Messages until one whose text is `wanted`; the texts seen before it. */
@@ -36,13 +45,14 @@ describe.each([false, true])('going offline and rejoining, mls=%s', (mls) => {
     const stays = track(await connectApp(server, `org/${ns}/stays`))
     const group = track(await moderator.createGroupSession(`org/${ns}/chat`, { mls, maxRetries: 5, interval: 300 }))
     const joined = [away.listenForSession({ timeout: 30_000 }), stays.listenForSession({ timeout: 30_000 })]
-    const joins = nextChange(group, (c) => c.name === `org/${ns}/stays` && c.change === 'joined')
+    const changes = changesOf(group)
+    const joins = changes.next((c) => c.name === `org/${ns}/stays` && c.change === 'joined')
     await group.invite(`org/${ns}/away`)
     await group.invite(`org/${ns}/stays`)
     const [awaySession, staysSession] = (await Promise.all(joined)) as [Session, Session]
     expect((await joins).online).toBe(true)
 
-    const offline = nextChange(group, (c) => c.name === `org/${ns}/away` && c.change === 'offline')
+    const offline = changes.next((c) => c.name === `org/${ns}/away` && c.change === 'offline')
     await awaySession.goOffline({ timeout: 10_000 })
     expect(await offline).toMatchObject({ name: `org/${ns}/away`, online: false, change: 'offline' })
     const listed = await group.participants()
@@ -53,13 +63,14 @@ describe.each([false, true])('going offline and rejoining, mls=%s', (mls) => {
     await group.publish('while away')
     expect(await until(staysSession, 'while away')).toEqual([])
 
-    const online = nextChange(group, (c) => c.name === `org/${ns}/away` && c.change === 'online')
+    const online = changes.next((c) => c.name === `org/${ns}/away` && c.change === 'online')
     await awaySession.rejoin({ timeout: 10_000 })
     expect(await online).toMatchObject({ online: true, change: 'online' })
     await group.publish('welcome back')
     await until(awaySession, 'welcome back')
     await awaySession.publish('glad to be back')
     expect(await until(group, 'glad to be back')).toEqual([])
+    await changes.stop()
   })
 })
 
@@ -101,11 +112,13 @@ test('participant events stop when the last listener goes, and never keep the pr
   const group = track(await moderator.createGroupSession('org/roster/chat'))
   const listener = (): void => {}
   group.on('participant', listener)
-  const joined = nextChange(group, (c) => c.name === 'org/roster/member')
+  const changes = changesOf(group)
+  const joined = changes.next((c) => c.name === 'org/roster/member')
   const listening = member.listenForSession({ timeout: 30_000 })
   await group.invite('org/roster/member')
   expect(await joined).toMatchObject({ name: 'org/roster/member', change: 'joined', online: true })
   await listening
+  await changes.stop()
   group.off('participant', listener)
   expect(group.listenerCount('participant')).toBe(0)
 })
