@@ -77,10 +77,27 @@ struct SubscriptionOutcome {
 #[cfg(test)]
 static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// slim-node patch: what happens to an outgoing connection after its stream ends, for
+/// the apps on top that must tell their users (see [`MessageProcessor::connection_events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// The stream ended; reconnecting starts.
+    Lost { connection: u64 },
+    /// Attempt `attempt` (from 1) to reconnect starts.
+    Reconnecting { connection: u64, attempt: u32 },
+    /// The connection is back, under the same index, its subscriptions restored.
+    Reconnected { connection: u64 },
+    /// The connection is gone for good and its state was removed from every table.
+    Dropped { connection: u64 },
+}
+
 #[derive(Debug)]
 struct MessageProcessorInternal {
     /// The forwarder to handle processing events
     forwarder: Forwarder<Connection>,
+
+    /// slim-node patch: connection events, for whoever listens
+    connection_events: tokio::sync::broadcast::Sender<ConnectionEvent>,
 
     /// Drain signal to gracefully close all pending tasks
     drain_signal: parking_lot::RwLock<Option<drain::Signal>>,
@@ -189,6 +206,7 @@ impl MessageProcessor {
         let (signal, watch) = drain::channel();
         let internal = MessageProcessorInternal {
             forwarder: Forwarder::new(),
+            connection_events: tokio::sync::broadcast::channel(64).0,
             drain_signal: RwLock::new(Some(signal)),
             drain_watch: RwLock::new(Some(watch)),
             tx_control_plane: RwLock::new(None),
@@ -208,6 +226,16 @@ impl MessageProcessor {
 
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// slim-node patch: the events of this processor's connections from now on.
+    pub fn connection_events(&self) -> tokio::sync::broadcast::Receiver<ConnectionEvent> {
+        self.internal.connection_events.subscribe()
+    }
+
+    fn report(&self, event: ConnectionEvent) {
+        // Nobody listening is fine.
+        let _ = self.internal.connection_events.send(event);
     }
 
     /// Run a data plane server using this message processor's drain watch.
@@ -422,11 +450,19 @@ impl MessageProcessor {
         client_config.validate()?;
 
         let mut watch = std::pin::pin!(self.get_drain_watch()?.signaled());
+        // slim-node patch: `reconnect` spaces a reconnection's attempts by the backoff,
+        // so each of them tries the transport once.
+        let transport_config = match existing_conn_index {
+            Some(_) => client_config.clone().with_backoff(
+                slim_config::client::BackoffConfig::new_fixed_interval(std::time::Duration::ZERO, 0),
+            ),
+            None => client_config.clone(),
+        };
         let channel = tokio::select! {
             _ = &mut watch => {
                 return Err(DataPathError::ShuttingDownError);
             }
-            res = client_config.to_channel() => {
+            res = transport_config.to_channel() => {
                 res?
             }
         };
@@ -1438,12 +1474,22 @@ impl MessageProcessor {
                 Default::default()
             };
 
-            tokio::select! {
+            // slim-node patch: reconnect until it works, as the config's backoff allows.
+            // One attempt used to be all, so a failure after the transport connected
+            // (the old node still closing its socket, a negotiation cut short) ended
+            // reconnecting for good. The backoff now spaces whole attempts, each of
+            // which tries the transport once.
+            let mut delays = slim_config::backoff::Strategy::get_strategy(&client_conf.backoff);
+            let mut attempt = 0u32;
+            loop {
+            attempt = attempt.saturating_add(1);
+            self.report(ConnectionEvent::Reconnecting { connection: conn_index, attempt });
+            let outcome = tokio::select! {
                 _ = cancellation_token.cancelled() => {
                     debug!("cancellation token signaled, stopping reconnection process");
                     false
                 }
-                res = self.try_to_connect(client_conf, None, None, Some(conn_index)) => {
+                res = self.try_to_connect(client_conf.clone(), None, None, Some(conn_index)) => {
                     match res {
                         Ok(_) => {
                             info!("connection re-established successfully");
@@ -1469,14 +1515,24 @@ impl MessageProcessor {
                                 )
                                 .await;
                             }
+                            self.report(ConnectionEvent::Reconnected { connection: conn_index });
                             true
                         }
+                        Err(DataPathError::ShuttingDownError) => false,
                         Err(e) => {
-                            error!(error = %e.chain(), "unable to reconnect to remote node");
-                            false
+                            error!(error = %e.chain(), attempt, "unable to reconnect to remote node");
+                            let Some(delay) = delays.next() else {
+                                return false;
+                            };
+                            tokio::select! {
+                                _ = cancellation_token.cancelled() => return false,
+                                _ = tokio::time::sleep(delay) => continue,
+                            }
                         }
                     }
                 }
+            };
+            return outcome;
             }
         }
         .instrument(span)
@@ -1868,6 +1924,7 @@ impl MessageProcessor {
                 // Poll reconnect with no active span so that the span it creates
                 // internally becomes a root span, preventing unbounded nesting of
                 // process_stream → reconnect → process_stream → … on every cycle.
+                self_clone.report(ConnectionEvent::Lost { connection: conn_index });
                 connected = self_clone.reconnect(config, conn_index, &token_clone)
                     .instrument(tracing::Span::none())
                     .await;
@@ -1876,6 +1933,7 @@ impl MessageProcessor {
             }
 
             if !connected {
+                self_clone.report(ConnectionEvent::Dropped { connection: conn_index });
                 // Delete connection state from all tables.
                 let local_subs = self_clone
                     .forwarder()

@@ -1114,7 +1114,10 @@ where
         // at this point the participant is part of the group so we can add it to the list
         // notify the local session that a new participant was added to the group
         debug!(session_name = %new_name, "add endpoint");
-        self.add_endpoint(&new_participant).await?;
+        // slim-node patch: what was published while the group was empty, sent after the
+        // welcome below (before, it was dropped here and went out only on the first
+        // retransmission, after later messages had set the joiner's stream start)
+        let held = self.add_endpoint(&new_participant).await?;
 
         new_name.reset_id();
         self.group_list.insert(new_name, new_participant.clone());
@@ -1183,6 +1186,7 @@ where
             .as_mut()
             .unwrap()
             .welcome_start(welcome_msg_id)?;
+        output.extend(held);
 
         // Roster + MLS state advanced: persist so the session can be restored.
         self.persist_state();

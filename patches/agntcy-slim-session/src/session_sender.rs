@@ -36,6 +36,10 @@ struct GroupTimer {
 
     /// the timer
     timer: Timer,
+
+    /// slim-node patch: whether any endpoint acknowledged the message, so that a
+    /// message nobody received is not reported delivered
+    acked: bool,
 }
 
 pub struct SessionSender {
@@ -74,6 +78,11 @@ pub struct SessionSender {
     /// set to true if the sender is receiving packets
     /// to send but no one is connected to the session yet
     to_flush: bool,
+
+    /// slim-node patch: set once a receiving endpoint joined; a publish made after
+    /// that while the list is empty (every member offline) fails at once instead
+    /// of waiting for a member that may never come back
+    had_endpoints: bool,
 
     /// drain state - when true, no new messages from app are accepted
     draining_state: SenderDrainStatus,
@@ -115,6 +124,7 @@ impl SessionSender {
             session_id,
             session_type,
             to_flush: false,
+            had_endpoints: false,
             draining_state: SenderDrainStatus::NotDraining,
             ack_notifiers: HashMap::new(),
             seq_persist: None,
@@ -217,6 +227,14 @@ impl SessionSender {
             return Err(SessionError::UnknownDestination(Box::new(dst)));
         }
 
+        if self.endpoints_list.is_empty() && self.had_endpoints && !is_publish_to {
+            debug!("every remote endpoint of the session is offline, fail the message");
+            if let Some(tx) = ack_tx {
+                let _ = tx.send(Err(SessionError::ParticipantOffLine));
+            }
+            return Ok(SessionOutput::new());
+        }
+
         let (message_id, fanout) = self.id_and_fanout(is_publish_to);
 
         let session_header = message.get_session_header_mut();
@@ -299,6 +317,7 @@ impl SessionSender {
                     message.get_session_message_type(),
                     None,
                 ),
+                acked: false,
             };
 
             let endpoints_to_track: Vec<EncodedName> = if is_publish_to {
@@ -339,7 +358,7 @@ impl SessionSender {
         // associated to it where removed before getting the acks
         if let Some((gt, _m)) = self.pending_acks.get_mut(&message_id) {
             debug!("try to remove from pending acks");
-            gt.missing_timers.remove(&encoded_source);
+            gt.acked |= gt.missing_timers.remove(&encoded_source);
             if gt.missing_timers.is_empty() {
                 debug!("all acks received, remove timer");
                 // all acks received. stop the timer and remove the entry
@@ -459,6 +478,9 @@ impl SessionSender {
         id: u32,
         error: SessionError,
     ) -> Result<SessionOutput, SessionError> {
+        // slim-node patch: without an ack from anyone, nobody is known to have the message
+        let acked = self.pending_acks.get(&id).map(|(gt, _)| gt.acked);
+
         // remove all the state related to this timer
         if let Some((gt, _)) = self.pending_acks.get_mut(&id) {
             for enc in &gt.missing_timers {
@@ -475,7 +497,7 @@ impl SessionSender {
         // offline (in participant or moderator), so a missing ack means the peer
         // was unreachable, not that the send failed.
         if let Some(tx) = self.ack_notifiers.remove(&id) {
-            if matches!(error, SessionError::UnexpectedError { .. }) {
+            if matches!(error, SessionError::UnexpectedError { .. }) || acked == Some(false) {
                 let _ = tx.send(Err(error));
             } else {
                 let _ = tx.send(Ok(()));
@@ -518,6 +540,7 @@ impl SessionSender {
         }
 
         self.endpoints_list.insert(name.name.unwrap(), name.clone());
+        self.had_endpoints = true;
 
         debug!(
             %name,
@@ -529,7 +552,10 @@ impl SessionSender {
             self.to_flush = false;
             let mut output = SessionOutput::new();
             let messages: Vec<_> = self.buffer.iter().cloned().collect();
-            for p in messages {
+            for mut p in messages {
+                // slim-node patch: the joiner is not subscribed to the channel yet;
+                // address it directly, as a retransmission does
+                p.get_slim_header_mut().set_destination(name.clone());
                 let flush_output = self.set_timer_and_send(p)?;
                 output.extend(flush_output);
             }
@@ -562,6 +588,15 @@ impl SessionSender {
                     if gt.missing_timers.is_empty() {
                         gt.timer.stop();
                         delete = true;
+                        // slim-node patch: settle the message's waiter too, which
+                        // would otherwise wait until the session closes
+                        if let Some(tx) = self.ack_notifiers.remove(id) {
+                            let outcome = match gt.acked {
+                                true => Ok(()),
+                                false => Err(SessionError::ParticipantOffLine),
+                            };
+                            let _ = tx.send(outcome);
+                        }
                     }
                 }
                 if delete {
