@@ -18,10 +18,11 @@ export declare class App {
   /** Whether the app has been closed. */
   get closed(): boolean
   /**
-   * Resolves with why (code CONNECT) if SLIM gives the app's connection up; rejects
-   * with CLOSED when the app closes first.
+   * Sends what happens to the app's connections to `callback`, which keeps Node
+   * running until the app closes, as a connection would. Called once, by the facade,
+   * when the app first connected.
    */
-  connectionLost(): Promise<ErrorInfo>
+  watchStatuses(callback: (status: ConnectionStatus) => void): void
   /**
    * Connects to a SLIM node and subscribes the app's name there, within `timeout`
    * milliseconds (each attempt also gives up after 10 s) unless cancelled first.
@@ -247,36 +248,6 @@ export interface AppOptions {
 }
 
 /**
- * How an app waits between attempts to reconnect to its node.
- *
- * @example
- * ```ts
- * const backoff: BackoffOptions = { type: 'exponential', base: 100, factor: 2, maxDelay: 10_000, jitter: true }
- * await app.connect({ endpoint: 'http://127.0.0.1:46357', backoff })
- * ```
- * @group Options
- */
-export interface BackoffOptions {
-  /**
-   * `exponential` (delays of `base` ms times `factor` to the attempt's power, capped by
-   * `maxDelay`) or `fixed` (every `interval` ms).
-   */
-  type: 'exponential' | 'fixed'
-  /** First delay, ms (exponential; default 100). */
-  base?: number
-  /** Growth factor (exponential; default 1). */
-  factor?: number
-  /** Longest delay, ms (exponential). */
-  maxDelay?: number
-  /** Delay between attempts, ms (fixed). */
-  interval?: number
-  /** Attempts before giving up (default: no limit). */
-  maxAttempts?: number
-  /** Spread the delays at random (exponential; default false). */
-  jitter?: boolean
-}
-
-/**
  * A user name and password.
  *
  * @example
@@ -350,6 +321,32 @@ export interface BuildInfo {
   slimCore: Build
 }
 
+/**
+ * What happened to one of an app's connections; `app.status()` yields these.
+ *
+ * @example
+ * ```ts
+ * for await (const status of app.status()) {
+ *   if (status.type === 'reconnecting') console.log(`attempt ${status.attempt} to reach the node`)
+ * }
+ * ```
+ * @group Apps
+ */
+export interface ConnectionStatus {
+  /**
+   * `disconnect`: the node went away and reconnecting starts; `reconnecting`: an
+   * attempt starts; `reconnect`: the connection is back, with its subscriptions,
+   * routes and sessions; `error`: reconnecting gave up and the connection is gone.
+   */
+  type: 'disconnect' | 'reconnecting' | 'reconnect' | 'error'
+  /** The connection's id, as `connect` resolved with it. */
+  connection: number
+  /** The attempt that starts, from 1 (`reconnecting` only). */
+  attempt?: number
+  /** Why the connection is gone (`error` only; code `CONNECT`). */
+  error?: ErrorInfo
+}
+
 /** Where and how to reach a SLIM node. */
 export interface ConnectOptions {
   /**
@@ -363,8 +360,11 @@ export interface ConnectOptions {
   auth?: NodeAuth
   /** Keepalive pings on the connection. */
   keepalive?: KeepaliveOptions
-  /** How long to wait between attempts to reconnect after the node went away. */
-  backoff?: BackoffOptions
+  /**
+   * How to reconnect when the node goes away (by default: forever, delays doubling
+   * from 100 ms up to 2 s).
+   */
+  reconnect?: ReconnectOptions
   /** Each connection attempt's limit, ms (default 10 000). */
   connectTimeout?: number
   /** Each request's limit on the connection, ms. */
@@ -759,6 +759,27 @@ export interface PublishOptions {
   destination?: string
   /** The connection the message leaves by, an id from `connect` (`publish` only). */
   connection?: number
+}
+
+/**
+ * How an app reconnects when its node goes away: attempts spaced by delays that double
+ * from `initialDelay` up to `maxDelay`, each drawn at random below that bound (full
+ * jitter, so that many apps of a restarted node do not all come back at once).
+ *
+ * @example
+ * ```ts
+ * const reconnect: ReconnectOptions = { maxAttempts: 20, initialDelay: 250, maxDelay: 5000 }
+ * await app.connect({ endpoint: 'http://127.0.0.1:46357', reconnect })
+ * ```
+ * @group Options
+ */
+export interface ReconnectOptions {
+  /** Attempts before the app gives the connection up (default: no limit). */
+  maxAttempts?: number
+  /** The first delay's bound, ms (default 100). */
+  initialDelay?: number
+  /** The longest delay's bound, ms (default 2000). */
+  maxDelay?: number
 }
 
 /** Where a reply goes: the original sender, through the connection it came on. */

@@ -1,10 +1,11 @@
 // Crashed members and a restarted node, with the members and the node in processes of
 // their own so they can be killed for real.
+import { once } from 'node:events'
 import { join } from 'node:path'
 import { expect, test, vi } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
-import type { App, Session, SlimServer } from '../src-ts/index.js'
-import { closedPort, connectApp, rejectionOf, startTestServer, text, track } from './helpers.js'
+import type { App, AppStatus, Session, SlimError, SlimServer } from '../src-ts/index.js'
+import { closedPort, connectApp, rejectionOf, startTestServer, text, track, upstreamNodeAt } from './helpers.js'
 
 /** A group member (or moderator) in its own process: __test__/fixtures/group-member.mjs. Killed when the test ends. */
 function member(...args: string[]): ExampleProcess {
@@ -74,71 +75,156 @@ test('a member killed with SIGKILL: the others go on, the moderator sees it offl
   await expect(group.invite('org/fault/survivor')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
 })
 
-test('the node restarted mid-session: the session delivers again, or the app reports its connection lost and a new one delivers', async () => {
-  const port = await closedPort()
-  const node = await nodeProcess(port)
-  const server = { url: `http://127.0.0.1:${port}` } as SlimServer
-  const lost = new Set<App>()
-  const connect = async (name: string): Promise<App> => {
-    const app = track(await connectApp(server, name))
-    app.on('disconnected', (error) => {
-      expect(error.code).toBe('CONNECT')
-      lost.add(app)
-    })
-    return app
-  }
-  const moderator = await connect('org/restart/moderator')
-  const participant = await connect('org/restart/member')
-  const group = track(await moderator.createGroupSession('org/restart/group', { maxRetries: 10, interval: 500 }))
-  const joined = participant.listenForSession({ timeout: 30_000 })
-  await group.invite('org/restart/member')
-  const session = await joined
-  await group.publish('before')
-  expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('before')
+test('a point-to-point peer killed with SIGKILL: a publish nobody acknowledges fails with DELIVERY_FAILED', async () => {
+  const server = track(await startTestServer())
+  const alice = track(await connectApp(server, 'org/gone/alice'))
+  const peer = member('member', 'org/gone/bob', server.url)
+  await peer.waitFor('ready')
+  const session = track(await alice.createPointToPointSession('org/gone/bob', { maxRetries: 3, interval: 200 }))
+  await session.publish('hello')
+  await peer.waitFor('got hello')
+  await kill(peer)
+  // Before patches/agntcy-slim-session, upstream resolved it once its retries ran out.
+  const failed = await rejectionOf(session.publish('are you there?'))
+  expect(failed.code).toBe('DELIVERY_FAILED')
+})
 
-  await kill(node)
-  await nodeProcess(port) // on the same port
-  // Until the apps are back, SLIM core counts the member as unreachable: publishes resolve
-  // at once and the receiver recovers them when a later message shows it the gap. So keep
-  // publishing until the first one arrives, or until an app says SLIM gave it up.
-  const received: string[] = []
-  let published = 0
-  while (received.length === 0 && lost.size === 0 && published < 120) {
-    await group.publish(`after-${published++}`).catch(() => {})
-    const message = await session.getMessage({ timeout: 500 }).catch(() => undefined)
-    if (message) received.push(text(message))
-  }
+/** SIGKILL restarts the restart test rides out (`SLIM_RESTARTS`, 50 by default). */
+const RESTARTS = Number(process.env.SLIM_RESTARTS ?? 50)
 
-  if (lost.size === 0) {
-    // SLIM reconnected both apps: every publish since the restart arrives once, in order.
-    await group.publish('last')
-    for (;;) {
-      const body = text(await session.getMessage({ timeout: 10_000 }))
-      if (body === 'last') break
-      received.push(body)
+/** Publishes `<prefix>-0`, `<prefix>-1`, … one at a time until stopped, noting how each settled. */
+function publishing(session: Session, prefix: string) {
+  const resolved: string[] = []
+  const failures = new Map<string, string>()
+  let stopped = false
+  const done = (async () => {
+    for (let i = 0; !stopped; i++) {
+      const body = `${prefix}-${i}`
+      try {
+        await session.publish(body, { timeout: 30_000 })
+        resolved.push(body)
+      } catch (error) {
+        failures.set(body, (error as SlimError).code)
+        // While nobody is online a publish fails at once: pace the retries.
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
     }
-    expect(received).toEqual(Array.from({ length: published }, (_, i) => `after-${i}`))
-    console.log(`node restart: SLIM reconnected; ${published} publishes later the session delivered`)
-    expect(moderator.closed || participant.closed || group.closed || session.closed).toBe(false)
-  } else {
-    // SLIM stopped reconnecting an app (upstream gives up on some failed attempts): its
-    // sessions ended, and the application goes on with a new app and a new session.
-    for (const app of lost) expect(app === moderator ? group.closed : session.closed).toBe(true)
-    const nextModerator = lost.has(moderator) ? await connect('org/restart/moderator') : moderator
-    const nextMember = lost.has(participant) ? await connect('org/restart/member') : participant
-    const nextGroup = track(await nextModerator.createGroupSession('org/restart/group-2'))
-    const rejoined = nextMember.listenForSession({ timeout: 60_000 })
-    // The app SLIM did not give up may still be reconnecting: its invite fails until then.
-    await vi.waitFor(() => nextGroup.invite('org/restart/member', { timeout: 5_000 }), {
-      timeout: 60_000,
-      interval: 500,
-    })
-    const nextSession = await rejoined
-    await nextGroup.publish('again')
-    expect(text(await nextSession.getMessage({ timeout: 10_000 }))).toBe('again')
-    console.log(`node restart: SLIM gave up ${lost.size} app(s); a new session delivered`)
+  })()
+  return {
+    resolved,
+    failures,
+    async stop() {
+      stopped = true
+      await done
+    },
   }
-}, 120_000)
+}
+
+/** Every message `session` receives, until stopped. */
+function collecting(session: Session) {
+  const received: string[] = []
+  let stopped = false
+  const done = (async () => {
+    while (!stopped) {
+      const message = await session.getMessage({ timeout: 500 }).catch((error: SlimError) => {
+        if (error.code !== 'TIMEOUT') throw error
+      })
+      if (message) received.push(text(message))
+    }
+  })()
+  return {
+    received,
+    async stop() {
+      stopped = true
+      await done
+    },
+  }
+}
+
+test(`the node SIGKILLed and restarted ${RESTARTS} times: apps reconnect by themselves, an MLS group and a point-to-point session go on, and every resolved publish arrives exactly once`, async () => {
+  const port = await closedPort()
+  // Every other node is upstream's own `slim` binary.
+  const startNode = (restart: number) => (restart % 2 ? upstreamNodeAt(port) : nodeProcess(port).then((n) => n.child))
+  let node = await startNode(0)
+  const server = { url: `http://127.0.0.1:${port}` } as SlimServer
+  const moderator = track(await connectApp(server, 'org/restart/moderator'))
+  const member = track(await connectApp(server, 'org/restart/member'))
+  const statuses = new Map<App, AppStatus[]>([
+    [moderator, []],
+    [member, []],
+  ])
+  for (const [app, seen] of statuses) app.on('status', (status) => seen.push(status))
+
+  const group = track(await moderator.createGroupSession('org/restart/group', { mls: true }))
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite('org/restart/member')
+  const groupAtMember = await joined
+  const answered = moderator.listenForSession({ timeout: 30_000 })
+  const direct = track(await member.createPointToPointSession('org/restart/moderator', { mls: true }))
+  const directAtModerator = await answered
+
+  const flows = [
+    { publisher: publishing(group, 'group'), receiver: collecting(groupAtMember) },
+    { publisher: publishing(direct, 'direct'), receiver: collecting(directAtModerator) },
+  ]
+  /** Until each flow delivered a message more than it had when called. */
+  const delivering = async () => {
+    const before = flows.map((flow) => flow.receiver.received.length)
+    await vi.waitFor(
+      () => {
+        for (const [i, flow] of flows.entries()) expect(flow.receiver.received.length).toBeGreaterThan(before[i] ?? 0)
+      },
+      {
+        timeout: 30_000,
+        interval: 50,
+      },
+    )
+  }
+  await delivering()
+
+  for (let restart = 1; restart <= RESTARTS; restart++) {
+    const signal = AbortSignal.timeout(60_000)
+    const back = Promise.all([moderator, member].map((app) => once(app, 'reconnect', { signal })))
+    node.kill('SIGKILL')
+    await once(node, 'exit')
+    node = await startNode(restart)
+    await back
+    await delivering()
+  }
+
+  for (const flow of flows) await flow.publisher.stop()
+  // The last publishes resolved: once they are received, everything before them is in.
+  await vi.waitFor(
+    () => {
+      for (const { publisher, receiver } of flows) expect(receiver.received).toContain(publisher.resolved.at(-1))
+    },
+    { timeout: 30_000, interval: 50 },
+  )
+  for (const flow of flows) await flow.receiver.stop()
+
+  for (const { publisher, receiver } of flows) {
+    const times = new Map<string, number>()
+    for (const body of receiver.received) times.set(body, (times.get(body) ?? 0) + 1)
+    const lost = publisher.resolved.filter((body) => !times.has(body))
+    const twice = [...times].filter(([, n]) => n > 1).map(([body]) => body)
+    const codes = new Set(publisher.failures.values())
+    console.log(
+      `${RESTARTS} restarts: ${publisher.resolved.length} resolved, ${publisher.failures.size} failed (${[...codes].join(', ') || 'none'}), ${receiver.received.length} received, ${lost.length} lost, ${twice.length} twice`,
+    )
+    expect(lost).toEqual([])
+    expect(twice).toEqual([])
+    for (const code of codes) expect(['DELIVERY_FAILED', 'TIMEOUT']).toContain(code)
+  }
+  for (const [app, seen] of statuses) {
+    const count = (type: AppStatus['type']) => seen.filter((status) => status.type === type).length
+    expect(count('disconnect')).toBeGreaterThanOrEqual(RESTARTS)
+    expect(count('reconnect')).toBe(count('disconnect'))
+    expect(count('reconnecting')).toBeGreaterThanOrEqual(count('reconnect'))
+    expect(seen.filter((s) => s.type === 'error')).toEqual([])
+    expect(app.closed).toBe(false)
+  }
+  expect(group.closed || direct.closed || groupAtMember.closed || directAtModerator.closed).toBe(false)
+}, 600_000)
 
 test('the moderator killed: participants see it offline and their session ends', async () => {
   const server = track(await startTestServer())

@@ -1,9 +1,13 @@
-import { ChildProcess, type ExecFileOptions, execFile } from 'node:child_process'
+import { ChildProcess, type ExecFileOptions, execFile, spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { promisify } from 'node:util'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify, stripVTControlCharacters } from 'node:util'
 import { afterAll, onTestFinished } from 'vitest'
 import { nodeBinary } from '../scripts/node-binaries.mjs'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
+import { upstreamNode } from '../scripts/upstream-node.mjs'
 import { App, createLocalApp, type Message, Session, SlimError, SlimServer, startServer } from '../src-ts/index.js'
 
 export const SECRET = 'slim-node-test-secret-0123456789abcdef'
@@ -225,6 +229,44 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<SlimError>
   }
   if (value instanceof App || value instanceof Session || value instanceof SlimServer) track(value)
   throw new Error('expected a rejection, but the promise resolved')
+}
+
+/**
+ * Upstream's own `slim` node binary listening on `port` (plain text), once it says it
+ * serves; killed when the test ends.
+ */
+export async function upstreamNodeAt(port: number): Promise<ChildProcess> {
+  const config = join(mkdtempSync(join(tmpdir(), 'slim-upstream-')), 'config.yaml')
+  const yaml = ['tracing:', '  log_level: info', 'services:', '  slim/0:', '    dataplane:', '      servers:']
+  yaml.push(
+    `        - endpoint: "127.0.0.1:${port}"`,
+    '          tls:',
+    '            insecure: true',
+    '      clients: []',
+    '',
+  )
+  writeFileSync(config, yaml.join('\n'))
+  const node = track(spawn(upstreamNode(), ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] }))
+  await new Promise<void>((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => reject(new Error(`slim did not start: ${output}`)), 30_000)
+    const read = (chunk: Buffer) => {
+      output += stripVTControlCharacters(chunk.toString())
+      if (output.includes('dataplane server started')) {
+        clearTimeout(timer)
+        node.stdout.off('data', read)
+        node.stderr.off('data', read)
+        // Keep draining, so that a full pipe never blocks the node.
+        node.stdout.resume()
+        node.stderr.resume()
+        resolve()
+      }
+    }
+    node.stdout.on('data', read)
+    node.stderr.on('data', read)
+    node.once('exit', (code) => reject(new Error(`slim exited with ${code}: ${output}`)))
+  })
+  return node
 }
 
 /** A loopback port nobody listens on. */

@@ -1,15 +1,9 @@
 // slim-node against the upstream Python package (slim-bindings 3.3.8 from PyPI), on a
 // slim-node node and on a node hosted by the Python package itself.
-import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { stripVTControlCharacters } from 'node:util'
 import { describe, expect, test } from 'vitest'
-import { upstreamNode } from '../scripts/upstream-node.mjs'
 import type { Message, Session } from '../src-ts/index.js'
 import { createLocalApp, startServer } from '../src-ts/index.js'
-import { closedPort, receive, SECRET, text, track } from './helpers.js'
+import { closedPort, receive, SECRET, text, track, upstreamNodeAt } from './helpers.js'
 import { PythonPeer } from './python-peer.js'
 
 const TYPE = 'text/interop'
@@ -169,36 +163,6 @@ test('the group works on a SLIM node hosted by the Python package, with MLS', as
 
 test('the group works on upstream’s own `slim` node binary, with MLS', async () => {
   const port = await closedPort()
-  const config = join(mkdtempSync(join(tmpdir(), 'slim-upstream-')), 'config.yaml')
-  writeFileSync(
-    config,
-    [
-      'tracing:',
-      '  log_level: info',
-      'services:',
-      '  slim/0:',
-      '    dataplane:',
-      '      servers:',
-      `        - endpoint: "127.0.0.1:${port}"`,
-      '          tls:',
-      '            insecure: true',
-      '      clients: []',
-      '',
-    ].join('\n'),
-  )
-  const node = track(spawn(upstreamNode(), ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] }))
-  await new Promise<void>((resolve, reject) => {
-    let output = ''
-    const timer = setTimeout(() => reject(new Error(`slim did not start: ${output}`)), 30_000)
-    const read = (chunk: Buffer) => {
-      output += stripVTControlCharacters(chunk.toString())
-      if (output.includes('dataplane server started')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    }
-    node.stdout.on('data', read)
-    node.stderr.on('data', read)
-  })
+  await upstreamNodeAt(port)
   await nodeModeratedGroup(`http://127.0.0.1:${port}`, true, 'interop-e')
 }, 90_000)

@@ -110,7 +110,7 @@ test('connection and node settings are accepted and the connection works', async
     app.connect({
       endpoint: server.url,
       keepalive: { tcp: 30_000, http2: 20_000, timeout: 5_000, whileIdle: true },
-      backoff: { type: 'fixed', interval: 200, maxAttempts: 5 },
+      reconnect: { maxAttempts: 5, initialDelay: 200, maxDelay: 1_000 },
       connectTimeout: 3_000,
       requestTimeout: 10_000,
       headers: { 'x-slim-team': 'ops' },
@@ -123,8 +123,9 @@ test('connection and node settings are accepted and the connection works', async
 test('bad settings are refused before anything connects', async () => {
   const app = await newApp('org/badset/app')
   const cases = [
-    { backoff: { type: 'linear' } },
-    { backoff: { type: 'fixed' } },
+    { reconnect: { maxAttempts: 0 } },
+    { reconnect: { initialDelay: 0 } },
+    { reconnect: { initialDelay: 500, maxDelay: 100 } },
     { keepalive: { tcp: 0 } },
     { compression: 'brotli' },
     { bufferSize: -1 },

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, on } from 'node:events'
 import type {
   Direction,
   IdentityOptions,
@@ -8,8 +8,9 @@ import type {
   SessionOptions as NativeSessionOptions,
   PersistenceOptions,
 } from '../index.js'
-import { type WaitOptions, waitFor, withSignal } from './cancel.js'
-import { call, callSync, fromInfo, SlimError } from './errors.js'
+import { abortError, type WaitOptions, waitFor, withSignal } from './cancel.js'
+import { type AppStatus, appStatus } from './connection.js'
+import { call, callSync, SlimError } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
@@ -145,23 +146,33 @@ function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptio
 }
 
 /**
- * The events an {@link App} emits, with their listeners' arguments.
+ * The events an {@link App} emits, with their listeners' arguments: each status of its
+ * connections (see {@link AppStatus}), under `status` and under its own type. An `error`
+ * is emitted only while it has listeners, so that an app nobody watches does not throw.
  *
  * @example
  * ```ts
- * app.on('disconnected', (error) => {
- *   console.error(`lost the node (${error.code}): ${error.message}`)
- * })
+ * app.on('reconnecting', ({ attempt }) => console.warn(`node away, attempt ${attempt}`))
+ * app.on('error', (error) => console.error(`gave the node up (${error.code}): ${error.message}`))
  * ```
  * @group Apps
  */
 export interface AppEvents {
+  /** Every status, in order. */
+  status: [status: AppStatus]
+  /** The node went away; reconnecting starts. */
+  disconnect: [status: Extract<AppStatus, { type: 'disconnect' }>]
+  /** An attempt to reconnect starts. */
+  reconnecting: [status: Extract<AppStatus, { type: 'reconnecting' }>]
+  /** The connection is back, with its subscriptions, routes and sessions. */
+  reconnect: [status: Extract<AppStatus, { type: 'reconnect' }>]
   /**
-   * SLIM gave the connection to the node up (its own reconnecting after a node restart
-   * stopped): the app's sessions have ended and the error (`CONNECT`) says so. Create
-   * the app again to go on.
+   * Reconnecting gave up (`reconnect.maxAttempts`): the connection is gone (`CONNECT`)
+   * and, when it was the app's last, so are its sessions; create the app again.
    */
-  disconnected: [error: SlimError]
+  error: [error: SlimError, status: Extract<AppStatus, { type: 'error' }>]
+  /** The app closed; {@link App.status} loops end. */
+  close: []
 }
 
 /**
@@ -184,7 +195,8 @@ export interface AppEvents {
  */
 export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
-  #watchingConnection = false
+  #closeEmitted = false
+  #watching = false
 
   static {
     nativeOfApp = (app) => app.#native
@@ -194,6 +206,37 @@ export class App extends EventEmitter<AppEvents> {
   constructor(native: NativeApp) {
     super()
     this.#native = native
+  }
+
+  #report(status: AppStatus): void {
+    this.emit('status', status)
+    // Each status under its own type; TypeScript cannot pair them through a union.
+    const emit = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean
+    if (status.type !== 'error') emit(status.type, status)
+    else if (this.listenerCount('error') > 0) emit('error', status.error, status)
+  }
+
+  /**
+   * What happens to the app's connections, as it happens: `disconnect`, `reconnecting`
+   * (with the attempt), `reconnect` and `error` (see {@link AppStatus}). The loop ends
+   * when the app closes, or with `ABORTED` when `signal` fires.
+   *
+   * @param options - A signal that stops the loop.
+   * @example
+   * ```ts
+   * for await (const status of app.status()) console.log(status.type, status.connection)
+   * ```
+   */
+  async *status(options: { signal?: AbortSignal } = {}): AsyncGenerator<AppStatus> {
+    if (this.closed) return
+    const { signal } = plainOptions(options, 'status options') ?? {}
+    try {
+      for await (const [status] of on(this as EventEmitter, 'status', { signal, close: ['close'] })) {
+        yield status as AppStatus
+      }
+    } catch (error) {
+      throw signal?.aborted ? abortError(signal, 'status') : error
+    }
   }
 
   /** The app's name, `org/ns/app`. */
@@ -215,7 +258,8 @@ export class App extends EventEmitter<AppEvents> {
    * Connects to a SLIM node, e.g. `{ endpoint: 'http://127.0.0.1:46357' }`, and subscribes
    * the app's name there. Each attempt gives up with `CONNECT` after 10 s; `timeout` and
    * `signal` bound the whole call, and a connect given up on leaves no connection behind.
-   * Once connected, the app emits `disconnected` if SLIM gives the connection up.
+   * Once connected, the app reconnects by itself whenever the node goes away, as
+   * `reconnect` allows (forever by default), and reports each step (see {@link App.status}).
    *
    * @param options - The node's URL, its TLS settings, and how long to wait.
    * @throws {SlimError} `CONNECT` when the node cannot be reached or the app is already
@@ -231,18 +275,12 @@ export class App extends EventEmitter<AppEvents> {
     const connection = await withSignal({ timeout, signal }, 'connect', (ms, token) =>
       this.#native.connect(where, ms, token),
     )
-    if (!this.#watchingConnection) this.#watchConnection()
+    // From the first connection on, the statuses' callback keeps Node running until close.
+    if (!this.#watching) {
+      this.#watching = true
+      this.#native.watchStatuses((status) => this.#report(appStatus(status)))
+    }
     return connection
-  }
-
-  /** Reports, once, that SLIM gave the app's last connection up. */
-  #watchConnection(): void {
-    this.#watchingConnection = true
-    this.#native.connectionLost().then(
-      (reason) => this.emit('disconnected', fromInfo(reason)),
-      // The app closed first: nothing to report.
-      () => {},
-    )
   }
 
   /** The ids of the app's connections, oldest first (names and routes use the oldest by default). */
@@ -487,8 +525,12 @@ export class App extends EventEmitter<AppEvents> {
    * @param options - How long to wait for the close.
    * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    */
-  close(options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'close', () => this.#native.close())
+  async close(options?: WaitOptions): Promise<void> {
+    await waitFor(options, 'close', () => this.#native.close())
+    if (!this.#closeEmitted) {
+      this.#closeEmitted = true
+      this.emit('close')
+    }
   }
 
   /** Closes the app at the end of an `await using` block, as {@link App.close} does. */

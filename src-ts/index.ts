@@ -32,7 +32,6 @@ import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 
 export type {
-  BackoffOptions,
   BasicCredentials,
   Build,
   BuildInfo,
@@ -44,6 +43,7 @@ export type {
   NodeAuth,
   PersistenceOptions,
   ProxyOptions,
+  ReconnectOptions,
   ServerKeepaliveOptions,
   ServerTlsOptions,
   SpireOptions,
@@ -63,6 +63,7 @@ export {
   type SessionOptions,
 } from './app.js'
 export { MAX_TIMEOUT_MS, type WaitOptions } from './cancel.js'
+export type { AppStatus } from './connection.js'
 export {
   type ErrorCode,
   isSlimError,

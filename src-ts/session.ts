@@ -181,9 +181,11 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
 
   /**
    * Publishes to every other participant. In a reliable session the promise resolves
-   * when delivery is acknowledged and rejects with `DELIVERY_FAILED` when retries run out;
-   * otherwise it resolves once SLIM took the message. Publishes leave in call order, and
-   * awaiting them applies backpressure.
+   * once every member online acknowledged it (members that went offline meanwhile are
+   * not waited for), and rejects with `DELIVERY_FAILED` when nobody acknowledged it
+   * before its retries ran out or no member is online; otherwise it resolves once SLIM
+   * took the message. A group with no member yet holds what is published for the first
+   * member to join. Publishes leave in call order, and awaiting them applies backpressure.
    *
    * @param data - The payload: bytes, or a string sent as UTF-8.
    * @param options - Payload type, metadata, and how long to wait for the outcome.
@@ -422,8 +424,9 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   /**
    * Tells the group this member goes offline for a while (a soft close), keeping the
    * session: the moderator's {@link Session.participants} lists it offline, publishes stop
-   * waiting for its acknowledgements, and {@link Session.rejoin} brings it back. Group
-   * members only. Python: `close_with_mode(CloseMode.SOFT)`.
+   * waiting for its acknowledgements (with no member left online they fail at once with
+   * `DELIVERY_FAILED`), and {@link Session.rejoin} brings it back. Group members only.
+   * Python: `close_with_mode(CloseMode.SOFT)`.
    *
    * @param options - How long to wait for the group to take note.
    * @throws {SlimError} `NOT_GROUP` in a point-to-point session, `SESSION_CLOSED` when the

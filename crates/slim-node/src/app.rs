@@ -4,8 +4,11 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use napi::Env;
+
 use slim_config::component::id::{ID, Kind};
 use slim_datapath::api::{ProtoName, ProtoSessionType};
+use slim_datapath::message_processing::ConnectionEvent;
 use slim_service::{KIND, Service};
 use slim_session::notification::Notification;
 use slim_session::{SessionConfig, SessionError};
@@ -13,7 +16,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::connection;
+use crate::connection::{self, ConnectionStatus};
+use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityOptions};
 use crate::link::{Direction, Link, app_closed, closed_as_app};
@@ -45,6 +49,8 @@ pub struct AppCore {
     notifications: Arc<Mutex<Notifications>>,
     /// Sessions handed to JavaScript, closed with the app.
     sessions: parking_lot::Mutex<Vec<Weak<SessionCore>>>,
+    /// Where the connections' statuses go, once JavaScript listens.
+    statuses: parking_lot::Mutex<Option<Delivery<ConnectionStatus>>>,
 }
 
 fn service_id(app: &ProtoName) -> Result<ID> {
@@ -97,11 +103,51 @@ impl AppCore {
                 format!("the app did not start: {}", chain(&e)),
             )
         })?;
-        Ok(Arc::new(AppCore {
+        let app = Arc::new(AppCore {
             link: Arc::new(Link::new(slim, service, identity.kind, direction)),
             notifications: Arc::new(Mutex::new(notifications)),
             sessions: parking_lot::Mutex::new(Vec::new()),
-        }))
+            statuses: parking_lot::Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&app);
+        connection::watch(&app.link, move |event| {
+            let app = weak.clone();
+            async move {
+                if let Some(app) = app.upgrade() {
+                    app.on_connection_event(event).await;
+                }
+            }
+        });
+        Ok(app)
+    }
+
+    /// Sends the connections' statuses to `callback` from now on, keeping Node running
+    /// until the app closes. Called on the JavaScript thread.
+    pub fn watch_statuses(&self, env: &Env, callback: Callback<ConnectionStatus>) -> Result<()> {
+        let statuses = Delivery::new(callback);
+        statuses.keep_node_alive(env, true)?;
+        *self.statuses.lock() = Some(statuses);
+        // Closing cancels, then releases: whichever ran second, nothing is left held.
+        if self.link.closed.is_cancelled() {
+            self.statuses.lock().take();
+        }
+        Ok(())
+    }
+
+    async fn on_connection_event(&self, event: ConnectionEvent) {
+        let connection = connection::connection_of(event);
+        // Upstream reports every connection of the service; a connection the app
+        // disconnected itself is no longer listed.
+        let Some(url) = self.link.url_of(connection) else {
+            return;
+        };
+        if let ConnectionEvent::Dropped { .. } = event {
+            self.connection_lost(connection, &connection::gave_up(&url))
+                .await;
+        }
+        if let Some(statuses) = self.statuses.lock().as_ref() {
+            statuses.send(ConnectionStatus::of(event, &url));
+        }
     }
 
     /// Connects to a node and subscribes the app's name there; returns the connection's
@@ -129,12 +175,6 @@ impl AppCore {
             .await
             .map_err(closed_as_app)?;
         link.add_connection(connection, &url);
-        let app = Arc::downgrade(&self);
-        connection::watch(Arc::downgrade(link), connection, move || async move {
-            if let Some(app) = app.upgrade() {
-                app.connection_lost(connection).await;
-            }
-        });
         // Upstream may open the connection again after an outage, with Nagle back on.
         transport::keep_nagle_off(Sockets::ConnectedTo(node), link.closed.clone());
         Ok(connection)
@@ -167,26 +207,14 @@ impl AppCore {
         }
     }
 
-    /// Upstream gave the connection up: sessions end at once (nothing they sent can be
-    /// acknowledged any more) and the app reports it.
-    async fn connection_lost(&self, connection: u64) {
-        if !self.link.mark_lost(connection) {
+    /// Reconnecting gave the connection up: when it was the app's last, its sessions end
+    /// at once (nothing they sent can be acknowledged any more).
+    async fn connection_lost(&self, connection: u64, reason: &Error) {
+        if !self.link.mark_lost(connection, reason) {
             return;
         }
         let open = self.take_sessions();
-        let reason = "the app's connection to the SLIM node was lost";
-        futures::future::join_all(open.iter().map(|session| session.end(reason))).await;
-    }
-
-    /// Resolves with why, once SLIM gave the connection up; CLOSED if the app closes first.
-    pub async fn wait_connection_lost(self: Arc<Self>) -> Result<Error> {
-        let link = &self.link;
-        let lost = async {
-            link.lost.cancelled().await;
-            Ok(link.lost_reason())
-        };
-        let reason = bounded(lost, None, &link.closed, None, "watching the connection").await?;
-        Ok(reason.unwrap_or_else(|| Error::new(Code::Connect, "the connection was lost")))
+        futures::future::join_all(open.iter().map(|session| session.end(&reason.message))).await;
     }
 
     /// The sessions still alive, which the app no longer tracks.
@@ -357,6 +385,8 @@ impl AppCore {
         let open = self.take_sessions();
         futures::future::join_all(open.iter().map(|session| session.close())).await;
         link.closed.cancel();
+        // Released, the callback no longer keeps Node running.
+        self.statuses.lock().take();
         let Some(slim) = link.take_slim() else {
             return;
         };

@@ -12,7 +12,7 @@ use crate::auth::NodeAuth;
 use crate::endpoint::Endpoint;
 use crate::errors::{Code, Error, Result};
 use crate::runtime::{millis, whole_number};
-use crate::settings::{self, BackoffOptions, KeepaliveOptions, ProxyOptions};
+use crate::settings::{self, KeepaliveOptions, ProxyOptions, ReconnectOptions};
 use crate::tls::{self, TlsOptions};
 
 /// How long a connection attempt may take before it fails with CONNECT.
@@ -31,8 +31,9 @@ pub struct ConnectOptions {
     pub auth: Option<NodeAuth>,
     /// Keepalive pings on the connection.
     pub keepalive: Option<KeepaliveOptions>,
-    /// How long to wait between attempts to reconnect after the node went away.
-    pub backoff: Option<BackoffOptions>,
+    /// How to reconnect when the node goes away (by default: forever, delays doubling
+    /// from 100 ms up to 2 s).
+    pub reconnect: Option<ReconnectOptions>,
     /// Each connection attempt's limit, ms (default 10 000).
     pub connect_timeout: Option<f64>,
     /// Each request's limit on the connection, ms.
@@ -68,9 +69,8 @@ impl Client {
         if let Some(keepalive) = &options.keepalive {
             config = config.with_keepalive(keepalive.to_config()?);
         }
-        if let Some(backoff) = &options.backoff {
-            config = config.with_backoff(backoff.to_config()?);
-        }
+        let reconnect = options.reconnect.clone().unwrap_or_default();
+        config = config.with_backoff(reconnect.to_config()?);
         if let Some(timeout) = millis(options.request_timeout, "requestTimeout")? {
             config = config.with_request_timeout(timeout);
         }

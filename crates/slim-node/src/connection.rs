@@ -1,53 +1,132 @@
 //! An app's connections to nodes: making one (probe, connect, subscribe the app's name,
-//! nothing left behind if that is given up), and watching it. Upstream reconnects by
-//! itself when the node restarts, but a failed attempt of some kinds (the old node still
-//! closing its socket, say) ends its reconnecting for good and drops the connection
-//! without a word. The app must learn that, and its sessions must not wait for
-//! acknowledgements forever.
+//! nothing left behind if that is given up), and following what happens to it. Upstream
+//! (with patches/agntcy-slim-datapath) reconnects by itself when the node goes away, as
+//! the connection's backoff allows, and reports each step; the app turns those reports
+//! into its status and, if reconnecting gives up, ends what depended on the connection.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Weak;
-use std::time::Duration;
+use std::sync::Arc;
 
+use napi_derive::napi;
+use slim_datapath::message_processing::ConnectionEvent;
 use slim_node_tcp::{self as transport, Sockets};
 use slim_service::Service;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CONNECT_TIMEOUT, Client};
-use crate::errors::{Code, Error, Result, chain};
-use crate::link::{ConnectionState, Link, SlimApp};
+use crate::errors::{Code, Error, ErrorInfo, Result, chain};
+use crate::link::{Link, SlimApp};
 use crate::runtime::{bounded, spawn};
 
-/// Checking is a lookup in the node's connection table, cheap enough to do often.
-const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// What happened to one of an app's connections; `app.status()` yields these.
+///
+/// @example
+/// ```ts
+/// for await (const status of app.status()) {
+///   if (status.type === 'reconnecting') console.log(`attempt ${status.attempt} to reach the node`)
+/// }
+/// ```
+/// @group Apps
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    /// `disconnect`: the node went away and reconnecting starts; `reconnecting`: an
+    /// attempt starts; `reconnect`: the connection is back, with its subscriptions,
+    /// routes and sessions; `error`: reconnecting gave up and the connection is gone.
+    #[napi(ts_type = "'disconnect' | 'reconnecting' | 'reconnect' | 'error'")]
+    pub r#type: String,
+    /// The connection's id, as `connect` resolved with it.
+    pub connection: i64,
+    /// The attempt that starts, from 1 (`reconnecting` only).
+    pub attempt: Option<u32>,
+    /// Why the connection is gone (`error` only; code `CONNECT`).
+    pub error: Option<ErrorInfo>,
+}
 
-/// Watches `connection` until the app closes or disconnects; runs `given_up` if upstream
-/// gives the connection up first.
-pub fn watch<F, Fut>(link: Weak<Link>, connection: u64, given_up: F)
+impl ConnectionStatus {
+    fn new(kind: &str, connection: u64) -> Self {
+        Self {
+            r#type: kind.to_string(),
+            connection: connection as i64,
+            attempt: None,
+            error: None,
+        }
+    }
+
+    /// The status an upstream event stands for.
+    pub fn of(event: ConnectionEvent, url: &str) -> Self {
+        match event {
+            ConnectionEvent::Lost { connection } => Self::new("disconnect", connection),
+            ConnectionEvent::Reconnecting {
+                connection,
+                attempt,
+            } => Self {
+                attempt: Some(attempt),
+                ..Self::new("reconnecting", connection)
+            },
+            ConnectionEvent::Reconnected { connection } => Self::new("reconnect", connection),
+            ConnectionEvent::Dropped { connection } => Self {
+                error: Some(gave_up(url).info()),
+                ..Self::new("error", connection)
+            },
+        }
+    }
+}
+
+/// Why a connection that reconnecting gave up is gone.
+pub fn gave_up(url: &str) -> Error {
+    Error::new(
+        Code::Connect,
+        format!(
+            "the connection to {url} was lost and reconnecting gave up (reconnect.maxAttempts)"
+        ),
+    )
+}
+
+/// The connection an event is about.
+pub fn connection_of(event: ConnectionEvent) -> u64 {
+    match event {
+        ConnectionEvent::Lost { connection }
+        | ConnectionEvent::Reconnecting { connection, .. }
+        | ConnectionEvent::Reconnected { connection }
+        | ConnectionEvent::Dropped { connection } => connection,
+    }
+}
+
+/// Hands the events of the app's service's connections to `handle`, one at a time,
+/// until the app closes. Listening starts before this returns, so nothing that happens
+/// to a connection made afterwards is missed.
+pub fn watch<F, Fut>(link: &Arc<Link>, handle: F)
 where
-    F: FnOnce() -> Fut + Send + 'static,
+    F: Fn(ConnectionEvent) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let Some(closed) = link.upgrade().map(|link| link.closed.clone()) else {
-        return;
-    };
+    let mut events = link.service.message_processor().connection_events();
+    let closed = link.closed.clone();
+    let link = Arc::downgrade(link);
     spawn(async move {
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 _ = closed.cancelled() => return,
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
-            }
-            let Some(link) = link.upgrade() else { return };
-            match link.connection_state(connection) {
-                ConnectionState::Up => continue,
-                ConnectionState::Replaced => return,
-                ConnectionState::GivenUp => {
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(event) => handle(event).await,
+                // Only a stalled runtime falls 64 events behind. What matters of those
+                // missed is a connection that is gone: the table still tells.
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "connection events were missed");
+                    let Some(link) = link.upgrade() else { return };
+                    let gone = link.connections_gone_upstream();
                     drop(link);
-                    given_up().await;
-                    return;
+                    for connection in gone {
+                        handle(ConnectionEvent::Dropped { connection }).await;
+                    }
                 }
+                Err(RecvError::Closed) => return,
             }
         }
     });

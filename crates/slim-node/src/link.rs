@@ -65,19 +65,8 @@ pub struct Link {
     connections: RwLock<Vec<(u64, String)>>,
     /// Cancelled when the app closes; every wait of the app and its sessions ends then.
     pub closed: CancellationToken,
-    /// Cancelled when upstream gave the connection up; `lost_because` says why.
-    pub lost: CancellationToken,
+    /// Why the app can no longer be used, once reconnecting its last connection gave up.
     lost_because: Mutex<Option<Error>>,
-}
-
-/// Where a connection stands, as the connection watch sees it.
-pub enum ConnectionState {
-    /// Connected, or upstream is still reconnecting.
-    Up,
-    /// The app disconnected or closed on its own.
-    Replaced,
-    /// Upstream stopped reconnecting and dropped the connection.
-    GivenUp,
 }
 
 pub fn app_closed() -> Error {
@@ -108,7 +97,6 @@ impl Link {
             slim: RwLock::new(Some(Arc::new(slim))),
             connections: RwLock::new(Vec::new()),
             closed: CancellationToken::new(),
-            lost: CancellationToken::new(),
             lost_because: Mutex::new(None),
         }
     }
@@ -181,38 +169,36 @@ impl Link {
         self.lost_because.lock().clone()
     }
 
-    pub fn connection_state(&self, connection: u64) -> ConnectionState {
-        let known = self
-            .connections
-            .read()
+    /// The app's connections that upstream no longer has.
+    pub fn connections_gone_upstream(&self) -> Vec<u64> {
+        let table = self.service.message_processor().connection_table();
+        let connections = self.connections.read();
+        connections
             .iter()
-            .any(|(c, _)| *c == connection);
-        if self.closed.is_cancelled() || !known {
-            ConnectionState::Replaced
-        } else if self
-            .service
-            .message_processor()
-            .connection_table()
-            .get(connection)
-            .is_none()
-        {
-            ConnectionState::GivenUp
-        } else {
-            ConnectionState::Up
-        }
+            .map(|(c, _)| *c)
+            .filter(|c| table.get(*c).is_none())
+            .collect()
     }
 
-    /// Records that upstream gave `connection` up; true when it was the app's last one.
-    pub fn mark_lost(&self, connection: u64) -> bool {
+    /// The URL `connection` reached, while it is one of the app's.
+    pub fn url_of(&self, connection: u64) -> Option<String> {
+        let connections = self.connections.read();
+        connections
+            .iter()
+            .find(|(c, _)| *c == connection)
+            .map(|(_, url)| url.clone())
+    }
+
+    /// Records that reconnecting `connection` gave up; true when it was the app's last
+    /// one, which leaves the app unusable.
+    pub fn mark_lost(&self, connection: u64, reason: &Error) -> bool {
         if !self.remove_connection(connection) || !self.connections.read().is_empty() {
             return false;
         }
         *self.lost_because.lock() = Some(Error::new(
-            Code::Connect,
-            "the connection to the SLIM node was lost and SLIM stopped reconnecting; \
-             create the app again",
+            reason.code,
+            format!("{}; create the app again", reason.message),
         ));
-        self.lost.cancel();
         true
     }
 

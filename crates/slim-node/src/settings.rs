@@ -1,4 +1,4 @@
-//! Connection settings that production deployments tune: keepalive, reconnect backoff,
+//! Connection settings that production deployments tune: keepalive, reconnecting,
 //! timeouts, headers, proxy, buffer size. JavaScript passes milliseconds and plain
 //! records; upstream's configuration types come out.
 
@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use napi_derive::napi;
-use slim_config::backoff::exponential::Config as Exponential;
 use slim_config::client::{BackoffConfig, KeepaliveConfig};
 use slim_config::grpc::compression::CompressionType;
 use slim_config::grpc::proxy::ProxyConfig;
@@ -64,63 +63,58 @@ impl KeepaliveOptions {
     }
 }
 
-/// How an app waits between attempts to reconnect to its node.
+/// How an app reconnects when its node goes away: attempts spaced by delays that double
+/// from `initialDelay` up to `maxDelay`, each drawn at random below that bound (full
+/// jitter, so that many apps of a restarted node do not all come back at once).
 ///
 /// @example
 /// ```ts
-/// const backoff: BackoffOptions = { type: 'exponential', base: 100, factor: 2, maxDelay: 10_000, jitter: true }
-/// await app.connect({ endpoint: 'http://127.0.0.1:46357', backoff })
+/// const reconnect: ReconnectOptions = { maxAttempts: 20, initialDelay: 250, maxDelay: 5000 }
+/// await app.connect({ endpoint: 'http://127.0.0.1:46357', reconnect })
 /// ```
 /// @group Options
 #[napi(object)]
-#[derive(Debug, Clone)]
-pub struct BackoffOptions {
-    /// `exponential` (delays of `base` ms times `factor` to the attempt's power, capped by
-    /// `maxDelay`) or `fixed` (every `interval` ms).
-    #[napi(ts_type = "'exponential' | 'fixed'")]
-    pub r#type: String,
-    /// First delay, ms (exponential; default 100).
-    pub base: Option<f64>,
-    /// Growth factor (exponential; default 1).
-    pub factor: Option<f64>,
-    /// Longest delay, ms (exponential).
-    pub max_delay: Option<f64>,
-    /// Delay between attempts, ms (fixed).
-    pub interval: Option<f64>,
-    /// Attempts before giving up (default: no limit).
+#[derive(Debug, Clone, Default)]
+pub struct ReconnectOptions {
+    /// Attempts before the app gives the connection up (default: no limit).
     pub max_attempts: Option<f64>,
-    /// Spread the delays at random (exponential; default false).
-    pub jitter: Option<bool>,
+    /// The first delay's bound, ms (default 100).
+    pub initial_delay: Option<f64>,
+    /// The longest delay's bound, ms (default 2000).
+    pub max_delay: Option<f64>,
 }
 
-impl BackoffOptions {
+impl ReconnectOptions {
+    const INITIAL_DELAY: Duration = Duration::from_millis(100);
+    const MAX_DELAY: Duration = Duration::from_millis(2000);
+
+    /// Upstream's backoff for it: its n-th delay is `factor` × `base`^n ms, so base 2 and
+    /// half the first delay as the factor double from the first delay on.
     pub fn to_config(&self) -> Result<BackoffConfig> {
-        let attempts = whole_number(self.max_attempts, "backoff.maxAttempts")?
-            .map_or(usize::MAX, |n| n as usize);
-        match self.r#type.as_str() {
-            "exponential" => {
-                let defaults = Exponential::default();
-                let base =
-                    whole_number(self.base, "backoff.base")?.map_or(defaults.base, u64::from);
-                let factor =
-                    whole_number(self.factor, "backoff.factor")?.map_or(defaults.factor, u64::from);
-                let max_delay = duration(self.max_delay, "backoff.maxDelay")?
-                    .unwrap_or_else(|| *defaults.max_delay);
-                let jitter = self.jitter.unwrap_or(false);
-                Ok(BackoffConfig::new_exponential(
-                    base, factor, max_delay, attempts, jitter,
-                ))
+        let attempts = match whole_number(self.max_attempts, "reconnect.maxAttempts")? {
+            Some(0) => {
+                return Err(Error::invalid_argument(
+                    "reconnect.maxAttempts must be at least 1",
+                ));
             }
-            "fixed" => {
-                let interval = duration(self.interval, "backoff.interval")?.ok_or_else(|| {
-                    Error::invalid_argument("a fixed backoff needs its interval in ms")
-                })?;
-                Ok(BackoffConfig::new_fixed_interval(interval, attempts))
-            }
-            other => Err(Error::invalid_argument(format!(
-                "backoff.type must be 'exponential' or 'fixed', got {other:?}"
-            ))),
+            // Upstream counts the delays between attempts.
+            Some(n) => n as usize - 1,
+            None => usize::MAX,
+        };
+        let initial =
+            duration(self.initial_delay, "reconnect.initialDelay")?.unwrap_or(Self::INITIAL_DELAY);
+        let max_delay = duration(self.max_delay, "reconnect.maxDelay")?.unwrap_or(Self::MAX_DELAY);
+        if max_delay < initial {
+            return Err(Error::invalid_argument(format!(
+                "reconnect.maxDelay ({} ms) must not be below reconnect.initialDelay ({} ms)",
+                max_delay.as_millis(),
+                initial.as_millis()
+            )));
         }
+        let factor = (initial.as_millis() as u64).div_ceil(2).max(1);
+        Ok(BackoffConfig::new_exponential(
+            2, factor, max_delay, attempts, true,
+        ))
     }
 }
 

@@ -10,7 +10,9 @@ use crate::api::session::Session;
 use crate::app::{AppCore, Routing};
 use crate::cancel::{CancelToken, token_of};
 use crate::client::{Client, ConnectOptions};
-use crate::errors::{Error, ErrorInfo, js};
+use crate::connection::ConnectionStatus;
+use crate::delivery::Callback;
+use crate::errors::{Error, js};
 use crate::identity::IdentityOptions;
 use crate::link::Direction;
 use crate::name;
@@ -142,15 +144,12 @@ impl App {
         self.core.link.closed.is_cancelled()
     }
 
-    /// Resolves with why (code CONNECT) if SLIM gives the app's connection up; rejects
-    /// with CLOSED when the app closes first.
-    #[napi(ts_return_type = "Promise<ErrorInfo>", catch_unwind)]
-    pub fn connection_lost<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ErrorInfo>> {
-        let core = self.core.clone();
-        promise(
-            env,
-            async move { Ok(core.wait_connection_lost().await?.info()) },
-        )
+    /// Sends what happens to the app's connections to `callback`, which keeps Node
+    /// running until the app closes, as a connection would. Called once, by the facade,
+    /// when the app first connected.
+    #[napi(catch_unwind, ts_args_type = "callback: (status: ConnectionStatus) => void")]
+    pub fn watch_statuses(&self, env: &Env, callback: Callback<ConnectionStatus>) -> js::Result<()> {
+        Ok(self.core.watch_statuses(env, callback)?)
     }
 
     /// Connects to a SLIM node and subscribes the app's name there, within `timeout`
