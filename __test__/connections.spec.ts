@@ -1,9 +1,22 @@
 // An app with connections to two nodes that know nothing of each other: names and routes
 // go where the caller says, a connection can be closed on its own, and a default gateway
-// carries what has no route.
+// carries what has no route. Then two linked nodes, one of which dies under the app.
+import { once } from 'node:events'
+import { join } from 'node:path'
 import { expect, test } from 'vitest'
-import type { App, Session, SlimServer } from '../src-ts/index.js'
-import { connectApp, receive, rejectionOf, startTestServer, text, track } from './helpers.js'
+import { ExampleProcess, root } from '../scripts/processes.mjs'
+import { type App, createApp, type Session, type SlimServer } from '../src-ts/index.js'
+import {
+  closedPort,
+  connectApp,
+  receive,
+  rejectionOf,
+  SECRET,
+  startTestServer,
+  text,
+  track,
+  upstreamNodeAt,
+} from './helpers.js'
 
 interface Hub {
   west: SlimServer
@@ -75,3 +88,41 @@ test('a default gateway carries replies that have no route', async () => {
   hub.clearDefaultGateway()
   expect(() => hub.setDefaultGateway(123_456)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }))
 })
+
+test('an app on two linked nodes keeps its MLS group when one node is SIGKILLed: reconnecting gives that connection up and the other carries the group', async () => {
+  const port = await closedPort()
+  await upstreamNodeAt(port) // upstream's own `slim` binary
+  const upstream = `http://127.0.0.1:${port}`
+  const linked = track(
+    new ExampleProcess('linked node', 'linked-node.mjs', ['127.0.0.1:0', upstream], {
+      dir: join(root, '__test__', 'fixtures'),
+    }),
+  )
+  const line = await linked.waitFor('listening')
+  const doomed = line.slice(line.indexOf('http://'))
+
+  const moderator = track(await createApp({ name: 'org/linked/moderator', identity: { sharedSecret: SECRET } }))
+  // Names and routes go through the oldest connection: the node that will die.
+  const viaDoomed = await moderator.connect({ endpoint: doomed, reconnect: { maxAttempts: 3, maxDelay: 200 } })
+  const viaUpstream = await moderator.connect({ endpoint: upstream })
+  const member = track(await connectApp({ url: upstream } as SlimServer, 'org/linked/member'))
+  const group = track(await moderator.createGroupSession('org/linked/chat', { mls: true, maxRetries: 5, interval: 300 }))
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite('org/linked/member')
+  const session = await joined
+  await group.publish('before')
+  expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('before')
+
+  const gaveUp = once(moderator, 'error', { signal: AbortSignal.timeout(30_000) })
+  linked.child.kill('SIGKILL')
+  const [error, status] = await gaveUp
+  expect(error.code).toBe('CONNECT')
+  expect(status).toMatchObject({ type: 'error', connection: viaDoomed })
+  expect(moderator.connections).toEqual([viaUpstream])
+
+  await group.publish('after')
+  expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('after')
+  await session.publish('still here')
+  expect(text(await group.getMessage({ timeout: 10_000 }))).toBe('still here')
+  expect(group.closed || session.closed || moderator.closed).toBe(false)
+}, 90_000)

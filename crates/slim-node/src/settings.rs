@@ -226,38 +226,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoffs_are_built_and_checked() {
-        let fixed = BackoffOptions {
-            r#type: "fixed".into(),
-            base: None,
-            factor: None,
-            max_delay: None,
-            interval: Some(250.0),
-            max_attempts: Some(3.0),
-            jitter: None,
+    fn reconnect_delays_double_from_the_first_up_to_the_longest_within_the_attempts() {
+        use slim_config::backoff::Strategy;
+        let options = ReconnectOptions {
+            max_attempts: Some(6.0),
+            initial_delay: Some(100.0),
+            max_delay: Some(300.0),
         };
-        assert!(matches!(
-            fixed.to_config(),
-            Ok(BackoffConfig::FixedInterval(_))
-        ));
-        let without_interval = BackoffOptions {
-            interval: None,
-            ..fixed.clone()
+        let BackoffConfig::Exponential(config) = options.to_config().unwrap() else {
+            panic!("an exponential backoff");
         };
-        assert!(without_interval.to_config().is_err());
-        let exponential = BackoffOptions {
-            r#type: "exponential".into(),
-            ..fixed.clone()
-        };
-        assert!(matches!(
-            exponential.to_config(),
-            Ok(BackoffConfig::Exponential(_))
-        ));
-        let other = BackoffOptions {
-            r#type: "linear".into(),
-            ..fixed
-        };
-        assert!(other.to_config().is_err());
+        assert!(config.jitter);
+        let bounds = [100, 200, 300, 300, 300];
+        let delays: Vec<Duration> = BackoffConfig::Exponential(config.clone())
+            .get_strategy()
+            .collect();
+        // Five delays between six attempts, each drawn below its bound.
+        assert_eq!(delays.len(), bounds.len());
+        for (delay, bound) in delays.iter().zip(bounds) {
+            assert!(
+                *delay <= Duration::from_millis(bound),
+                "{delay:?} > {bound} ms"
+            );
+        }
+        let forever = ReconnectOptions::default().to_config().unwrap();
+        assert!(forever.get_strategy().nth(1_000).is_some());
+    }
+
+    #[test]
+    fn reconnect_options_are_checked() {
+        for bad in [
+            ReconnectOptions {
+                max_attempts: Some(0.0),
+                ..Default::default()
+            },
+            ReconnectOptions {
+                initial_delay: Some(0.0),
+                ..Default::default()
+            },
+            ReconnectOptions {
+                initial_delay: Some(500.0),
+                max_delay: Some(100.0),
+                ..Default::default()
+            },
+            ReconnectOptions {
+                max_attempts: Some(1.5),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.to_config().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -147,8 +147,15 @@ impl App {
     /// Sends what happens to the app's connections to `callback`, which keeps Node
     /// running until the app closes, as a connection would. Called once, by the facade,
     /// when the app first connected.
-    #[napi(catch_unwind, ts_args_type = "callback: (status: ConnectionStatus) => void")]
-    pub fn watch_statuses(&self, env: &Env, callback: Callback<ConnectionStatus>) -> js::Result<()> {
+    #[napi(
+        catch_unwind,
+        ts_args_type = "callback: (status: ConnectionStatus) => void"
+    )]
+    pub fn watch_statuses(
+        &self,
+        env: &Env,
+        callback: Callback<ConnectionStatus>,
+    ) -> js::Result<()> {
         Ok(self.core.watch_statuses(env, callback)?)
     }
 
