@@ -106,7 +106,9 @@ test('an app on two linked nodes keeps its MLS group when one node is SIGKILLed:
   const viaDoomed = await moderator.connect({ endpoint: doomed, reconnect: { maxAttempts: 3, maxDelay: 200 } })
   const viaUpstream = await moderator.connect({ endpoint: upstream })
   const member = track(await connectApp({ url: upstream } as SlimServer, 'org/linked/member'))
-  const group = track(await moderator.createGroupSession('org/linked/chat', { mls: true, maxRetries: 5, interval: 300 }))
+  const group = track(
+    await moderator.createGroupSession('org/linked/chat', { mls: true, maxRetries: 5, interval: 300 }),
+  )
   const joined = member.listenForSession({ timeout: 30_000 })
   await group.invite('org/linked/member')
   const session = await joined

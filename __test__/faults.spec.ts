@@ -5,7 +5,16 @@ import { join } from 'node:path'
 import { expect, test, vi } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { App, AppStatus, Session, SlimError, SlimServer } from '../src-ts/index.js'
-import { closedPort, connectApp, rejectionOf, startTestServer, text, track, upstreamNodeAt } from './helpers.js'
+import {
+  closedPort,
+  connectApp,
+  nodeProcessAt,
+  rejectionOf,
+  startTestServer,
+  text,
+  track,
+  upstreamNodeAt,
+} from './helpers.js'
 
 /** A group member (or moderator) in its own process: __test__/fixtures/group-member.mjs. Killed when the test ends. */
 function member(...args: string[]): ExampleProcess {
@@ -14,17 +23,6 @@ function member(...args: string[]): ExampleProcess {
       dir: join(root, '__test__', 'fixtures'),
     }),
   )
-}
-
-/** A SLIM node in its own process, through the package's CLI. Killed when the test ends. */
-async function nodeProcess(port: number): Promise<ExampleProcess> {
-  const node = track(
-    new ExampleProcess('node', 'cli.js', ['server', '--endpoint', `127.0.0.1:${port}`], {
-      dir: join(root, 'dist'),
-    }),
-  )
-  await node.waitFor('listening')
-  return node
 }
 
 async function kill(child: ExampleProcess): Promise<void> {
@@ -144,7 +142,7 @@ function collecting(session: Session) {
 test(`the node SIGKILLed and restarted ${RESTARTS} times: apps reconnect by themselves, an MLS group and a point-to-point session go on, and every resolved publish arrives exactly once`, async () => {
   const port = await closedPort()
   // Every other node is upstream's own `slim` binary.
-  const startNode = (restart: number) => (restart % 2 ? upstreamNodeAt(port) : nodeProcess(port).then((n) => n.child))
+  const startNode = (restart: number) => (restart % 2 ? upstreamNodeAt(port) : nodeProcessAt(port).then((n) => n.child))
   let node = await startNode(0)
   const server = { url: `http://127.0.0.1:${port}` } as SlimServer
   const moderator = track(await connectApp(server, 'org/restart/moderator'))

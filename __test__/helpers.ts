@@ -231,6 +231,15 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<SlimError>
   throw new Error('expected a rejection, but the promise resolved')
 }
 
+/** A slim-node node in its own process (the package's CLI) on `port`, once it listens; killed when the test ends. */
+export async function nodeProcessAt(port: number): Promise<ExampleProcess> {
+  const node = track(
+    new ExampleProcess('node', 'cli.js', ['server', '--endpoint', `127.0.0.1:${port}`], { dir: join(root, 'dist') }),
+  )
+  await node.waitFor('listening')
+  return node
+}
+
 /**
  * Upstream's own `slim` node binary listening on `port` (plain text), once it says it
  * serves; killed when the test ends.

@@ -18,10 +18,34 @@ import { fromInfo, type SlimError } from './errors.js'
  * @group Apps
  */
 export type AppStatus =
-  | { type: 'disconnect'; connection: number }
-  | { type: 'reconnecting'; connection: number; attempt: number }
-  | { type: 'reconnect'; connection: number }
-  | { type: 'error'; connection: number; error: SlimError }
+  | {
+      /** The node went away; reconnecting starts. */
+      type: 'disconnect'
+      /** The connection's id, as {@link App.connect} resolved with it. */
+      connection: number
+    }
+  | {
+      /** An attempt to reach the node again starts. */
+      type: 'reconnecting'
+      /** The connection's id, as {@link App.connect} resolved with it. */
+      connection: number
+      /** The attempt, from 1. */
+      attempt: number
+    }
+  | {
+      /** The connection is back, with its subscriptions, routes and sessions. */
+      type: 'reconnect'
+      /** The connection's id, as {@link App.connect} resolved with it. */
+      connection: number
+    }
+  | {
+      /** Reconnecting gave up: the connection is gone. */
+      type: 'error'
+      /** The connection's id, as {@link App.connect} resolved with it. */
+      connection: number
+      /** Why (`CONNECT`). */
+      error: SlimError
+    }
 
 /** The facade's form of a status the addon reported. */
 export function appStatus(status: ConnectionStatus): AppStatus {

@@ -16,8 +16,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::connection::{self, ConnectionStatus};
-use crate::delivery::{Callback, Delivery};
+use crate::connection::{self, ConnectionStatus, Statuses};
+use crate::delivery::Callback;
 use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityOptions};
 use crate::link::{Direction, Link, app_closed, closed_as_app};
@@ -49,8 +49,7 @@ pub struct AppCore {
     notifications: Arc<Mutex<Notifications>>,
     /// Sessions handed to JavaScript, closed with the app.
     sessions: parking_lot::Mutex<Vec<Weak<SessionCore>>>,
-    /// Where the connections' statuses go, once JavaScript listens.
-    statuses: parking_lot::Mutex<Option<Delivery<ConnectionStatus>>>,
+    statuses: Statuses,
 }
 
 fn service_id(app: &ProtoName) -> Result<ID> {
@@ -107,7 +106,7 @@ impl AppCore {
             link: Arc::new(Link::new(slim, service, identity.kind, direction)),
             notifications: Arc::new(Mutex::new(notifications)),
             sessions: parking_lot::Mutex::new(Vec::new()),
-            statuses: parking_lot::Mutex::new(None),
+            statuses: Statuses::default(),
         });
         let weak = Arc::downgrade(&app);
         connection::watch(&app.link, move |event| {
@@ -124,14 +123,7 @@ impl AppCore {
     /// Sends the connections' statuses to `callback` from now on, keeping Node running
     /// until the app closes. Called on the JavaScript thread.
     pub fn watch_statuses(&self, env: &Env, callback: Callback<ConnectionStatus>) -> Result<()> {
-        let statuses = Delivery::new(callback);
-        statuses.keep_node_alive(env, true)?;
-        *self.statuses.lock() = Some(statuses);
-        // Closing cancels, then releases: whichever ran second, nothing is left held.
-        if self.link.closed.is_cancelled() {
-            self.statuses.lock().take();
-        }
-        Ok(())
+        self.statuses.watch(env, callback, &self.link.closed)
     }
 
     async fn on_connection_event(&self, event: ConnectionEvent) {
@@ -145,9 +137,7 @@ impl AppCore {
             self.connection_lost(connection, &connection::gave_up(&url))
                 .await;
         }
-        if let Some(statuses) = self.statuses.lock().as_ref() {
-            statuses.send(ConnectionStatus::of(event, &url));
-        }
+        self.statuses.send(ConnectionStatus::of(event, &url));
     }
 
     /// Connects to a node and subscribes the app's name there; returns the connection's
@@ -385,8 +375,7 @@ impl AppCore {
         let open = self.take_sessions();
         futures::future::join_all(open.iter().map(|session| session.close())).await;
         link.closed.cancel();
-        // Released, the callback no longer keeps Node running.
-        self.statuses.lock().take();
+        self.statuses.release();
         let Some(slim) = link.take_slim() else {
             return;
         };

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use napi::Env;
 use napi_derive::napi;
 use slim_datapath::message_processing::ConnectionEvent;
 use slim_node_tcp::{self as transport, Sockets};
@@ -17,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CONNECT_TIMEOUT, Client};
+use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, ErrorInfo, Result, chain};
 use crate::link::{Link, SlimApp};
 use crate::runtime::{bounded, spawn};
@@ -73,6 +75,41 @@ impl ConnectionStatus {
                 ..Self::new("error", connection)
             },
         }
+    }
+}
+
+/// Where an app's connection statuses go, once JavaScript listens: a callback that keeps
+/// Node running until the app closes, as a connection would.
+#[derive(Default)]
+pub struct Statuses(parking_lot::Mutex<Option<Delivery<ConnectionStatus>>>);
+
+impl Statuses {
+    /// Called on the JavaScript thread.
+    pub fn watch(
+        &self,
+        env: &Env,
+        callback: Callback<ConnectionStatus>,
+        closed: &CancellationToken,
+    ) -> Result<()> {
+        let delivery = Delivery::new(callback);
+        delivery.keep_node_alive(env, true)?;
+        *self.0.lock() = Some(delivery);
+        // Closing cancels, then releases: whichever ran second, nothing is left held.
+        if closed.is_cancelled() {
+            self.release();
+        }
+        Ok(())
+    }
+
+    pub fn send(&self, status: ConnectionStatus) {
+        if let Some(delivery) = self.0.lock().as_ref() {
+            delivery.send(status);
+        }
+    }
+
+    /// Lets Node exit again: the callback is released.
+    pub fn release(&self) {
+        self.0.lock().take();
     }
 }
 
