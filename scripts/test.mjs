@@ -104,10 +104,11 @@ function vitest(label, files, excluded = []) {
   if (result.status !== 0 && failed === failedBefore) failed++
 }
 
-// Suites that fill both cores run alone: the fuzz (a minute of junk calls) and the MLS
+// Suites that fill both cores run alone: the fuzz (a minute of junk calls), the MLS
 // burst, which stalled twice with other suites beside it on a fresh machine (SLIM core's
-// bounded channels; see README "Bursts") and passes alone.
-const alone = ['__test__/burst.spec.ts', '__test__/fuzz.spec.ts']
+// bounded channels; see README "Bursts") and passes alone, and the chaos test (seven
+// processes, timed faults).
+const alone = ['__test__/burst.spec.ts', '__test__/fuzz.spec.ts', '__test__/chaos.spec.ts']
 if (built) {
   vitest('vitest', [], alone)
   for (const file of alone) vitest(`vitest (${file})`, [file])
