@@ -1,6 +1,5 @@
 import { join } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { ErrorCode } from '@modelcontextprotocol/sdk/types.js'
 import { expect, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { App, SessionOptions, SlimServer } from '../src-ts/index.js'
@@ -125,12 +124,17 @@ test('a server that restarts serves new clients; a call on a session it lost fai
   await second.waitFor('ready', 30_000)
   const fresh = await mcpClient(node, 'org/mcp/fresh', 'org/mcp/restart')
   expect(textOf(await fresh.client.callTool({ name: 'add', arguments: { a: 3, b: 4 } }))).toBe('7')
-  // The restarted server never knew the old session: its retries run out, SLIM marks the
-  // server offline, the transport closes, and the MCP client fails the call (not a hang).
+  // The restarted server never knew the old session: nobody acknowledges the request, so
+  // sending it fails (typed, not a hang), SLIM marks the server offline and the transport
+  // closes.
   const reported: Error[] = []
   old.client.onerror = (error) => reported.push(error)
+  const closed = new Promise<void>((resolve) => {
+    old.client.onclose = () => resolve()
+  })
   const call = old.client.callTool({ name: 'add', arguments: { a: 1, b: 1 } }, undefined, { timeout: 30_000 })
-  await expect(call).rejects.toMatchObject({ code: ErrorCode.ConnectionClosed })
+  await expect(call).rejects.toMatchObject({ name: 'SlimError', code: 'DELIVERY_FAILED' })
+  await closed
   expect(reported).toContainEqual(
     expect.objectContaining({ code: 'SESSION_CLOSED', message: 'the MCP peer org/mcp/restart went offline' }),
   )

@@ -134,6 +134,10 @@ impl AppCore {
             return;
         };
         if let ConnectionEvent::Dropped { .. } = event {
+            // A connection the app made since, which upstream gave the same id.
+            if !self.link.gone_upstream(connection) {
+                return;
+            }
             self.connection_lost(connection, &connection::gave_up(&url))
                 .await;
         }

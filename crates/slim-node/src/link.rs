@@ -169,15 +169,16 @@ impl Link {
         self.lost_because.lock().clone()
     }
 
+    /// Whether upstream no longer has `connection` (a later one may reuse its id).
+    pub fn gone_upstream(&self, connection: u64) -> bool {
+        let table = self.service.message_processor().connection_table();
+        table.get(connection).is_none()
+    }
+
     /// The app's connections that upstream no longer has.
     pub fn connections_gone_upstream(&self) -> Vec<u64> {
-        let table = self.service.message_processor().connection_table();
-        let connections = self.connections.read();
-        connections
-            .iter()
-            .map(|(c, _)| *c)
-            .filter(|c| table.get(*c).is_none())
-            .collect()
+        let ids = self.connection_ids();
+        ids.into_iter().filter(|c| self.gone_upstream(*c)).collect()
     }
 
     /// The URL `connection` reached, while it is one of the app's.

@@ -1933,7 +1933,6 @@ impl MessageProcessor {
             }
 
             if !connected {
-                self_clone.report(ConnectionEvent::Dropped { connection: conn_index });
                 // Delete connection state from all tables.
                 let local_subs = self_clone
                     .forwarder()
@@ -1941,6 +1940,9 @@ impl MessageProcessor {
                 let _remote_subs = self_clone
                     .remote_sync()
                     .on_connection_drop(conn_index);
+                // slim-node patch: once gone from the tables, so that whoever hears it
+                // can tell a later connection that reuses the index from this one.
+                self_clone.report(ConnectionEvent::Dropped { connection: conn_index });
 
                 // Remove peer connection from forwarder's peer list if applicable.
                 if matches!(category, ConnType::Peer) {

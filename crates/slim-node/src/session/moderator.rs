@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slim_datapath::api::{ParticipantState, ProtoName};
 use slim_session::session_controller::SessionController;
@@ -21,6 +21,11 @@ pub const MODERATOR_KEY: &str = "slim-node-moderator";
 
 /// Upstream's own detection takes three 10 s heartbeats; a second more is noise.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long the moderator must stay listed offline before the session ends. Upstream
+/// also lists a member offline when retransmissions to it fail, which an outage of the
+/// node causes too; a moderator that is alive heartbeats every 10 s and is listed online
+/// again at its next heartbeat.
+const GRACE: Duration = Duration::from_secs(12);
 
 /// Names `moderator` in the metadata of a group it creates.
 pub fn announce(metadata: &mut HashMap<String, String>, moderator: &ProtoName) {
@@ -44,7 +49,8 @@ fn moderator_of(controller: &SessionController) -> Result<Option<ProtoName>, ()>
     }
 }
 
-/// Runs `gone` with the reason once the moderator of `session` is listed offline.
+/// Runs `gone` with the reason once the moderator of `session` has been listed offline
+/// for `GRACE`.
 pub fn watch<F, Fut>(session: Weak<SessionController>, closed: CancellationToken, gone: F)
 where
     F: FnOnce(String) -> Fut + Send + 'static,
@@ -52,6 +58,7 @@ where
 {
     spawn(async move {
         let mut moderator: Option<ProtoName> = None;
+        let mut offline_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = closed.cancelled() => return,
@@ -69,7 +76,12 @@ where
             let Some(moderator) = moderator.as_ref() else {
                 continue;
             };
-            if member_state(&controller, moderator).await == Some(ParticipantState::Offline) {
+            if member_state(&controller, moderator).await != Some(ParticipantState::Offline) {
+                offline_since = None;
+                continue;
+            }
+            let since = *offline_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= GRACE {
                 drop(controller);
                 gone(format!(
                     "its moderator {} went offline",
