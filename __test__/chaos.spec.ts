@@ -1,8 +1,8 @@
 // Chaos: random faults against a five-member MLS group while its moderator publishes
 // throughout. The faults: the node SIGKILLed and restarted, a member SIGKILLed and
 // restored from its store, a member going offline and rejoining, and the connections of
-// two members paused in a TCP proxy. `npm test` runs 60 s of it without the member kills
-// (README, "Chaos"), `npm run chaos` 10 minutes with all; SLIM_CHAOS_SECONDS sets the
+// two members paused in a TCP proxy. `npm test` runs 60 s of node restarts and proxy
+// pauses (README, "Chaos"), `npm run chaos` 10 minutes with all; SLIM_CHAOS_SECONDS sets the
 // length, SLIM_CHAOS_FAULTS the faults, SLIM_CHAOS_SEED replays a run's. What must hold:
 // - every resolved publish reached, exactly once, every member the moderator listed
 //   online for the whole time it was in flight and that was not killed within its retry
