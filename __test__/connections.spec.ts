@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import { expect, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
-import { type App, createApp, type Session, type SlimServer } from '../src-ts/index.js'
+import { type App, type AppStatus, createApp, type Session, type SlimServer } from '../src-ts/index.js'
 import {
   closedPort,
   connectApp,
@@ -105,6 +105,10 @@ test('an app on two linked nodes keeps its MLS group when one node is SIGKILLed:
   // Names and routes go through the oldest connection: the node that will die.
   const viaDoomed = await moderator.connect({ endpoint: doomed, reconnect: { maxAttempts: 3, maxDelay: 200 } })
   const viaUpstream = await moderator.connect({ endpoint: upstream })
+  const statuses: AppStatus[] = []
+  const following = (async () => {
+    for await (const status of moderator.status()) statuses.push(status)
+  })()
   const member = track(await connectApp({ url: upstream } as SlimServer, 'org/linked/member'))
   const group = track(
     await moderator.createGroupSession('org/linked/chat', { mls: true, maxRetries: 5, interval: 300 }),
@@ -127,4 +131,25 @@ test('an app on two linked nodes keeps its MLS group when one node is SIGKILLed:
   await session.publish('still here')
   expect(text(await group.getMessage({ timeout: 10_000 }))).toBe('still here')
   expect(group.closed || session.closed || moderator.closed).toBe(false)
+
+  // The status loop saw the same steps as the events, and ends when the app closes.
+  await moderator.close()
+  await following
+  expect(statuses.map((s) => (s.type === 'reconnecting' ? `reconnecting ${s.attempt}` : s.type))).toEqual([
+    'disconnect',
+    'reconnecting 1',
+    'reconnecting 2',
+    'reconnecting 3',
+    'error',
+  ])
+  expect(statuses.every((s) => s.connection === viaDoomed)).toBe(true)
 }, 90_000)
+
+test('a status loop ends with ABORTED when its signal fires', async () => {
+  const server = track(await startTestServer())
+  const app = track(await connectApp(server, 'org/status/app'))
+  const controller = new AbortController()
+  const next = app.status({ signal: controller.signal }).next()
+  controller.abort()
+  expect(await rejectionOf(next)).toMatchObject({ code: 'ABORTED' })
+})

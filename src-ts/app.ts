@@ -197,6 +197,8 @@ export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
   #closeEmitted = false
   #watching = false
+  /** Feeds {@link App.status} loops, apart from the app's own events (whose `error` would end them). */
+  readonly #statuses = new EventEmitter()
 
   static {
     nativeOfApp = (app) => app.#native
@@ -209,6 +211,7 @@ export class App extends EventEmitter<AppEvents> {
   }
 
   #report(status: AppStatus): void {
+    this.#statuses.emit('status', status)
     this.emit('status', status)
     // Each status under its own type; TypeScript cannot pair them through a union.
     const emit = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean
@@ -231,7 +234,7 @@ export class App extends EventEmitter<AppEvents> {
     if (this.closed) return
     const { signal } = plainOptions(options, 'status options') ?? {}
     try {
-      for await (const [status] of on(this as EventEmitter, 'status', { signal, close: ['close'] })) {
+      for await (const [status] of on(this.#statuses, 'status', { signal, close: ['close'] })) {
         yield status as AppStatus
       }
     } catch (error) {
@@ -529,6 +532,7 @@ export class App extends EventEmitter<AppEvents> {
     await waitFor(options, 'close', () => this.#native.close())
     if (!this.#closeEmitted) {
       this.#closeEmitted = true
+      this.#statuses.emit('close')
       this.emit('close')
     }
   }
