@@ -322,7 +322,8 @@ export interface BuildInfo {
 }
 
 /**
- * What happened to one of an app's connections; `app.status()` yields these.
+ * What happened to one of an app's connections, as the addon reports it; the facade
+ * turns it into the `AppStatus` that `app.status()` yields.
  *
  * @example
  * ```ts

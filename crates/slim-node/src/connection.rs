@@ -23,7 +23,8 @@ use crate::errors::{Code, Error, ErrorInfo, Result, chain};
 use crate::link::{Link, SlimApp};
 use crate::runtime::{bounded, spawn};
 
-/// What happened to one of an app's connections; `app.status()` yields these.
+/// What happened to one of an app's connections, as the addon reports it; the facade
+/// turns it into the `AppStatus` that `app.status()` yields.
 ///
 /// @example
 /// ```ts
