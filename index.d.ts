@@ -1025,6 +1025,14 @@ export declare enum SessionType {
 }
 
 /**
+ * Sets how long, in ms, the peer of a point-to-point session (slimrpc's included) may
+ * stay silent before it is taken for gone and the session ends with `SESSION_CLOSED`.
+ * Applies to the sessions this process creates or joins from now on. Default 3000; from
+ * 500 to 30 000; 0 turns it off (upstream's behaviour). See `session::peer`.
+ */
+export declare function setPeerTimeout(ms: number): void
+
+/**
  * Where the SPIRE agent is and what to ask it for.
  *
  * @example

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { App, CancelToken, IncomingCall, RpcCall, RpcChannel, RpcServer, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, RpcCode, RpcShape, SessionType, startServer, version } = nativeBinding
+const { App, CancelToken, IncomingCall, RpcCall, RpcChannel, RpcServer, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, RpcCode, RpcShape, SessionType, setPeerTimeout, startServer, version } = nativeBinding
 export { App }
 export { CancelToken }
 export { IncomingCall }
@@ -795,6 +795,7 @@ export { parseName }
 export { RpcCode }
 export { RpcShape }
 export { SessionType }
+export { setPeerTimeout }
 export { startServer }
 export { version }
 export const __napiBindingTarget = __napiLoadedBindingTarget

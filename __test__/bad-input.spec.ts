@@ -12,6 +12,7 @@ import {
   type Session,
   type SlimErrorCode,
   type SlimServer,
+  setPeerTimeout,
   startServer,
   type WaitOptions,
 } from '../src-ts/index.js'
@@ -82,6 +83,9 @@ const cases: BadInput[] = [
     code: 'INVALID_NAME',
     attempt: () => formatName({ org: 'a', namespace: 'b', app: 'c', id: 'not-a-uuid' }),
   },
+  { what: 'a peer timeout under 500 ms', code: 'INVALID_ARGUMENT', attempt: () => setPeerTimeout(100) },
+  { what: 'a negative peer timeout', code: 'INVALID_ARGUMENT', attempt: () => setPeerTimeout(-1) },
+  { what: 'a peer timeout that is NaN', code: 'INVALID_ARGUMENT', attempt: () => setPeerTimeout(Number.NaN) },
   {
     what: 'a group channel without slashes',
     code: 'INVALID_NAME',

@@ -4,7 +4,14 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import { expect, test, vi } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
-import type { App, AppStatus, Session, SlimError, SlimServer } from '../src-ts/index.js'
+import {
+  type App,
+  type AppStatus,
+  type Session,
+  type SlimError,
+  type SlimServer,
+  setPeerTimeout,
+} from '../src-ts/index.js'
 import {
   closedPort,
   connectApp,
@@ -85,6 +92,57 @@ test('a point-to-point peer killed with SIGKILL: a publish nobody acknowledges f
   // Before patches/agntcy-slim-session, upstream resolved it once its retries ran out.
   const failed = await rejectionOf(session.publish('are you there?'))
   expect(failed.code).toBe('DELIVERY_FAILED')
+})
+
+test('a point-to-point peer killed with SIGKILL while the other side waits: the receive fails within 5 s', async () => {
+  const server = track(await startTestServer())
+  const alice = track(await connectApp(server, 'org/dead/alice'))
+  const peer = member('member', 'org/dead/bob', server.url)
+  await peer.waitFor('ready')
+  const session = track(await alice.createPointToPointSession('org/dead/bob'))
+  await session.publish('hello')
+  await peer.waitFor('got hello')
+  const waiting = session.getMessage({ timeout: 5_000 })
+  await kill(peer)
+  // The node has no route to bob once his connection is gone: 3 s of that (the default
+  // peer timeout) end the session, well before the receive's own 5 s.
+  const ended = await rejectionOf(waiting)
+  expect(ended.code).toBe('SESSION_CLOSED')
+  expect(ended.message).toContain('its peer org/dead/bob went offline')
+})
+
+test('a point-to-point peer whose JavaScript is blocked for twice the peer timeout is not taken for dead', async () => {
+  const server = track(await startTestServer())
+  const alice = track(await connectApp(server, 'org/busy/alice'))
+  const peer = track(
+    new ExampleProcess('busy', 'busy-peer.mjs', ['org/busy/bob', server.url], {
+      dir: join(root, '__test__', 'fixtures'),
+    }),
+  )
+  await peer.waitFor('ready')
+  const session = track(await alice.createPointToPointSession('org/busy/bob'))
+  await session.publish('6000')
+  await peer.waitFor('busy')
+  // Its heartbeats come from the addon's threads, which its blocked event loop does not stop.
+  expect(text(await session.getMessage({ timeout: 20_000 }))).toBe('done')
+})
+
+test('setPeerTimeout(0) keeps upstream behaviour: a receive on a dead peer waits for its own timeout', async () => {
+  setPeerTimeout(0)
+  try {
+    const server = track(await startTestServer())
+    const alice = track(await connectApp(server, 'org/upstream/alice'))
+    const peer = member('member', 'org/upstream/bob', server.url)
+    await peer.waitFor('ready')
+    const session = track(await alice.createPointToPointSession('org/upstream/bob'))
+    await session.publish('hello')
+    await peer.waitFor('got hello')
+    const waiting = session.getMessage({ timeout: 6_000 })
+    await kill(peer)
+    expect((await rejectionOf(waiting)).code).toBe('TIMEOUT')
+  } finally {
+    setPeerTimeout(3_000)
+  }
 })
 
 /** SIGKILL restarts the restart test rides out (`SLIM_RESTARTS`, 50 by default). */

@@ -195,6 +195,7 @@ const operations: Record<string, Operation> = {
   // Process-wide and meant to be called once: only values that cannot enable it.
   enableOpentelemetry: (_, [a]) =>
     slim.enableOpentelemetry((typeof a === 'object' && a !== null ? throwingProxy() : a) as Loose),
+  setPeerTimeout: (_, [a]) => slim.setPeerTimeout(a as Loose),
   version: () => slim.version(),
   isSlimError: (_, [a, b]) => slim.isSlimError(a, b as Loose),
   connect: ({ app }, [a]) => app.connect(a as Loose),

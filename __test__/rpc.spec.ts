@@ -1,6 +1,8 @@
 // slimrpc between slim-node apps on a real embedded node: the four call shapes, status
 // codes, deadlines, metadata and the caller's identity, group calls, and backpressure.
+import { join } from 'node:path'
 import { expect, test } from 'vitest'
+import { ExampleProcess, root } from '../scripts/processes.mjs'
 import { RpcChannel, RpcError, RpcServer } from '../src-ts/index.js'
 import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
 import { collect, decode, echoServer, SERVICE } from './rpc-service.js'
@@ -53,6 +55,26 @@ test('an abort signal stops a call', async () => {
   const aborted = await rejectionOf(pending)
   expect(aborted.code).toBe('ABORTED')
   expect(decode(await channel.unary(SERVICE, 'Echo', 'after'))).toBe('echo:after')
+})
+
+test('a server process killed during a call: the call fails within 5 s', async () => {
+  const node = track(await startTestServer())
+  const server = track(
+    new ExampleProcess('rpc', 'rpc-peer.mjs', ['org/rpcdead/server', node.url], {
+      dir: join(root, '__test__', 'fixtures'),
+    }),
+  )
+  await server.waitFor('ready', 30_000)
+  const client = track(await connectApp(node, 'org/rpcdead/client'))
+  const channel = new RpcChannel(client, 'org/rpcdead/server')
+  const call = channel.unary('test.Dying', 'Hang', '', { timeout: 5_000 })
+  await server.waitFor('called', 30_000)
+  server.child.kill('SIGKILL')
+  // Ended by the peer timeout (3 s), which ends upstream's session under the call, not
+  // by the call's own deadline at 5 s.
+  const failed = await rejectionOf(call)
+  expect(failed).toBeInstanceOf(RpcError)
+  expect(failed).toMatchObject({ code: 'RPC', status: 'INTERNAL', message: expect.stringContaining('Session closed') })
 })
 
 test('a group channel yields every member answer', async () => {

@@ -25,6 +25,7 @@ use crate::name;
 use crate::runtime::bounded;
 use crate::session::core::SessionCore;
 use crate::session::moderator;
+use crate::session::peer;
 use slim_node_tcp::{self as transport, Sockets};
 use slim_persistence::PersistenceConfig;
 
@@ -83,6 +84,7 @@ impl AppCore {
             ));
         }
         let identity = Identity::build(&name::base(&base), identity).await?;
+        peer::default_unless_set();
         let service = Service::new(service_id(&base)?);
         let (slim, notifications) = service
             .create_app_with_direction_and_persistence(

@@ -3,7 +3,8 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::Duration,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
 };
 
 use slim_datapath::api::{
@@ -24,6 +25,32 @@ use crate::{
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Maximum number of consecutive missed heartbeats before a participant is considered offline.
 const MAX_MISSED_HEARTBEATS: u32 = 3;
+
+/// slim-node patch: how long the peer of a point-to-point session may stay silent before
+/// it is offline and the session ends, in ms; 0 keeps upstream's behaviour. A session
+/// with a timeout heartbeats every eighth of it (at most every 10 s) and says so in each
+/// heartbeat; its peer is judged by that only once the peer said it too, so an upstream
+/// peer is still offline after three of its 10 s heartbeats.
+static PEER_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// slim-node patch: the heartbeat metadata entry in which a session says its interval.
+pub const PROBE_KEY: &str = "slim-node-heartbeat-ms";
+
+/// slim-node patch: sets the peer timeout of the point-to-point sessions created after
+/// the call; `None` keeps upstream's behaviour (a peer is offline after three missed
+/// heartbeats, 30 s).
+pub fn set_peer_timeout(timeout: Option<Duration>) {
+    let ms = timeout.map_or(0, |t| t.as_millis().max(1) as u64);
+    PEER_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// slim-node patch: the timeout set with [`set_peer_timeout`].
+pub fn peer_timeout() -> Option<Duration> {
+    match PEER_TIMEOUT_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    }
+}
 
 /// used a result in OnMessage function
 #[derive(PartialEq, Clone, Debug)]
@@ -68,6 +95,29 @@ struct HeartbeatState {
     /// Timer factory for creating heartbeat timers
     #[allow(dead_code)]
     heartbeat_timer_factory: TimerFactory,
+
+    /// slim-node patch: a probing point-to-point session ticks faster than upstream's
+    /// heartbeat and counts a missed heartbeat every `ticks_per_beat` ticks, so a peer is
+    /// still offline after upstream's three silent intervals.
+    ticks_per_beat: u32,
+    ticks: u32,
+    /// slim-node patch: the peer timeout, when probing; each peer that said its
+    /// interval, with when it was last heard of.
+    peer_timeout: Option<Duration>,
+    interval: Duration,
+    probing_peers: HashMap<ProtoName, (Duration, Instant)>,
+}
+
+impl HeartbeatState {
+    /// slim-node patch: whether `peer`, which said its interval, is silent past its bound.
+    fn silent(&self, peer: &ProtoName) -> bool {
+        let (Some(timeout), Some((interval, heard))) =
+            (self.peer_timeout, self.probing_peers.get(peer))
+        else {
+            return false;
+        };
+        heard.elapsed() >= timeout.max(*interval * MAX_MISSED_HEARTBEATS)
+    }
 }
 
 pub struct ControllerSender {
@@ -124,7 +174,15 @@ impl ControllerSender {
         let mut list = HashSet::new();
         list.insert(local_name.clone());
 
-        let heartbeat_state = if let Some(interval) = heartbeat_interval {
+        // slim-node patch: point-to-point sessions probe their peer faster
+        let peer_timeout =
+            peer_timeout().filter(|_| session_type == ProtoSessionType::PointToPoint);
+        let heartbeat_state = if let Some(beat) = heartbeat_interval {
+            let interval = match peer_timeout {
+                Some(timeout) => (timeout / 8).clamp(Duration::from_millis(50), beat),
+                None => beat,
+            };
+            let ticks_per_beat = (beat.as_millis() / interval.as_millis().max(1)).max(1) as u32;
             let settings =
                 TimerSettings::new(interval, None, None, crate::timer::TimerType::Constant);
             let heartbeat_timer_factory = TimerFactory::new(settings, tx_signals.clone());
@@ -139,6 +197,11 @@ impl ControllerSender {
                 force_next_heartbeat: false,
                 heartbeat_timer,
                 heartbeat_timer_factory,
+                ticks_per_beat,
+                ticks: 0,
+                peer_timeout,
+                interval,
+                probing_peers: HashMap::new(),
             })
         } else {
             None
@@ -182,6 +245,7 @@ impl ControllerSender {
         // remove also the heartbeat tracking state if present
         if let Some(hs) = self.heartbeat_state.as_mut() {
             hs.missed_heartbeats.remove(name);
+            hs.probing_peers.remove(name);
         }
     }
 
@@ -190,6 +254,7 @@ impl ControllerSender {
             debug!("stop heartbeat timer");
             hs.heartbeat_timer.stop();
             hs.missed_heartbeats.clear();
+            hs.probing_peers.clear();
         }
     }
 
@@ -398,6 +463,7 @@ impl ControllerSender {
     }
 
     fn on_heartbeat_received(&mut self, message: &Message) {
+        self.note_probe(message);
         let source = message.get_source();
         debug!(from = %source, "received heartbeat");
         if let Some(heartbeat_state) = &mut self.heartbeat_state {
@@ -412,6 +478,36 @@ impl ControllerSender {
                 );
             }
         }
+    }
+
+    /// slim-node patch: the metadata entry saying how often this session heartbeats, for
+    /// its join request or reply, when it probes its peer.
+    pub fn probe_announcement(&self) -> Option<(String, String)> {
+        let hs = self.heartbeat_state.as_ref()?;
+        hs.peer_timeout?;
+        Some((PROBE_KEY.to_string(), hs.interval.as_millis().to_string()))
+    }
+
+    /// slim-node patch: hearing of a peer: anything it sends, and what its join request,
+    /// reply or heartbeats say of its interval.
+    fn note_probe(&mut self, message: &Message) {
+        let Some(hs) = self.heartbeat_state.as_mut() else {
+            return;
+        };
+        let source = message.get_source();
+        let said = message
+            .get_metadata(PROBE_KEY)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let known = hs.probing_peers.get(&source).map(|(interval, _)| *interval);
+        if let Some(interval) = said.or(known) {
+            hs.probing_peers.insert(source, (interval, Instant::now()));
+        }
+    }
+
+    /// slim-node patch: a join request or reply from a peer, which may say its interval.
+    pub fn on_join_message(&mut self, message: &Message) {
+        self.note_probe(message);
     }
 
     /// Notify that we sent traffic on the channel, so the next heartbeat can be skipped.
@@ -439,6 +535,33 @@ impl ControllerSender {
             hs.force_next_heartbeat = true;
             hs.postpone_heartbeat = false;
         }
+    }
+
+    /// slim-node patch: a heartbeat of ours failed. Unless the node said it had no
+    /// route to the peer, this app is cut off from its node: while it is, its peers'
+    /// silence says nothing of them. Returns true when this session probes its peer, and
+    /// the failure is handled.
+    pub fn on_heartbeat_failure(&mut self, error: &SessionError) -> bool {
+        let probing = self.probes_peer();
+        let cut_off = match error {
+            SessionError::SlimSendFailure { ctx } => !ctx.error.contains("no matching found"),
+            _ => true,
+        };
+        if let Some(hs) = self.heartbeat_state.as_mut().filter(|_| probing && cut_off) {
+            let now = Instant::now();
+            for (_, heard) in hs.probing_peers.values_mut() {
+                *heard = now;
+            }
+        }
+        probing
+    }
+
+    /// slim-node patch: whether this point-to-point session probes its peer, and ends
+    /// once the peer is offline.
+    pub fn probes_peer(&self) -> bool {
+        self.heartbeat_state
+            .as_ref()
+            .is_some_and(|hs| hs.peer_timeout.is_some())
     }
 
     pub fn is_still_pending(&self, message_id: u32) -> bool {
@@ -492,15 +615,20 @@ impl ControllerSender {
 
         // Increment missed counter for all tracked participants and detect offline
         if let Some(heartbeat_state) = self.heartbeat_state.as_mut() {
-            for count in heartbeat_state.missed_heartbeats.values_mut() {
-                *count += 1;
+            // slim-node patch: a probing session counts a miss once per upstream interval
+            heartbeat_state.ticks = heartbeat_state.ticks.wrapping_add(1);
+            if heartbeat_state.ticks % heartbeat_state.ticks_per_beat == 0 {
+                for count in heartbeat_state.missed_heartbeats.values_mut() {
+                    *count += 1;
+                }
             }
-
-            // Detect offline participants
+            // Detect offline participants (slim-node patch: or silent past their bound)
             let offline: Vec<ProtoName> = heartbeat_state
                 .missed_heartbeats
                 .iter()
-                .filter(|(_, count)| **count >= MAX_MISSED_HEARTBEATS)
+                .filter(|(name, count)| {
+                    **count >= MAX_MISSED_HEARTBEATS || heartbeat_state.silent(name)
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
 
@@ -514,6 +642,7 @@ impl ControllerSender {
                     .is_ok()
                 {
                     heartbeat_state.missed_heartbeats.remove(name);
+                    heartbeat_state.probing_peers.remove(name);
                 } else {
                     debug!(participant = %name, "channel full, will retry on next tick");
                 }
@@ -527,10 +656,16 @@ impl ControllerSender {
         let mut output = SessionOutput::new();
         let all_peers_offline = self.group_list.is_empty()
             || (self.group_list.len() == 1 && self.group_list.contains(&self.local_name));
+        // slim-node patch: a probing session always sends, or the node could not fail it
         let should_send = self
             .heartbeat_state
             .as_ref()
-            .map(|hs| !hs.postpone_heartbeat || hs.force_next_heartbeat || all_peers_offline)
+            .map(|hs| {
+                hs.peer_timeout.is_some()
+                    || !hs.postpone_heartbeat
+                    || hs.force_next_heartbeat
+                    || all_peers_offline
+            })
             .unwrap_or(false);
 
         if should_send && let Some(group_name) = &self.group_name {
@@ -549,7 +684,16 @@ impl ControllerSender {
                 builder = builder.fanout(256);
             }
 
-            let heartbeat_msg = builder.build_publish()?;
+            let mut heartbeat_msg = builder.build_publish()?;
+            // slim-node patch: say how often this session heartbeats
+            if let Some(hs) = self
+                .heartbeat_state
+                .as_ref()
+                .filter(|hs| hs.peer_timeout.is_some())
+            {
+                heartbeat_msg
+                    .insert_metadata(PROBE_KEY.to_string(), hs.interval.as_millis().to_string());
+            }
             debug!(id = %heartbeat_id, "send heartbeat");
             output.push_slim(heartbeat_msg);
         } else {

@@ -347,6 +347,15 @@ where
 
                 // Remove the endpoint from the sender and inner controller
                 self.remove_endpoint(&participant);
+
+                // slim-node patch: a probing point-to-point session ends with its peer
+                if self.common.sender.probes_peer() {
+                    self.on_shutdown().await?;
+                    self.common.processing_state = ProcessingState::Draining;
+                    return Ok(SessionOutput::to_app(Err(
+                        SessionError::ParticipantDisconnected(participant),
+                    )));
+                }
             }
             _ => {
                 return Err(SessionError::SessionMessageInternalUnexpected(Box::new(
@@ -533,6 +542,13 @@ where
                 .on_message(SessionMessage::MessageError { error })
                 .await;
         };
+
+        // slim-node patch: a failed heartbeat must not fail the current task
+        if session_ctx.get_session_message_type() == ProtoSessionMessageType::Heartbeat
+            && self.common.sender.on_heartbeat_failure(&error)
+        {
+            return Ok(SessionOutput::new());
+        }
 
         if error.is_command_message_error() {
             self.handle_failure(
@@ -972,12 +988,15 @@ where
         {
             add.joining = Some(Box::new(msg.get_source()));
         }
+        // slim-node patch: say how often this session heartbeats
+        let mut metadata = self.common.settings.config.metadata.clone();
+        metadata.extend(self.common.sender.probe_announcement());
         output.extend(self.common.send_control_message(
             &msg.get_slim_header().get_source(),
             ProtoSessionMessageType::JoinRequest,
             msg_id,
             payload,
-            Some(self.common.settings.config.metadata.clone()),
+            Some(metadata),
             false,
         )?);
 
@@ -1071,6 +1090,8 @@ where
         if self.rejects_join_reply(&msg).await? {
             return Ok(SessionOutput::new());
         }
+        // slim-node patch: the joiner may say how often it heartbeats
+        self.common.sender.on_join_message(&msg);
 
         // stop the timer for the join request
         let mut output = self.common.sender.on_message(&msg)?;

@@ -355,6 +355,15 @@ where
 
                     self.remove_endpoint(&participant_name);
                     debug!("participant {} is now offline", participant_name);
+
+                    // slim-node patch: a probing point-to-point session ends with its peer
+                    if self.common.sender.probes_peer() {
+                        self.on_shutdown().await?;
+                        self.common.processing_state = ProcessingState::Draining;
+                        return Ok(SessionOutput::to_app(Err(
+                            SessionError::ParticipantDisconnected(participant_name),
+                        )));
+                    }
                 }
             }
             SessionMessage::LeaveCleanup => {
@@ -513,6 +522,13 @@ where
                 .await;
         };
 
+        // slim-node patch: a failed heartbeat says nothing of the session's other messages
+        if session_ctx.get_session_message_type() == ProtoSessionMessageType::Heartbeat
+            && self.common.sender.on_heartbeat_failure(&error)
+        {
+            return Ok(SessionOutput::new());
+        }
+
         if error.is_command_message_error() {
             self.common.sender.on_failure(
                 session_ctx.message_id,
@@ -645,6 +661,8 @@ where
         );
         let source = msg.get_source();
         self.moderator_name = Some(source.clone());
+        // slim-node patch: the initiator may say how often it heartbeats
+        self.common.sender.on_join_message(&msg);
 
         self.common
             .add_route(source.clone(), msg.get_incoming_conn())
@@ -680,13 +698,17 @@ where
             .as_content();
 
         debug!("send join reply message");
-        let reply = self.common.create_control_message(
+        let mut reply = self.common.create_control_message(
             &source,
             ProtoSessionMessageType::JoinReply,
             msg.get_id(),
             content,
             false,
         )?;
+        // slim-node patch: say how often this session heartbeats
+        if let Some((key, ms)) = self.common.sender.probe_announcement() {
+            reply.insert_metadata(key, ms);
+        }
 
         Ok(SessionOutput::to_slim(reply))
     }

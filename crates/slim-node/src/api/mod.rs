@@ -15,6 +15,7 @@ use napi_derive::napi;
 use crate::errors::js;
 use crate::name::{self, NameParts};
 use crate::runtime::promise;
+use crate::session::peer;
 use crate::tracing::{self, TelemetryOptions};
 
 /// Versions of this package and of the upstream SLIM core it embeds.
@@ -107,6 +108,15 @@ pub fn parse_name(text: String) -> js::Result<NameParts> {
 #[napi(catch_unwind)]
 pub fn format_name(parts: NameParts) -> js::Result<String> {
     Ok(name::full(&name::from_parts(&parts)?))
+}
+
+/// Sets how long, in ms, the peer of a point-to-point session (slimrpc's included) may
+/// stay silent before it is taken for gone and the session ends with `SESSION_CLOSED`.
+/// Applies to the sessions this process creates or joins from now on. Default 3000; from
+/// 500 to 30 000; 0 turns it off (upstream's behaviour). See `session::peer`.
+#[napi(catch_unwind)]
+pub fn set_peer_timeout(ms: f64) -> js::Result<()> {
+    Ok(peer::set(ms)?)
 }
 
 /// Exports spans over OTLP gRPC from now on (and logs per `RUST_LOG`). Call once, first.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use slim_datapath::api::ProtoName;
 use slim_session::context::SessionContext;
+use slim_session::controller_sender::PROBE_KEY;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
 use tokio::sync::mpsc;
@@ -140,6 +141,7 @@ impl SessionCore {
         let mut metadata = self.config.metadata.clone();
         metadata.remove(PAYLOAD_SIGNATURE_KEY);
         metadata.remove(MODERATOR_KEY);
+        metadata.remove(PROBE_KEY);
         metadata
     }
 
@@ -323,8 +325,14 @@ impl SessionCore {
 }
 
 impl Ending for SessionCore {
-    async fn close(&self) {
-        let _ = SessionCore::close(self).await;
+    async fn close(&self, gone: Option<String>) {
+        // Upstream ends a point-to-point session only once its peer is gone (session::peer).
+        match gone.filter(|_| self.session_type == SessionType::PointToPoint) {
+            Some(peer) => self.end(&format!("its peer {peer} went offline")).await,
+            None => {
+                let _ = SessionCore::close(self).await;
+            }
+        }
     }
 
     fn closed_error(&self) -> Error {

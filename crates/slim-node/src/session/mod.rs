@@ -1,4 +1,5 @@
-//! Sessions, from the bottom up: what a session is made with (`options`), who is in it
+//! Sessions, from the bottom up: what a session is made with (`options`), how soon a
+//! point-to-point one ends without its peer (`peer`), who is in it
 //! (`roster`), how its publishes end and what they ask to send (`outcomes`, `request`),
 //! its outgoing and incoming messages (`publisher`, `receiver`), the watch on a group's
 //! moderator (`moderator`), its state and lifecycle (`core`), and the moderator's
@@ -9,6 +10,7 @@ pub mod membership;
 pub mod moderator;
 pub mod options;
 pub mod outcomes;
+pub mod peer;
 pub mod publisher;
 pub mod receiver;
 pub mod request;

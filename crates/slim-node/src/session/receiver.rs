@@ -20,13 +20,15 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::{Delivery, KeepAlive};
 use crate::errors::{Code, Error, Result};
 use crate::message::{Envelopes, ReceivedBatch};
+use crate::name;
 use crate::runtime::spawn;
 
 /// What the receiver needs of its session once the session's messages stop.
 pub trait Ending: Send + Sync + 'static {
     /// Closes the session here too (upstream may have ended it, the moderator say), so
-    /// that its publisher settles what is pending and stops.
-    fn close(&self) -> impl Future<Output = ()> + Send;
+    /// that its publisher settles what is pending and stops. `gone` is the member upstream
+    /// last reported disconnected, if any.
+    fn close(&self, gone: Option<String>) -> impl Future<Output = ()> + Send;
     /// Why the session ended.
     fn closed_error(&self) -> Error;
 }
@@ -68,6 +70,8 @@ struct State {
     envelopes: Envelopes,
     /// Why the session ended, once it did.
     ended: Option<Error>,
+    /// The member upstream last reported disconnected.
+    gone: Option<String>,
     /// Set once JavaScript has been told of the end.
     end_told: bool,
 }
@@ -142,6 +146,7 @@ impl Receiver {
                 held: None,
                 envelopes: Envelopes::default(),
                 ended: None,
+                gone: None,
                 end_told: false,
             }),
             waiting: AtomicBool::new(false),
@@ -164,13 +169,13 @@ impl Receiver {
         *self.delivery.lock() = Some(Arc::new(delivery));
         let receiver = self.clone();
         spawn(async move {
-            tokio::select! {
-                _ = closed.cancelled() => {}
-                _ = receiver.disconnected.cancelled() => {}
-            }
+            let gone = tokio::select! {
+                _ = closed.cancelled() => None,
+                _ = receiver.disconnected.cancelled() => receiver.lock().gone.take(),
+            };
             let core = session.upgrade();
             if let Some(core) = &core {
-                core.close().await;
+                core.close(gone).await;
             }
             let why = match core {
                 Some(core) => core.closed_error(),
@@ -293,6 +298,10 @@ impl Receiver {
                 state.rx = None;
                 self.disconnected.cancel();
                 Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(SessionError::ParticipantDisconnected(name)))) => {
+                state.gone = Some(name::base(&name));
+                Poll::Ready(Some(Err(SessionError::ParticipantDisconnected(name))))
             }
             other => other,
         }
