@@ -11,13 +11,12 @@
 // - no process crashes, and no publish waits past its bound;
 // - the moderator's memory stays flat.
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, onTestFinished, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { SlimError, SlimServer } from '../src-ts/index.js'
-import { closedPort, connectApp, nodeProcessAt, track } from './helpers.js'
+import { closedPort, connectApp, nodeProcessAt, pausableProxy, track } from './helpers.js'
 
 const SECONDS = Number(process.env.SLIM_CHAOS_SECONDS ?? 60)
 const SEED = Number(process.env.SLIM_CHAOS_SEED ?? Date.now() % 2 ** 31)
@@ -53,46 +52,6 @@ function random(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1)
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
-
-/** A TCP proxy to `port` on loopback whose connections can be paused (nothing flows either way). */
-async function pausableProxy(port: number) {
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    const node = tcpConnect(port, '127.0.0.1')
-    for (const [from, to] of [
-      [client, node],
-      [node, client],
-    ] as const) {
-      sockets.add(from)
-      from.pipe(to)
-      from.on('error', () => to.destroy())
-      from.on('close', () => {
-        sockets.delete(from)
-        to.destroy()
-      })
-    }
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no proxy port')
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    pause(ms: number): Promise<void> {
-      for (const socket of sockets) socket.pause()
-      return new Promise((resolve) =>
-        setTimeout(() => {
-          for (const socket of sockets) socket.resume()
-          resolve()
-        }, ms),
-      )
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
   }
 }
 

@@ -16,6 +16,7 @@ import {
   closedPort,
   connectApp,
   nodeProcessAt,
+  pausableProxy,
   rejectionOf,
   startTestServer,
   text,
@@ -143,6 +144,34 @@ test('setPeerTimeout(0) keeps upstream behaviour: a receive on a dead peer waits
   } finally {
     setPeerTimeout(3_000)
   }
+})
+
+test('a member that goes offline behind a paused connection and rejoins as it resumes is back in the group', async () => {
+  const server = track(await startTestServer())
+  const proxy = track(await pausableProxy(Number(new URL(server.url).port)))
+  const moderator = track(await connectApp(server, 'org/rejoin/moderator'))
+  const member = track(await connectApp(proxy, 'org/rejoin/member'))
+  const group = track(await moderator.createGroupSession('org/rejoin/group', { maxRetries: 5, interval: 300 }))
+  const joined = member.listenForSession({ timeout: 30_000 })
+  await group.invite('org/rejoin/member')
+  const session = await joined
+  await group.publish('before')
+  expect(text(await session.getMessage({ timeout: 10_000 }))).toBe('before')
+
+  // goOffline's acknowledgements are held in the proxy, so it resolves when its retries
+  // run out; the rejoin made meanwhile then meets the late acknowledgements (upstream
+  // dropped the rejoin's waiter on them: "channel closed", the member left offline).
+  const paused = proxy.pause(2_500)
+  await session.goOffline({ timeout: 10_000 })
+  await session.rejoin({ timeout: 10_000 })
+  await paused
+
+  await vi.waitFor(async () => expect(await onlineOf(group, 'org/rejoin/member')).toBe(true), {
+    timeout: 15_000,
+    interval: 200,
+  })
+  for (let i = 0; i < 20; i++) await group.publish(`after-${i}`)
+  for (let i = 0; i < 20; i++) expect(text(await session.getMessage({ timeout: 10_000 }))).toBe(`after-${i}`)
 })
 
 /** SIGKILL restarts the restart test rides out (`SLIM_RESTARTS`, 50 by default). */

@@ -1,6 +1,6 @@
 import { ChildProcess, type ExecFileOptions, execFile, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createServer, type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify, stripVTControlCharacters } from 'node:util'
@@ -177,7 +177,7 @@ export function startTestServer(): Promise<SlimServer> {
   return startServer({ endpoint: '127.0.0.1:0' })
 }
 
-export function connectApp(server: SlimServer, name: string): Promise<App> {
+export function connectApp(server: Pick<SlimServer, 'url'>, name: string): Promise<App> {
   return createLocalApp({ local: name, slim: { endpoint: server.url, tls: { insecure: true } }, sharedSecret: SECRET })
 }
 
@@ -286,4 +286,44 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => probe.close(() => resolve()))
   if (address === null || typeof address === 'string') throw new Error('no port')
   return address.port
+}
+
+/** A TCP proxy to `port` on loopback whose connections can be paused (nothing flows either way). */
+export async function pausableProxy(port: number) {
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const node = tcpConnect(port, '127.0.0.1')
+    for (const [from, to] of [
+      [client, node],
+      [node, client],
+    ] as const) {
+      sockets.add(from)
+      from.pipe(to)
+      from.on('error', () => to.destroy())
+      from.on('close', () => {
+        sockets.delete(from)
+        to.destroy()
+      })
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('no proxy port')
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    pause(ms: number): Promise<void> {
+      for (const socket of sockets) socket.pause()
+      return new Promise((resolve) =>
+        setTimeout(() => {
+          for (const socket of sockets) socket.resume()
+          resolve()
+        }, ms),
+      )
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  }
 }

@@ -35,7 +35,10 @@ test.each([false, true])('a Python MCP client uses a slim-node MCP server (MLS %
   const app = track(await connectApp(node, 'org/nodemcp/server'))
   const stop = new AbortController()
   const errors: Error[] = []
-  const serving = serveMcp(app, createToolServer, { signal: stop.signal, onerror: (error) => errors.push(error) })
+  const serving = serveMcp(app, () => createToolServer(), {
+    signal: stop.signal,
+    onerror: (error) => errors.push(error),
+  })
   track({
     close: () => {
       stop.abort()

@@ -109,9 +109,8 @@ function vitest(label, files, excluded = [], extraEnv = {}) {
 }
 
 // Suites that fill both cores run alone: the fuzz (a minute of junk calls), the MLS
-// burst, which stalled twice with other suites beside it on a fresh machine (SLIM core's
-// bounded channels; see README "Bursts") and passes alone, and the chaos test (seven
-// processes, timed faults).
+// burst (which loads both cores itself, once with a busy process beside it), and the
+// chaos test (seven processes, timed faults).
 const alone = ['__test__/burst.spec.ts', '__test__/fuzz.spec.ts', '__test__/chaos.spec.ts']
 // A member killed and restored from its store, or going offline and rejoining, still
 // loses an acknowledged message now and then or ends up out of the group (README,

@@ -250,6 +250,25 @@ pub enum CloseMode {
     Hard,
 }
 
+/// slim-node patch: hands what SLIM delivers to a session on to its processing loop, in
+/// order, from a task of its own. The app's single receive loop used to await each
+/// session's bounded input, while a session loop awaits SLIM's bounded output: two busy
+/// sessions of one process (an MLS burst between members, say) filled both directions and
+/// waited on each other for ever, and one full session held up every other session of
+/// the app. What waits here is bounded by what peers keep in flight (their windows, one
+/// ack per message sent, the retransmissions).
+fn inbox(tx: sync::mpsc::Sender<SessionMessage>) -> sync::mpsc::UnboundedSender<SessionMessage> {
+    let (inbox, mut rx) = sync::mpsc::unbounded_channel();
+    crate::runtime::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    inbox
+}
+
 pub struct SessionController {
     /// session id
     pub(crate) id: u32,
@@ -265,6 +284,10 @@ pub struct SessionController {
 
     /// channel to send messages to the processing loop
     tx_controller: sync::mpsc::Sender<SessionMessage>,
+
+    /// slim-node patch: what SLIM delivers to the session, on its way to the processing
+    /// loop (see [`inbox`])
+    inbox: sync::mpsc::UnboundedSender<SessionMessage>,
 
     /// use in drop implementation to gracefully close the processing loop
     pub(crate) cancellation_token: CancellationToken,
@@ -340,6 +363,7 @@ impl SessionController {
             source,
             destination,
             config,
+            inbox: inbox(tx.clone()),
             tx_controller: tx,
             cancellation_token,
             handle: Mutex::new(Some(handle)),
@@ -874,19 +898,27 @@ impl SessionController {
     }
 
     /// Send a message to the controller for processing
+    ///
+    /// slim-node patch: through the inbox, without waiting.
     pub async fn on_message_from_slim(&self, message: Message) -> Result<(), SessionError> {
-        self.on_message(message, MessageDirection::North, None)
-            .await
+        self.inbox
+            .send(SessionMessage::OnMessage {
+                message,
+                direction: MessageDirection::North,
+                ack_tx: None,
+            })
+            .map_err(|_e| SessionError::SessionControllerSendFailed)
     }
 
     /// Send an error message to the controller for processing
+    ///
+    /// slim-node patch: through the inbox, without waiting.
     pub async fn on_error_message_from_slim(
         &self,
         error: SessionError,
     ) -> Result<(), SessionError> {
-        self.tx_controller
+        self.inbox
             .send(SessionMessage::MessageError { error })
-            .await
             .map_err(|_e| SessionError::SessionControllerSendFailed)
     }
 

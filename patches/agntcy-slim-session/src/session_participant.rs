@@ -258,8 +258,14 @@ where
                 if message_type.is_command_message() {
                     self.common.sender.on_failure(message_id, message_type);
 
-                    if let Some(pending_task) = self.common.pending_status_update.take()
-                        && pending_task.message_id == message_id
+                    // slim-node patch: take the waiter only for its own message (a stale
+                    // failure of another command dropped it: "channel closed")
+                    if self
+                        .common
+                        .pending_status_update
+                        .as_ref()
+                        .is_some_and(|pending| pending.message_id == message_id)
+                        && let Some(pending_task) = self.common.pending_status_update.take()
                     {
                         // the rejoin request did not succeed, notify the application with an error
                         if pending_task.message_type == ProtoSessionMessageType::RejoinRequest {
@@ -1190,8 +1196,31 @@ where
         ack_tx: Option<tokio::sync::oneshot::Sender<Result<(), SessionError>>>,
     ) -> Result<SessionOutput, SessionError> {
         // we can have only one update state per time, so if the pending state is already set, we return an error
-        if self.common.pending_status_update.is_some() {
-            return Err(SessionError::StatusChangeInProgress);
+        // slim-node patch: a rejoin supersedes a goOffline still waiting for its acks (the
+        // member is offline as far as it goes); otherwise the caller gets the error (it
+        // used to be dropped with its waiter: "channel closed")
+        if let Some(pending) = self.common.pending_status_update.take() {
+            let new_status = message
+                .get_payload()
+                .and_then(|p| p.as_command_payload().ok())
+                .and_then(|p| p.as_update_participant_state_payload().ok())
+                .map(|p| p.new_state);
+            if pending.status == ParticipantState::Offline
+                && new_status == Some(ParticipantState::Online as i32)
+            {
+                self.common
+                    .sender
+                    .on_failure(pending.message_id, pending.message_type);
+                if let Some(tx) = pending.ack_tx {
+                    let _ = tx.send(Ok(()));
+                }
+            } else {
+                self.common.pending_status_update = Some(pending);
+                if let Some(tx) = ack_tx {
+                    let _ = tx.send(Err(SessionError::StatusChangeInProgress));
+                }
+                return Ok(SessionOutput::new());
+            }
         }
 
         let destination = self.common.settings.control.clone();
@@ -1346,22 +1375,27 @@ where
         }
 
         // check if the task is still pending and if the message id matches the pending task
-        if !self.common.sender.is_still_pending(id) && self.common.pending_status_update.is_some() {
-            let pending_task = self.common.pending_status_update.take().unwrap();
-            if pending_task.message_id == id {
-                if let Some(tx) = pending_task.ack_tx {
-                    let _ = tx.send(Ok(()));
+        // (slim-node patch: taken only then; a late ack for another message dropped it)
+        if !self.common.sender.is_still_pending(id)
+            && self
+                .common
+                .pending_status_update
+                .as_ref()
+                .is_some_and(|pending| pending.message_id == id)
+            && let Some(pending_task) = self.common.pending_status_update.take()
+        {
+            if let Some(tx) = pending_task.ack_tx {
+                let _ = tx.send(Ok(()));
+            }
+            // update the local online state
+            match pending_task.status {
+                ParticipantState::Offline => {
+                    self.common.online = false;
+                    self.common.sender.stop_heartbeat();
                 }
-                // update the local online state
-                match pending_task.status {
-                    ParticipantState::Offline => {
-                        self.common.online = false;
-                        self.common.sender.stop_heartbeat();
-                    }
-                    ParticipantState::Online => {
-                        self.common.online = true;
-                        self.common.sender.restart_heartbeat();
-                    }
+                ParticipantState::Online => {
+                    self.common.online = true;
+                    self.common.sender.restart_heartbeat();
                 }
             }
         }
