@@ -703,8 +703,12 @@ impl TaskUpdate for RejoinParticipant {
         Ok(())
     }
 
+    /// slim-node patch: complete once the commit is acknowledged, which the rejoiner does
+    /// only once it processed the welcome. The welcome (the rejoin reply) is not
+    /// retransmitted, so a lost acknowledgement of it kept the task, and the moderator,
+    /// busy for ever: every later invite, removal and rejoin waited behind it.
     fn task_complete(&self) -> bool {
-        self.welcome.received && self.commit.received
+        self.commit.received
     }
 
     fn partial_success(&self) -> bool {

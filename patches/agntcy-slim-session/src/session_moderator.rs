@@ -1781,8 +1781,11 @@ where
 
         // 2. Check if there is a current task
         if self.current_task.is_some() {
-            // 3. Drop the message — the participant will retry
-            debug!(from = %participant_name, "moderator is busy, dropping rejoin request (participant will retry)");
+            // 3. slim-node patch: postpone it, as invites are. It used to be dropped for
+            // the participant to retry, but its retries keep the message id, which the
+            // replay check drops: the rejoin failed and the member stayed offline.
+            debug!(from = %participant_name, "moderator is busy, postpone the rejoin request");
+            self.tasks_todo.push_back((msg, None));
             return Ok(SessionOutput::new());
         }
 

@@ -1315,6 +1315,13 @@ where
             false
         };
 
+        // slim-node patch: back in the group whether or not a rejoin still waits for this
+        // (its retries may have run out first, resolving it with the member offline)
+        if mls_success {
+            self.common.online = true;
+            self.common.sender.restart_heartbeat();
+        }
+
         // Notify the application of the result and update local online state
         if let Some(pending_task) = self.common.pending_status_update.take() {
             if pending_task.message_id == message.get_id()
