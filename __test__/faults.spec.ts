@@ -95,19 +95,24 @@ test('a point-to-point peer killed with SIGKILL: a publish nobody acknowledges f
   expect(failed.code).toBe('DELIVERY_FAILED')
 })
 
-test('a point-to-point peer killed with SIGKILL while the other side waits: the receive fails within 5 s', async () => {
+/** A receive on a point-to-point session whose peer, in a process of its own, is SIGKILLed while it waits. */
+async function receiveFromKilledPeer(ns: string, timeout: number): Promise<SlimError> {
   const server = track(await startTestServer())
-  const alice = track(await connectApp(server, 'org/dead/alice'))
-  const peer = member('member', 'org/dead/bob', server.url)
+  const alice = track(await connectApp(server, `org/${ns}/alice`))
+  const peer = member('member', `org/${ns}/bob`, server.url)
   await peer.waitFor('ready')
-  const session = track(await alice.createPointToPointSession('org/dead/bob'))
+  const session = track(await alice.createPointToPointSession(`org/${ns}/bob`))
   await session.publish('hello')
   await peer.waitFor('got hello')
-  const waiting = session.getMessage({ timeout: 5_000 })
+  const waiting = session.getMessage({ timeout })
   await kill(peer)
-  // The node has no route to bob once his connection is gone: 3 s of that (the default
-  // peer timeout) end the session, well before the receive's own 5 s.
-  const ended = await rejectionOf(waiting)
+  return rejectionOf(waiting)
+}
+
+test('a point-to-point peer killed with SIGKILL while the other side waits: the receive fails within 5 s', async () => {
+  // Bob heartbeats every 375 ms and said so: silent for the peer timeout (3 s by
+  // default), he is gone and the session ends, well before the receive's own 5 s.
+  const ended = await receiveFromKilledPeer('dead', 5_000)
   expect(ended.code).toBe('SESSION_CLOSED')
   expect(ended.message).toContain('its peer org/dead/bob went offline')
 })
@@ -131,16 +136,7 @@ test('a point-to-point peer whose JavaScript is blocked for twice the peer timeo
 test('setPeerTimeout(0) keeps upstream behaviour: a receive on a dead peer waits for its own timeout', async () => {
   setPeerTimeout(0)
   try {
-    const server = track(await startTestServer())
-    const alice = track(await connectApp(server, 'org/upstream/alice'))
-    const peer = member('member', 'org/upstream/bob', server.url)
-    await peer.waitFor('ready')
-    const session = track(await alice.createPointToPointSession('org/upstream/bob'))
-    await session.publish('hello')
-    await peer.waitFor('got hello')
-    const waiting = session.getMessage({ timeout: 6_000 })
-    await kill(peer)
-    expect((await rejectionOf(waiting)).code).toBe('TIMEOUT')
+    expect((await receiveFromKilledPeer('upstream', 6_000)).code).toBe('TIMEOUT')
   } finally {
     setPeerTimeout(3_000)
   }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, onTestFinished, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
-import type { Session } from '../src-ts/index.js'
+import type { App, Session } from '../src-ts/index.js'
 import { connectApp, rejectionOf, startTestServer, track } from './helpers.js'
 
 /** The member in its own process: __test__/fixtures/persistent-member.mjs. */
@@ -40,6 +40,75 @@ test.each([false, true])('a killed member restores its group session from its st
   expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
   await group.publish('after the restart')
   await second.waitFor(/^got after the restart$/)
+})
+
+test.each([false, true])('a killed moderator restores its group from its store and goes on, mls=%s', async (mls) => {
+  const server = track(await startTestServer())
+  const memberApp = track(await connectApp(server, `org/persist/member${mls ? 'mls' : ''}`))
+  const joined = memberApp.listenForSession({ timeout: 30_000 })
+  const path = store()
+  const moderator = (...args: string[]) =>
+    track(
+      new ExampleProcess('moderator', 'persistent-moderator.mjs', args, { dir: join(root, '__test__', 'fixtures') }),
+    )
+  const channel = `org/persist/group${mls ? 'mls' : ''}`
+  const first = moderator('create', server.url, path, String(mls), channel, `org/persist/member${mls ? 'mls' : ''}`)
+  const [, id] = /^created (\d+)$/.exec(await first.waitFor(/^created /)) ?? []
+  const session = await joined
+  expect(session.id).toBe(Number(id))
+  first.write('before the crash')
+  expect((await session.getMessage({ timeout: 10_000 })).payload.toString()).toBe('before the crash')
+  first.signal('SIGKILL')
+  await first.exitCode()
+
+  const second = moderator('restore', server.url, path)
+  expect(await second.waitFor(/^restored /)).toBe(`restored ${id}`)
+  second.write('after the restart')
+  expect(await second.waitFor(/^(sent|failed) after the restart/)).toBe('sent after the restart')
+  expect((await session.getMessage({ timeout: 10_000 })).payload.toString()).toBe('after the restart')
+  expect(session.closed).toBe(false)
+})
+
+// The member misses a commit while offline, so its rejoin is an MLS rejoin: the moderator
+// commits again, and must keep that commit in its store before it is killed.
+test('a moderator killed right after a member rejoined restores at the epoch of the group', async () => {
+  const server = track(await startTestServer())
+  const members = await Promise.all(
+    ['a', 'b'].map(async (n) => track(await connectApp(server, `org/persist/epoch-${n}`))),
+  )
+  const [a, b] = members as [App, App]
+  const joinedA = a.listenForSession({ timeout: 30_000 })
+  const path = store()
+  const first = track(
+    new ExampleProcess(
+      'moderator',
+      'persistent-moderator.mjs',
+      ['create', server.url, path, 'true', 'org/persist/epoch', 'org/persist/epoch-a'],
+      { dir: join(root, '__test__', 'fixtures') },
+    ),
+  )
+  await first.waitFor(/^created /)
+  const sessionA = await joinedA
+  await sessionA.goOffline({ timeout: 10_000 })
+  const joinedB = b.listenForSession({ timeout: 30_000 })
+  first.write('invite org/persist/epoch-b')
+  await first.waitFor(/^invited /)
+  const sessionB = await joinedB
+  await sessionA.rejoin({ timeout: 20_000 })
+  first.signal('SIGKILL')
+  await first.exitCode()
+
+  const second = track(
+    new ExampleProcess('moderator', 'persistent-moderator.mjs', ['restore', server.url, path], {
+      dir: join(root, '__test__', 'fixtures'),
+    }),
+  )
+  await second.waitFor(/^restored /)
+  second.write('after the restart')
+  expect(await second.waitFor(/^(sent|failed) after the restart/)).toBe('sent after the restart')
+  for (const session of [sessionA, sessionB]) {
+    expect((await session.getMessage({ timeout: 10_000 })).payload.toString()).toBe('after the restart')
+  }
 })
 
 test('a store opened with another passphrase is refused with a typed error', async () => {

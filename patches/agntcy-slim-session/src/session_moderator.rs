@@ -1804,6 +1804,14 @@ where
                         .map_err(|e| self.handle_task_error(e))?;
 
                 let commit_id = self.mls_state.as_mut().unwrap().get_next_mls_mgs_id();
+                // slim-node patch: keep the commit in the store, as every other commit is
+                // (`rejoin_member` does not write it): a moderator restored after a
+                // member's rejoin came back at the old epoch, which no member could read.
+                let saved = match self.mls_state.as_mut() {
+                    Some(mls_state) => maybe_await!(mls_state.common.mls.write_to_storage()),
+                    None => Ok(()),
+                };
+                saved.map_err(|e| self.handle_task_error(e.into()))?;
                 (commit_id, welcome_msg, commit_msg)
             } else {
                 // this should never happen since the rejoin request is only sent when MLS is enabled
@@ -1889,6 +1897,9 @@ where
             .as_mut()
             .unwrap()
             .commit_start(update_msg_id)?;
+
+        // slim-node patch: the roster and the MLS message ids advanced too
+        self.persist_state();
 
         Ok(output)
     }
