@@ -42,6 +42,28 @@ test.each([false, true])('a killed member restores its group session from its st
   await second.waitFor(/^got after the restart$/)
 })
 
+// MLS keys advance with each message; a member restored from its store must not start
+// more than the 1 024 that MLS lets it skip behind the moderator.
+test('a member killed after 1 100 MLS messages in one epoch restores and decrypts what comes next', async () => {
+  const server = track(await startTestServer())
+  const moderator = track(await connectApp(server, 'org/persist/moderatorgap'))
+  const group: Session = track(await moderator.createGroupSession('org/persist/chatgap', { mls: true }))
+  const path = store()
+  const first = member('join', server.url, path, 'a passphrase of our own')
+  const invited = group.invite('org/persist/member')
+  await first.waitFor(/^joined /)
+  await invited
+  for (let i = 0; i < 11; i++) await group.publishMany(Array.from({ length: 100 }, (_, j) => `m-${i * 100 + j}`))
+  await first.waitFor(/^got m-1099$/, 30_000)
+  first.signal('SIGKILL')
+  await first.exitCode()
+
+  const second = member('restore', server.url, path, 'a passphrase of our own')
+  expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
+  await group.publish('after the restart')
+  await second.waitFor(/^got after the restart$/)
+})
+
 test.each([false, true])('a killed moderator restores its group from its store and goes on, mls=%s', async (mls) => {
   const server = track(await startTestServer())
   const memberApp = track(await connectApp(server, `org/persist/member${mls ? 'mls' : ''}`))

@@ -77,7 +77,18 @@ where
 
     /// how a data message's source is held to its MLS sender's identity
     pub(crate) identity_binding: IdentityBinding,
+
+    /// slim-node patch: messages decrypted since the group was last written to storage
+    pub(crate) decrypted_unsaved: u32,
 }
+
+/// slim-node patch: how many decrypted messages may pass before a member writes its MLS
+/// group to storage. Decrypting advances the ratchets but did not write them: a member
+/// restored from its store started each sender's ratchet where its last commit left it,
+/// and mls-rs refuses to skip more than 1 024 generations, so once the moderator had sent
+/// that many in the epoch, a restored member could decrypt nothing more and fell out of
+/// the group. Written every 256, it restores at most 256 behind.
+const SAVE_EVERY_DECRYPTED: u32 = 256;
 
 impl<P, V> MlsState<P, V>
 where
@@ -97,6 +108,7 @@ where
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent,
             identity_binding: IdentityBinding::from_env(),
+            decrypted_unsaved: 0,
         })
     }
 
@@ -118,6 +130,7 @@ where
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent,
             identity_binding: IdentityBinding::from_env(),
+            decrypted_unsaved: 0,
         })
     }
 }
@@ -478,6 +491,13 @@ where
             ApplicationPayload::new(&payload.payload_type, decrypted_payload.to_vec()).as_content(),
         );
         msg.insert_metadata(PEER_SUBJECT_KEY.to_string(), sub);
+
+        // slim-node patch: keep the stored ratchets close behind (see SAVE_EVERY_DECRYPTED)
+        self.decrypted_unsaved += 1;
+        if self.decrypted_unsaved >= SAVE_EVERY_DECRYPTED {
+            self.decrypted_unsaved = 0;
+            self.mls.write_to_storage().await?;
+        }
         Ok(())
     }
 }
@@ -658,6 +678,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut msg = Message::builder()
@@ -702,6 +723,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 0,
             identity_binding: IdentityBinding::Enforce,
+            decrypted_unsaved: 0,
         };
         let mut alice_state = state(alice_mls);
         let mut bob_state = state(bob_mls);
@@ -761,6 +783,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut bob_state = MlsState {
@@ -770,6 +793,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let original_payload = b"Hello from Alice!";
@@ -831,6 +855,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         // Create a message with a control message type (not Msg)
@@ -897,6 +922,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 0,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut bob_state = MlsState {
@@ -906,6 +932,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 0,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let original_payload = b"Hello from Alice!";
@@ -970,6 +997,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut bob_state = MlsState {
@@ -979,6 +1007,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let original_payload = b"Hello from Alice!";
@@ -1034,6 +1063,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 50,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut bob_state = MlsState {
@@ -1043,6 +1073,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 50,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let original_payload = b"Hello from Alice!";
@@ -1113,6 +1144,7 @@ mod tests {
                 stored_commits_proposals: BTreeMap::new(),
                 header_integrity_validation_percent: percent,
                 identity_binding: IdentityBinding::Warn,
+                decrypted_unsaved: 0,
             };
 
             let mut bob_state = MlsState {
@@ -1122,6 +1154,7 @@ mod tests {
                 stored_commits_proposals: BTreeMap::new(),
                 header_integrity_validation_percent: percent,
                 identity_binding: IdentityBinding::Warn,
+                decrypted_unsaved: 0,
             };
 
             let original_payload = b"Valid Message";
@@ -1186,6 +1219,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 150, // above 100
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let mut bob_state = MlsState {
@@ -1195,6 +1229,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 150, // above 100
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         };
 
         let original_payload = b"Hello from Alice!";
@@ -1243,6 +1278,7 @@ mod tests {
             stored_commits_proposals: BTreeMap::new(),
             header_integrity_validation_percent: 100,
             identity_binding: IdentityBinding::Warn,
+            decrypted_unsaved: 0,
         }
     }
 
