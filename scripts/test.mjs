@@ -112,9 +112,9 @@ function vitest(label, files, excluded = [], extraEnv = {}) {
 // burst (which loads both cores itself, once with a busy process beside it), and the
 // chaos test (seven processes, timed faults).
 const alone = ['__test__/burst.spec.ts', '__test__/fuzz.spec.ts', '__test__/chaos.spec.ts']
-// A member killed and restored from its store, or going offline and rejoining, still
-// loses an acknowledged message now and then or ends up out of the group (README,
-// "Chaos"): `npm run chaos` draws those faults too, the test run only the others.
+// Member kills and offline/rejoin passed their first runs after today's fixes (README,
+// "Chaos"), but have no record yet: `npm run chaos` draws them too, the test run only
+// the others until they have one.
 const settingsOf = {
   '__test__/chaos.spec.ts': { SLIM_CHAOS_FAULTS: 'node restart,proxy paused' },
 }
