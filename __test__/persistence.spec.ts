@@ -19,6 +19,16 @@ function store(): string {
   return dir
 }
 
+/** SIGKILLs the member `first`, restores it on its store at `path`, and checks that it receives `group` again. */
+async function killAndRestore(first: ExampleProcess, url: string, path: string, group: Session): Promise<void> {
+  first.signal('SIGKILL')
+  await first.exitCode()
+  const second = member('restore', url, path, 'a passphrase of our own')
+  expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
+  await group.publish('after the restart')
+  await second.waitFor(/^got after the restart$/)
+}
+
 test.each([false, true])('a killed member restores its group session from its store, mls=%s', async (mls) => {
   const server = track(await startTestServer())
   const moderator = track(await connectApp(server, `org/persist/moderator${mls ? 'mls' : ''}`))
@@ -33,13 +43,7 @@ test.each([false, true])('a killed member restores its group session from its st
   expect(Number(id)).toBe(group.id)
   await group.publish('before the crash')
   await first.waitFor(/^got before the crash$/)
-  first.signal('SIGKILL')
-  await first.exitCode()
-
-  const second = member('restore', server.url, path, 'a passphrase of our own')
-  expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
-  await group.publish('after the restart')
-  await second.waitFor(/^got after the restart$/)
+  await killAndRestore(first, server.url, path, group)
 })
 
 // MLS keys advance with each message; a member restored from its store must not start
@@ -55,13 +59,7 @@ test('a member killed after 1 100 MLS messages in one epoch restores and decrypt
   await invited
   for (let i = 0; i < 11; i++) await group.publishMany(Array.from({ length: 100 }, (_, j) => `m-${i * 100 + j}`))
   await first.waitFor(/^got m-1099$/, 30_000)
-  first.signal('SIGKILL')
-  await first.exitCode()
-
-  const second = member('restore', server.url, path, 'a passphrase of our own')
-  expect(await second.waitFor(/^restored /)).toBe(`restored ${group.id}`)
-  await group.publish('after the restart')
-  await second.waitFor(/^got after the restart$/)
+  await killAndRestore(first, server.url, path, group)
 })
 
 test.each([false, true])('a killed moderator restores its group from its store and goes on, mls=%s', async (mls) => {
