@@ -14,6 +14,7 @@ use std::time::Duration;
 use slim_session::controller_sender;
 
 use crate::errors::{Error, Result};
+use crate::runtime::millis;
 
 /// The peer timeout until [`set`] changes it: past the time a peer needs to reconnect
 /// after its node restarted (slim-node's reconnect waits at most 2 s by default), and
@@ -28,19 +29,14 @@ const MAX: Duration = Duration::from_secs(30);
 /// Sets the peer timeout of the point-to-point sessions created from now on, in ms; 0
 /// keeps upstream's behaviour.
 pub fn set(ms: f64) -> Result<()> {
-    let timeout = match ms {
-        0.0 => None,
-        ms if (MIN.as_millis() as f64..=MAX.as_millis() as f64).contains(&ms) => {
-            Some(Duration::from_secs_f64(ms / 1000.0))
-        }
-        _ => {
-            return Err(Error::invalid_argument(format!(
-                "peerTimeout must be 0 (off) or from {} to {} ms, got {ms}",
-                MIN.as_millis(),
-                MAX.as_millis()
-            )));
-        }
-    };
+    let timeout = millis(Some(ms), "peerTimeout")?.filter(|t| !t.is_zero());
+    if timeout.is_some_and(|t| !(MIN..=MAX).contains(&t)) {
+        return Err(Error::invalid_argument(format!(
+            "peerTimeout must be 0 (off) or from {} to {} ms, got {ms}",
+            MIN.as_millis(),
+            MAX.as_millis()
+        )));
+    }
     CHOSEN.call_once(|| {});
     controller_sender::set_peer_timeout(timeout);
     Ok(())
