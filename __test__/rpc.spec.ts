@@ -1,5 +1,6 @@
 // slimrpc between slim-node apps on a real embedded node: the four call shapes, status
 // codes, deadlines, metadata and the caller's identity, group calls, and backpressure.
+import { getEventListeners } from 'node:events'
 import { join } from 'node:path'
 import { expect, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
@@ -55,6 +56,21 @@ test('an abort signal stops a call', async () => {
   const aborted = await rejectionOf(pending)
   expect(aborted.code).toBe('ABORTED')
   expect(decode(await channel.unary(SERVICE, 'Echo', 'after'))).toBe('echo:after')
+})
+
+test('calls that share one abort signal take their listeners off it as they finish', async () => {
+  const node = track(await startTestServer())
+  await echoServer(node, 'org/rpclisten/server')
+  const client = track(await connectApp(node, 'org/rpclisten/client'))
+  const channel = new RpcChannel(client, 'org/rpclisten/server')
+  const { signal } = new AbortController()
+  for (let i = 0; i < 100; i++) {
+    expect(decode(await channel.unary(SERVICE, 'Echo', `${i}`, { signal }))).toBe(`echo:${i}`)
+    expect(await collect(channel.unaryStream(SERVICE, 'Count', '2', { signal }))).toEqual(['0', '1'])
+  }
+  // A stream left before its end takes its listener off too.
+  for await (const _ of channel.unaryStream(SERVICE, 'Count', '5', { signal })) break
+  expect(getEventListeners(signal, 'abort')).toHaveLength(0)
 })
 
 test('a server process killed during a call: the call fails within 5 s', async () => {

@@ -359,6 +359,8 @@ class Call {
   readonly #native: RpcCall
   readonly #signal: AbortSignal | undefined
   readonly #token: CancelToken | undefined
+  /** Takes the abort listener off the caller's signal, which may outlive many calls. */
+  readonly #detach: () => void = () => {}
   #failed: SlimError | undefined
 
   constructor(native: RpcCall, signal: AbortSignal | undefined) {
@@ -366,14 +368,12 @@ class Call {
     this.#signal = signal
     if (signal) {
       const token = new addon.CancelToken()
-      signal.addEventListener(
-        'abort',
-        () => {
-          token.cancel()
-          native.cancel()
-        },
-        { once: true },
-      )
+      const abort = () => {
+        token.cancel()
+        native.cancel()
+      }
+      signal.addEventListener('abort', abort, { once: true })
+      this.#detach = () => signal.removeEventListener('abort', abort)
       this.#token = token
     }
   }
@@ -403,6 +403,7 @@ class Call {
   }
 
   cancel(): void {
+    this.#detach()
     this.#native.cancel()
   }
 
@@ -411,9 +412,13 @@ class Call {
     try {
       // An answer already here is read without a promise from the addon.
       const answer = this.#native.tryNext() ?? (await this.#native.next(this.#token))
-      if (answer === null && this.#failed) throw this.#failed
+      if (answer === null) {
+        this.#detach()
+        if (this.#failed) throw this.#failed
+      }
       return answer
     } catch (error) {
+      this.#detach()
       throw this.#mapped(error)
     }
   }
