@@ -1,9 +1,9 @@
 // Chaos: random faults against a five-member MLS group while its moderator publishes
-// throughout. The faults: the node SIGKILLed and restarted, a member SIGKILLed and
-// restored from its store, a member going offline and rejoining, and the connections of
-// two members paused in a TCP proxy. `npm test` runs 60 s of node restarts and proxy
-// pauses (README, "Chaos"), `npm run chaos` 10 minutes with all; SLIM_CHAOS_SECONDS sets the
-// length, SLIM_CHAOS_FAULTS the faults, SLIM_CHAOS_SEED replays a run's. What must hold:
+// throughout. The faults: the node SIGKILLed and restarted, a member or the moderator
+// SIGKILLed and restored from its store, a member going offline and rejoining, and the
+// connections of two members paused in a TCP proxy. `npm test` runs 60 s of them all
+// (README, "Chaos"), `npm run chaos` 10 minutes; SLIM_CHAOS_SECONDS sets the length,
+// SLIM_CHAOS_FAULTS the faults, SLIM_CHAOS_SEED replays a run's. What must hold:
 // - every resolved publish reached, exactly once, every member the moderator listed
 //   online for the whole time it was in flight and that was not killed within its retry
 //   window;
@@ -15,12 +15,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, onTestFinished, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
-import type { SlimError, SlimServer } from '../src-ts/index.js'
-import { closedPort, connectApp, nodeProcessAt, pausableProxy, track } from './helpers.js'
+import { closedPort, nodeProcessAt, pausableProxy, track } from './helpers.js'
 
 const SECONDS = Number(process.env.SLIM_CHAOS_SECONDS ?? 60)
 const SEED = Number(process.env.SLIM_CHAOS_SEED ?? Date.now() % 2 ** 31)
-const KINDS = ['node restart', 'member killed', 'member offline', 'proxy paused'] as const
+const KINDS = ['node restart', 'member killed', 'moderator killed', 'member offline', 'proxy paused'] as const
 /** The faults to draw from (`SLIM_CHAOS_FAULTS`, comma-separated; all by default). */
 const FAULTS = (process.env.SLIM_CHAOS_FAULTS?.split(',') ?? [...KINDS]).map((kind) => {
   const known = KINDS.find((k) => k === kind.trim())
@@ -30,18 +29,21 @@ const FAULTS = (process.env.SLIM_CHAOS_FAULTS?.split(',') ?? [...KINDS]).map((ki
 const MEMBERS = 5
 /** Members that reach the node through the pausable proxy. */
 const PROXIED = 2
+/** The moderator's publish timeout and retries (`chaos-moderator.mjs`). */
 const PUBLISH_TIMEOUT = 30_000
 const RETRIES = { maxRetries: 5, interval: 300 }
 /** How long a message is retransmitted to a member that does not acknowledge it. */
 const RETRY_WINDOW = RETRIES.maxRetries * RETRIES.interval
-/** How often the moderator's participant list is read. */
-const ROSTER_EVERY = 200
 /**
- * How far around a publish the list is read for it: a read reflects the list as it was
- * when the session's task answered, which lags under load, and a member listed offline
- * only briefly could otherwise fall between two reads.
+ * How far around a publish the moderator's participant list is read for it: a read
+ * reflects the list as it was when the session's task answered, which lags under load,
+ * and a member listed offline only briefly could otherwise fall between two reads.
  */
 const ROSTER_MARGIN = 1_000
+const FIXTURES = join(root, '__test__', 'fixtures')
+/** Milliseconds since the epoch, as the child processes print them. */
+const now = () => performance.timeOrigin + performance.now()
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A seeded pseudo-random source (mulberry32), so that a failing run can be replayed. */
 function random(seed: number): () => number {
@@ -59,7 +61,33 @@ interface Publish {
   body: string
   start: number
   end: number
-  outcome: 'resolved' | SlimError['code']
+  outcome: string
+}
+
+interface Roster {
+  at: number
+  online: Set<string>
+}
+
+/** What a moderator process printed: its publishes and its participant lists, in order. */
+function moderatorLog(lines: string[]): { publishes: Publish[]; roster: Roster[] } {
+  const publishes: Publish[] = []
+  const roster: Roster[] = []
+  for (const line of lines) {
+    const [kind, first, second, third, fourth] = line.split(' ')
+    if (kind === 'publish') {
+      publishes.push({ body: first as string, start: Number(second), end: Number(third), outcome: fourth as string })
+    } else if (kind === 'roster') {
+      roster.push({ at: Number(first), online: new Set(second ? second.split(',') : []) })
+    }
+  }
+  return { publishes, roster }
+}
+
+/** The online names of the last list `moderator` read, if it read one. */
+function lastRoster(moderator: ExampleProcess): Set<string> | undefined {
+  const line = moderator.lines.findLast((l) => l.startsWith('roster '))
+  return line === undefined ? undefined : new Set(line.split(' ')[2]?.split(',') ?? [])
 }
 
 test(
@@ -69,78 +97,53 @@ test(
     const port = await closedPort()
     let node = await nodeProcessAt(port)
     const proxy = track(await pausableProxy(port))
-    const server = { url: `http://127.0.0.1:${port}` } as SlimServer
-    const moderator = track(await connectApp(server, 'org/chaos/moderator'))
-    const group = track(await moderator.createGroupSession('org/chaos/group', { mls: true, ...RETRIES }))
-
+    const url = `http://127.0.0.1:${port}`
     const names = Array.from({ length: MEMBERS }, (_, i) => `org/chaos/member-${i}`)
-    const stores = names.map(() => mkdtempSync(join(tmpdir(), 'slim-node-chaos-')))
+    const stores = [...names, 'moderator'].map(() => mkdtempSync(join(tmpdir(), 'slim-node-chaos-')))
     onTestFinished(() => {
       for (const dir of stores) rmSync(dir, { recursive: true, force: true })
     })
+    const moderatorStore = stores[MEMBERS] as string
+    /** The moderator's processes, the current one last; each publishes bodies of its own prefix. */
+    const moderators: ExampleProcess[] = []
+    const startModerator = async (mode: 'create' | 'restore'): Promise<ExampleProcess> => {
+      const args = [url, moderatorStore, `m${moderators.length}`, mode, 'org/chaos/group']
+      const moderator = track(new ExampleProcess('moderator', 'chaos-moderator.mjs', args, { dir: FIXTURES }))
+      moderators.push(moderator)
+      await moderator.waitFor(/^(ready|failed) /, 60_000)
+      return moderator
+    }
     /** Each member's processes, the current one last; their `got` lines together are what it received. */
     const lives: ExampleProcess[][] = names.map(() => [])
     const killed = new Set<ExampleProcess>()
-    const start = (i: number, mode: 'join' | 'restore'): ExampleProcess => {
-      const endpoint = i < PROXIED ? proxy.url : server.url
-      const member = track(
-        new ExampleProcess(
-          `member-${i}`,
-          'chaos-member.mjs',
-          [names[i] as string, endpoint, stores[i] as string, mode],
-          {
-            dir: join(root, '__test__', 'fixtures'),
-          },
-        ),
-      )
+    const startMember = (i: number, mode: 'join' | 'restore'): ExampleProcess => {
+      const endpoint = i < PROXIED ? proxy.url : url
+      const args = [names[i] as string, endpoint, stores[i] as string, mode]
+      const member = track(new ExampleProcess(`member-${i}`, 'chaos-member.mjs', args, { dir: FIXTURES }))
       lives[i]?.push(member)
       return member
     }
+    let moderator = await startModerator('create')
     for (const [i, name] of names.entries()) {
-      const member = start(i, 'join')
-      const invited = group.invite(name, { timeout: 30_000 })
+      const member = startMember(i, 'join')
+      moderator.write(`invite ${name}`)
       await member.waitFor(/^joined /, 30_000)
-      await invited
+      await moderator.waitFor(new RegExp(`^(invited ${name}|failed)`), 30_000)
     }
+    moderator.write('start')
 
-    // What the moderator lists online, sampled.
-    const roster: Array<{ at: number; online: Set<string> }> = []
-    let running = true
-    const watching = (async () => {
-      while (running) {
-        const listed = await group.participants().catch(() => [])
-        roster.push({ at: performance.now(), online: new Set(listed.filter((p) => p.online).map((p) => p.name)) })
-        await new Promise((resolve) => setTimeout(resolve, ROSTER_EVERY))
-      }
-    })()
-
-    const publishes: Publish[] = []
-    const publishing = (async () => {
-      for (let i = 0; running; i++) {
-        const body = `m-${i}`
-        const begun = performance.now()
-        const outcome = await group.publish(body, { timeout: PUBLISH_TIMEOUT }).then(
-          () => 'resolved' as const,
-          (error: SlimError) => error.code,
-        )
-        publishes.push({ body, start: begun, end: performance.now(), outcome })
-        await new Promise((resolve) => setTimeout(resolve, outcome === 'resolved' ? 20 : 100))
-      }
-    })()
-
-    const rssAtStart = process.memoryUsage().rss
     const faults = new Map<string, number>()
     /** When each fault began and ended, for the report of a failing run. */
     const timeline: Array<{ kind: string; member: number; from: number; to: number }> = []
-    const faultsUntil = performance.now() + SECONDS * 1000
-    while (performance.now() < faultsUntil) {
-      await new Promise((resolve) => setTimeout(resolve, 1_000 + next() * 2_000))
+    const faultsUntil = now() + SECONDS * 1000
+    while (now() < faultsUntil) {
+      await pause(1_000 + next() * 2_000)
       const i = Math.floor(next() * MEMBERS)
       const member = lives[i]?.at(-1) as ExampleProcess
       const kind = FAULTS[Math.floor(next() * FAULTS.length)]
       if (!kind) continue
       faults.set(kind, (faults.get(kind) ?? 0) + 1)
-      const began = performance.now()
+      const began = now()
       if (kind === 'node restart') {
         killed.add(node)
         node.signal('SIGKILL')
@@ -150,31 +153,35 @@ test(
         killed.add(member)
         member.signal('SIGKILL')
         await member.exitCode()
-        await start(i, 'restore').waitFor(/^restored /, 60_000)
+        await startMember(i, 'restore').waitFor(/^restored /, 60_000)
+      } else if (kind === 'moderator killed') {
+        killed.add(moderator)
+        moderator.signal('SIGKILL')
+        await moderator.exitCode()
+        moderator = await startModerator('restore')
+        moderator.write('start')
       } else if (kind === 'member offline') {
         const from = member.lines.length
         member.write('offline')
-        await member.waitFor(/^(offline|failed)/, 15_000)
-        await new Promise((resolve) => setTimeout(resolve, 500 + next() * 1_500))
+        await member.waitFor(/^(offline|failed)/, 15_000, from)
+        await pause(500 + next() * 1_500)
         member.write('online')
-        await member.waitFor(/^(online|failed)/, 15_000)
+        await member.waitFor(/^(online|failed)/, 15_000, from + 1)
         // A member that could not change state says why; it is not a loss of messages.
         for (const line of member.lines.slice(from)) if (line.startsWith('failed')) console.log(`member-${i}: ${line}`)
       } else {
         await proxy.pause(500 + next() * 2_000)
       }
-      timeline.push({ kind, member: i, from: began, to: performance.now() })
+      timeline.push({ kind, member: i, from: began, to: now() })
     }
 
     // Calm: the faults stop; publishing goes on until every member is listed online again.
-    const calmUntil = performance.now() + 60_000
-    while (performance.now() < calmUntil && names.some((name) => !roster.at(-1)?.online.has(name))) {
-      await new Promise((resolve) => setTimeout(resolve, ROSTER_EVERY))
-    }
-    const onlineAtEnd = names.filter((name) => roster.at(-1)?.online.has(name)).length
+    const calmUntil = now() + 60_000
+    while (now() < calmUntil && names.some((name) => !lastRoster(moderator)?.has(name))) await pause(200)
+    const onlineAtEnd = names.filter((name) => lastRoster(moderator)?.has(name)).length
     const missing = names
       .map((name, i) => ({ name, member: lives[i]?.at(-1) }))
-      .filter(({ name }) => !roster.at(-1)?.online.has(name))
+      .filter(({ name }) => !lastRoster(moderator)?.has(name))
       .map(
         ({ name, member }) =>
           `${name} (${[...(member?.lines ?? []), ...(member?.errors ?? [])]
@@ -182,13 +189,20 @@ test(
             .slice(-4)
             .join(' | ')})`,
       )
-    await new Promise((resolve) => setTimeout(resolve, 3_000))
-    running = false
-    await Promise.all([publishing, watching])
-    const rssAtEnd = process.memoryUsage().rss
+    await pause(3_000)
+    const stopping = moderator.lines.length
+    moderator.write('stop')
+    await moderator.waitFor(/^stopped$/, PUBLISH_TIMEOUT + 5_000, stopping)
+    moderator.write('rss')
+    const rssAtEnd = Number((await moderator.waitFor(/^rss /, 15_000, stopping)).split(' ')[1])
+    // The moderator's memory: its current process's, since it began publishing.
+    const rssAtStart = Number((await moderator.waitFor(/^rss /)).split(' ')[1])
     // What is still on its way: the last resolved publish reaches each member listed online.
-    await new Promise((resolve) => setTimeout(resolve, 3_000))
+    await pause(3_000)
 
+    const logs = moderators.map((m) => moderatorLog(m.lines))
+    const publishes = logs.flatMap((log) => log.publishes)
+    const roster = logs.flatMap((log) => log.roster)
     const received = lives.map((processes) => {
       const times = new Map<string, number>()
       for (const line of processes.flatMap((p) => p.lines)) {
@@ -218,6 +232,7 @@ test(
     let twice = 0
     let required = 0
     const examples: string[] = []
+    const t0 = roster[0]?.at ?? 0
     for (const publish of publishes.filter((p) => p.outcome === 'resolved')) {
       for (const [i, name] of names.entries()) {
         if (!onlineThroughout(name, publish) || killedDuring(i, publish)) continue
@@ -226,7 +241,6 @@ test(
         if (times === 0) lost++
         if (times > 1) twice++
         if (times !== 1 && examples.length < 5) {
-          const t0 = roster[0]?.at ?? 0
           const near = timeline
             .filter(({ from, to }) => to >= publish.start - 5_000 && from <= publish.end + 5_000)
             .map(
@@ -244,7 +258,8 @@ test(
     }
     const outcomes = new Map<string, number>()
     for (const { outcome } of publishes) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
-    const crashed = [node, ...lives.flat()].filter((p) => !killed.has(p) && p.child.exitCode !== null)
+    const crashed = [node, ...moderators, ...lives.flat()].filter((p) => !killed.has(p) && p.child.exitCode !== null)
+    const failures = moderators.flatMap((m) => m.lines.filter((l) => l.startsWith('failed')))
     const slowest = Math.max(...publishes.map((p) => p.end - p.start))
     console.log(
       [
@@ -252,7 +267,7 @@ test(
         `faults: ${[...faults].map(([kind, n]) => `${n} ${kind}`).join(', ')}`,
         `publishes: ${[...outcomes].map(([outcome, n]) => `${n} ${outcome}`).join(', ')}`,
         `deliveries owed ${required}, lost ${lost}, duplicated ${twice}${examples.length ? ` (${examples.join('; ')})` : ''}`,
-        `members online after the faults: ${onlineAtEnd} of ${MEMBERS}${missing.length ? ` (not: ${missing.join('; ')})` : ''}; slowest publish ${Math.round(slowest)} ms; moderator RSS ${(rssAtStart / 2 ** 20).toFixed(1)} → ${(rssAtEnd / 2 ** 20).toFixed(1)} MiB`,
+        `members online after the faults: ${onlineAtEnd} of ${MEMBERS}${missing.length ? ` (not: ${missing.join('; ')})` : ''}; slowest publish ${Math.round(slowest)} ms; moderator RSS ${(rssAtStart / 2 ** 20).toFixed(1)} → ${(rssAtEnd / 2 ** 20).toFixed(1)} MiB${moderators.length > 1 ? ' (its last process)' : ''}`,
       ].join('\n'),
     )
     expect(faults.size).toBeGreaterThan(0)
@@ -260,6 +275,7 @@ test(
     expect({ lost, twice }).toEqual({ lost: 0, twice: 0 })
     // The group goes on: every member is back once the faults stop.
     expect(onlineAtEnd).toBe(MEMBERS)
+    expect(failures).toEqual([])
     expect(crashed.map((p) => p.name)).toEqual([])
     expect(slowest).toBeLessThan(PUBLISH_TIMEOUT + 2_000)
     expect(rssAtEnd - rssAtStart).toBeLessThan(64 * 2 ** 20)

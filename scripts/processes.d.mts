@@ -23,7 +23,7 @@ export declare class ExampleProcess {
       cwd?: string
     },
   )
-  waitFor(pattern: RegExp | string, timeout?: number): Promise<string>
+  waitFor(pattern: RegExp | string, timeout?: number, from?: number): Promise<string>
   write(line: string): void
   end(): void
   signal(name: NodeJS.Signals): void

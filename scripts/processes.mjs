@@ -54,12 +54,18 @@ export class ExampleProcess {
     })
   }
 
-  /** Resolves with the first output line matching `pattern`; rejects after `timeout` ms. */
-  waitFor(pattern, timeout = 15_000) {
+  /**
+   * Resolves with the first output line matching `pattern`, from line `from` on (0: all it
+   * printed so far); rejects after `timeout` ms.
+   */
+  waitFor(pattern, timeout = 15_000, from = 0) {
     const matches = (line) => (typeof pattern === 'string' ? line.includes(pattern) : pattern.test(line))
     return new Promise((resolve, reject) => {
       const check = () => {
-        const line = this.lines.find(matches)
+        let line
+        for (let i = from; i < this.lines.length && line === undefined; i++) {
+          if (matches(this.lines[i])) line = this.lines[i]
+        }
         if (line === undefined) return false
         cleanup()
         resolve(line)

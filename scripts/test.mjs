@@ -88,11 +88,11 @@ check('Python slim-bindings environment for interop', process.execPath, ['script
 check('upstream slim node binary for interop (cargo install, cached)', process.execPath, ['scripts/upstream-node.mjs'])
 
 /** Runs vitest on `files` (or every suite but `excluded`) and counts its tests. */
-function vitest(label, files, excluded = [], extraEnv = {}) {
+function vitest(label, files, excluded = []) {
   const report = join(mkdtempSync(join(tmpdir(), 'slim-node-vitest-')), 'report.json')
   const exclude = excluded.flatMap((file) => ['--exclude', file])
   const args = ['run', '--reporter=default', '--reporter=json', `--outputFile=${report}`, ...exclude, ...files]
-  const result = run(label, bin('vitest'), args, { env: extraEnv })
+  const result = run(label, bin('vitest'), args)
   const failedBefore = failed
   try {
     const results = JSON.parse(readFileSync(report, 'utf8'))
@@ -110,17 +110,11 @@ function vitest(label, files, excluded = [], extraEnv = {}) {
 
 // Suites that fill both cores run alone: the fuzz (a minute of junk calls), the MLS
 // burst (which loads both cores itself, once with a busy process beside it), and the
-// chaos test (seven processes, timed faults).
+// chaos test (eight processes, timed faults).
 const alone = ['__test__/burst.spec.ts', '__test__/fuzz.spec.ts', '__test__/chaos.spec.ts']
-// Member kills and offline/rejoin passed their first runs after today's fixes (README,
-// "Chaos"), but have no record yet: `npm run chaos` draws them too, the test run only
-// the others until they have one.
-const settingsOf = {
-  '__test__/chaos.spec.ts': { SLIM_CHAOS_FAULTS: 'node restart,proxy paused' },
-}
 if (built) {
   vitest('vitest', [], alone)
-  for (const file of alone) vitest(`vitest (${file})`, [file], [], settingsOf[file])
+  for (const file of alone) vitest(`vitest (${file})`, [file], [])
 } else {
   failed++
 }
