@@ -8,6 +8,7 @@ export interface TestHooks {
   panicForTest(message: string): void
   panicForTestAsync(message: string): Promise<void>
   aliveTasksForTest(): number
+  armPanicForTest(): void
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url))

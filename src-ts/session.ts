@@ -185,14 +185,17 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * not waited for), and rejects with `DELIVERY_FAILED` when nobody acknowledged it
    * before its retries ran out or no member is online; otherwise it resolves once SLIM
    * took the message. A group with no member yet holds what is published for the first
-   * member to join. Publishes leave in call order, and awaiting them applies backpressure.
+   * member to join. Publishes leave in call order, and awaiting them applies backpressure;
+   * publishes fired without awaiting wait in the session's queue, which holds at most
+   * 64 MiB (a message counts its payload plus 256 bytes).
    *
    * @param data - The payload: bytes, or a string sent as UTF-8.
    * @param options - Payload type, metadata, and how long to wait for the outcome.
    * @throws {SlimError} `DELIVERY_FAILED` when the message could not be delivered,
    * `PAYLOAD_TOO_LARGE` when it exceeds {@link MAX_MESSAGE_BYTES}, `SESSION_CLOSED` when
    * the session has ended, `INVALID_ARGUMENT` for a payload that is neither bytes nor a
-   * string, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
+   * string, `BUSY` (nothing sent) when the session's queue has no room for it, `TIMEOUT`
+   * or `ABORTED` when `timeout` or `signal` end the wait.
    * @example
    * ```ts
    * await session.publish('hello')

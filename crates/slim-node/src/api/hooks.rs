@@ -1,7 +1,23 @@
 //! Test hooks, compiled only with the `test-hooks` feature (dev builds), left out of
 //! the JavaScript types: the tests load them straight from the binary.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use napi_derive::napi;
+
+static PANIC_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next export that passes a `test_panic_point` panic there.
+#[napi(skip_typescript)]
+pub fn arm_panic_for_test() {
+    PANIC_ARMED.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn panic_if_armed(place: &str) {
+    if PANIC_ARMED.swap(false, Ordering::SeqCst) {
+        panic!("armed test panic in {place}");
+    }
+}
 
 /// Panics inside the addon, to prove panics become errors, not aborts.
 #[napi(catch_unwind, skip_typescript)]

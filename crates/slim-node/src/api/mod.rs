@@ -18,6 +18,15 @@ use crate::runtime::promise;
 use crate::session::peer;
 use crate::tracing::{self, TelemetryOptions};
 
+/// Panics here if a test armed it (`armPanicForTest`, feature `test-hooks`), to prove the
+/// export around it turns the panic into an error; nothing in other builds.
+#[inline]
+pub(crate) fn test_panic_point(place: &str) {
+    #[cfg(feature = "test-hooks")]
+    hooks::panic_if_armed(place);
+    let _ = place;
+}
+
 /// Versions of this package and of the upstream SLIM core it embeds.
 ///
 /// @example
@@ -34,7 +43,7 @@ pub struct Versions {
 }
 
 /// The versions of slim-node and of the SLIM core it embeds.
-#[napi]
+#[napi(catch_unwind)]
 pub fn version() -> Versions {
     Versions {
         slim_node: env!("CARGO_PKG_VERSION").to_string(),
@@ -79,7 +88,7 @@ pub struct BuildInfo {
 
 /// How this addon and the SLIM core inside it were built: versions, commits, dates and
 /// profiles (upstream's `get_build_info`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn build_info() -> BuildInfo {
     let core = slim_version::build_info();
     BuildInfo {

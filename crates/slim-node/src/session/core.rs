@@ -13,7 +13,6 @@ use slim_session::context::SessionContext;
 use slim_session::controller_sender::PROBE_KEY;
 use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Callback, Delivery};
@@ -25,7 +24,7 @@ use crate::session::options::{PublishOptions, SessionType, check_size};
 use crate::session::outcomes::PublishOutcomes;
 use crate::session::publisher;
 use crate::session::receiver::{Ending, Pump, Receiver};
-use crate::session::request::{PublishRequest, Target};
+use crate::session::request::{self, PublishRequest, Queue, QueueReader, Target};
 use crate::session::roster;
 
 /// Upstream stores the join request's signature among the session metadata; it is
@@ -36,7 +35,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a session needs once JavaScript attached its callbacks.
 struct Unstarted {
-    publishes: mpsc::UnboundedReceiver<PublishRequest>,
+    publishes: QueueReader,
 }
 
 /// The outcome callback, held weakly: the publisher owns it, so it is released when the
@@ -56,7 +55,7 @@ pub struct SessionCore {
     unstarted: parking_lot::Mutex<Option<Unstarted>>,
     callbacks: parking_lot::Mutex<Option<Callbacks>>,
     receiver: Arc<Receiver>,
-    publish_tx: mpsc::UnboundedSender<PublishRequest>,
+    publishes: Queue,
     next_ticket: AtomicU32,
     closed: CancellationToken,
     /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
@@ -91,7 +90,7 @@ impl SessionCore {
             return Err(err);
         }
         let config = live.session_config();
-        let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+        let (publishes, publish_rx) = request::queue();
         let core = Arc::new(SessionCore {
             id: live.id(),
             session_type: SessionType::of(&config),
@@ -105,7 +104,7 @@ impl SessionCore {
             })),
             callbacks: parking_lot::Mutex::new(None),
             receiver: Receiver::new(rx, live.id()),
-            publish_tx,
+            publishes,
             next_ticket: AtomicU32::new(0),
             closed: link.closed.child_token(),
             unanswerable: CancellationToken::new(),
@@ -283,7 +282,8 @@ impl SessionCore {
     }
 
     /// Queues a publish of one message or several, in order, and returns its ticket; its
-    /// outcome comes through the callback. Nothing is queued unless every message fits.
+    /// outcome comes through the callback. Nothing is queued unless every message fits, and
+    /// the session's backlog has room for them (else `BUSY`).
     pub fn enqueue(
         &self,
         payloads: Vec<Vec<u8>>,
@@ -317,9 +317,7 @@ impl SessionCore {
             target,
             ticket,
         };
-        self.publish_tx
-            .send(request)
-            .map_err(|_| Error::session_closed(self.id))?;
+        self.publishes.push(self.id, request)?;
         Ok(ticket)
     }
 }

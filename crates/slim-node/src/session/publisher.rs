@@ -18,14 +18,14 @@ use slim_datapath::api::ProtoName;
 use slim_datapath::messages::utils::SlimHeaderFlags;
 use slim_session::CompletionHandle;
 use slim_session::session_controller::SessionController;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::Delivery;
 use crate::errors::{Code, Error};
 use crate::session::outcomes::{PublishOutcomes, Settled, Tally};
-use crate::session::request::{Part, PublishRequest, Sending, Target};
+use crate::session::request::{Part, QueueReader, Sending, Target};
 
 /// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
 /// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
@@ -185,7 +185,7 @@ pub async fn run(
     controller: Weak<SessionController>,
     destination: ProtoName,
     session_id: u32,
-    queue: mpsc::UnboundedReceiver<PublishRequest>,
+    queue: QueueReader,
     outcomes: Arc<Delivery<PublishOutcomes>>,
     closed: CancellationToken,
     unanswerable: CancellationToken,
@@ -215,7 +215,7 @@ async fn drain(
     controller: Weak<SessionController>,
     destination: ProtoName,
     session_id: u32,
-    mut queue: mpsc::UnboundedReceiver<PublishRequest>,
+    mut queue: QueueReader,
     outcomes: &Delivery<PublishOutcomes>,
     closed: CancellationToken,
     unanswerable: CancellationToken,
@@ -260,8 +260,8 @@ async fn drain(
                 if sending.is_none() {
                     // Drain what JavaScript queued without a trip through the scheduler each.
                     let request = match queue.try_recv() {
-                        Ok(request) => request,
-                        Err(_) => tokio::select! {
+                        Some(request) => request,
+                        None => tokio::select! {
                             biased;
                             _ = closed.cancelled() => break,
                             Some(settled) = reporter.in_flight.next(), if !reporter.in_flight.is_empty() => {
@@ -274,7 +274,7 @@ async fn drain(
                             },
                         },
                     };
-                    sending = Some(Sending::new(request, &mut reporter.tally));
+                    sending = Some(queue.start(request, &mut reporter.tally));
                 }
                 let part = sending.as_mut().and_then(Sending::next);
                 if sending.as_ref().is_none_or(Sending::is_done) {
@@ -326,7 +326,7 @@ async fn drain(
         rest.never_sent(&closed_error, &mut reporter.tally, &mut never_sent);
     }
     while let Some(request) = queue.recv().await {
-        let unsent = Sending::new(request, &mut reporter.tally);
+        let unsent = queue.start(request, &mut reporter.tally);
         unsent.never_sent(&closed_error, &mut reporter.tally, &mut never_sent);
     }
     reporter.send(never_sent);

@@ -1,5 +1,4 @@
-//! The slimrpc classes: `RpcChannel` and its `RpcCall`s, `RpcServer` and its
-//! `IncomingCall`s. Bytes in, bytes out; encoding messages is the caller's business.
+//! The calling side: `RpcChannel` and its `RpcCall`s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +12,6 @@ use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Error, js};
 use crate::name;
 use crate::rpc::client::{CallCore, CallSettings, ChannelCore, Reply, Requests};
-use crate::rpc::incoming::IncomingCore;
-use crate::rpc::server::{RpcShape, ServerCore};
 use crate::runtime::{millis, promise};
 use crate::status::RpcCode;
 
@@ -100,13 +97,14 @@ pub struct RpcChannel {
 impl RpcChannel {
     /// A channel to `members`: one server name, or with `group` several (each gets
     /// every call and answers it).
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(
         app: &App,
         members: Vec<String>,
         group: bool,
         connection: Option<f64>,
     ) -> js::Result<Self> {
+        crate::api::test_panic_point("RpcChannel constructor");
         if members.is_empty() || (!group && members.len() != 1) {
             return Err(Error::invalid_argument(
                 "a channel needs one server name, or with group: true at least one member",
@@ -132,7 +130,7 @@ impl RpcChannel {
     }
 
     /// One request, one answer (point-to-point channels).
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    #[napi(ts_return_type = "Promise<Buffer>", catch_unwind)]
     pub fn unary<'env>(
         &self,
         env: &'env Env,
@@ -155,7 +153,7 @@ impl RpcChannel {
 
     /// Starts a call of any shape: with `request`, that one request; without, requests
     /// are sent with `send` and ended with `closeSend`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn open(
         &self,
         service: String,
@@ -173,7 +171,7 @@ impl RpcChannel {
     }
 
     /// The server's verified identity once a call set up the session (MLS).
-    #[napi(ts_return_type = "Promise<RpcPeer | null>")]
+    #[napi(ts_return_type = "Promise<RpcPeer | null>", catch_unwind)]
     pub fn peer<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, Option<RpcPeer>>> {
         let core = self.core.clone();
         promise(env, async move {
@@ -185,7 +183,7 @@ impl RpcChannel {
     }
 
     /// Ends the channel's session; a later call sets up a new one.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
         promise(env, async move { core.close().await })
@@ -208,7 +206,7 @@ pub struct RpcCall {
 #[napi]
 impl RpcCall {
     /// Sends one request; resolves once it is queued (waits while the queue is full).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send<'env>(
         &self,
         env: &'env Env,
@@ -222,14 +220,15 @@ impl RpcCall {
     }
 
     /// No more requests.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close_send(&self) {
+        crate::api::test_panic_point("RpcCall.closeSend");
         self.core.close_send();
     }
 
     /// The next answer, or `null` once the answers ended; a failure of the whole call
     /// rejects.
-    #[napi(ts_return_type = "Promise<RpcAnswer | null>")]
+    #[napi(ts_return_type = "Promise<RpcAnswer | null>", catch_unwind)]
     pub fn next<'env>(
         &self,
         env: &'env Env,
@@ -243,157 +242,14 @@ impl RpcCall {
     }
 
     /// An answer already here, else `null` (then `next`, which also tells the end).
-    #[napi(ts_return_type = "RpcAnswer | null")]
+    #[napi(ts_return_type = "RpcAnswer | null", catch_unwind)]
     pub fn try_next(&self) -> js::Result<Option<RpcAnswer>> {
         Ok(self.core.try_next().map(RpcAnswer::of).transpose()?)
     }
 
     /// Stops the call.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel(&self) {
         self.core.cancel();
-    }
-}
-
-/// Serves the methods registered on it to callers of the app's name (or another name).
-#[napi]
-pub struct RpcServer {
-    core: Arc<ServerCore>,
-}
-
-#[napi]
-impl RpcServer {
-    #[napi(constructor)]
-    pub fn new(app: &App, name: String, connection: Option<f64>) -> js::Result<Self> {
-        let name = name::parse(&name)?;
-        let core = ServerCore::new(app.core().clone(), name, connection_id(connection)?)?;
-        Ok(Self { core })
-    }
-
-    /// Registers a method; its calls arrive with the returned handler number.
-    #[napi]
-    pub fn register(&self, service: String, method: String, shape: RpcShape) -> js::Result<u32> {
-        Ok(self.core.register(&service, &method, shape)?)
-    }
-
-    /// Serves until the server or the app closes.
-    #[napi]
-    pub fn serve<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
-        let serving = self.core.serve()?;
-        promise(env, serving)
-    }
-
-    /// The next call, or `null` once the server stopped.
-    #[napi(ts_return_type = "Promise<IncomingCall | null>")]
-    pub fn next_call<'env>(
-        &self,
-        env: &'env Env,
-    ) -> js::Result<PromiseRaw<'env, Option<IncomingCall>>> {
-        let next = self.core.clone().next_call();
-        promise(env, async move {
-            Ok(next.await?.map(|core| IncomingCall { core }))
-        })
-    }
-
-    /// Stops serving; calls in progress finish first.
-    #[napi]
-    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
-        let core = self.core.clone();
-        promise(env, async move {
-            core.stop().await;
-            Ok(())
-        })
-    }
-}
-
-/// What the serving side knows about a call.
-#[napi(object, object_from_js = false)]
-pub struct RpcCallContext {
-    pub session_id: String,
-    /// Everything the caller sent as metadata, and slimrpc's own keys (`service`,
-    /// `method`, `rpc-id`, `slimrpc-timeout`).
-    pub metadata: HashMap<String, String>,
-    /// When the caller stops waiting, in milliseconds since the epoch.
-    pub deadline: f64,
-    /// The caller's verified identity.
-    pub peer_subject: Option<String>,
-    pub peer_issuer: Option<String>,
-}
-
-/// One call on the serving side.
-#[napi]
-pub struct IncomingCall {
-    core: Arc<IncomingCore>,
-}
-
-#[napi]
-impl IncomingCall {
-    /// Which registered method this is (the number `register` returned).
-    #[napi(getter)]
-    pub fn handler(&self) -> u32 {
-        self.core.handler
-    }
-
-    #[napi(getter)]
-    pub fn context(&self) -> RpcCallContext {
-        let info = &self.core.info;
-        RpcCallContext {
-            session_id: info.session_id.clone(),
-            metadata: info.metadata.clone(),
-            deadline: info.deadline,
-            peer_subject: info.subject.clone(),
-            peer_issuer: info.issuer.clone(),
-        }
-    }
-
-    /// The request of a unary-request method (once).
-    #[napi]
-    pub fn take_request(&self) -> Option<Buffer> {
-        self.core.take_request().map(Buffer::from)
-    }
-
-    /// The next streamed request, or `null` at the end of the requests.
-    #[napi(ts_return_type = "Promise<Buffer | null>")]
-    pub fn next_request<'env>(
-        &self,
-        env: &'env Env,
-    ) -> js::Result<PromiseRaw<'env, Option<Buffer>>> {
-        let next = self.core.clone().next_request();
-        promise(env, async move { Ok(next.await?.map(Buffer::from)) })
-    }
-
-    /// The answer of a unary-answer method.
-    #[napi]
-    pub fn respond(&self, answer: Uint8ArraySlice<'_>) -> js::Result<()> {
-        Ok(self.core.respond(answer.to_vec())?)
-    }
-
-    /// One answer of a streaming method; waits while the queue is full.
-    #[napi]
-    pub fn send<'env>(
-        &self,
-        env: &'env Env,
-        answer: Uint8ArraySlice<'_>,
-    ) -> js::Result<PromiseRaw<'env, ()>> {
-        promise(env, self.core.clone().send(answer.to_vec()))
-    }
-
-    /// One answer of a streaming method if there is room now; else `false` (then `send`).
-    #[napi]
-    pub fn try_send(&self, answer: Uint8ArraySlice<'_>) -> js::Result<bool> {
-        Ok(self.core.try_send(answer.to_vec())?)
-    }
-
-    /// Ends a streaming answer.
-    #[napi]
-    pub fn end(&self) {
-        self.core.end();
-    }
-
-    /// Fails the call; the caller's error has this status and message.
-    #[napi]
-    pub fn fail(&self, status: RpcCode, message: String, details: Option<Uint8ArraySlice<'_>>) {
-        self.core
-            .fail(status, message, details.map(|details| details.to_vec()));
     }
 }
