@@ -50,9 +50,7 @@ test('a session queues at most 64 MiB of publishes; past it a publish fails with
   const proxy = track(await pausableProxy(Number(new URL(server.url).port)))
   const moderator = track(await connectApp(server, 'org/limits/backlog-moderator'))
   const member = track(await connectApp({ url: proxy.url }, 'org/limits/backlog-member'))
-  const session = track(
-    await moderator.createGroupSession('org/limits/backlog', { maxRetries: 20, interval: 1_000 }),
-  )
+  const session = track(await moderator.createGroupSession('org/limits/backlog', { maxRetries: 20, interval: 1_000 }))
   const joined = member.listenForSession({ timeout: 30_000 })
   await session.invite('org/limits/backlog-member')
   const memberSession = await joined
