@@ -12,7 +12,7 @@ import {
   InMemoryTaskStore,
 } from '@a2a-js/sdk/server'
 import { expect } from 'vitest'
-import { SLIMRPC_BINDING } from '../src-ts/a2a.js'
+import { SLIMRPC_BINDING } from '../src-ts/a2a/index.js'
 
 export const textPart = (text: string): Part => ({
   content: { $case: 'text', value: text },

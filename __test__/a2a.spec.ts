@@ -1,6 +1,6 @@
 import { ClientFactory } from '@a2a-js/sdk/client'
 import { expect, test } from 'vitest'
-import { A2A_SERVICE, createA2AClient, SlimRpcTransportFactory, serveA2A } from '../src-ts/a2a.js'
+import { A2A_SERVICE, createA2AClient, SlimRpcTransportFactory, serveA2A } from '../src-ts/a2a/index.js'
 import { RpcChannel, RpcError, type SlimServer } from '../src-ts/index.js'
 import { echoCard, echoHandler, expectEchoAgent, sendRequest, textsOf } from './a2a-agent.js'
 import { connectApp, rejectionOf, runServiceExample, startTestServer, track } from './helpers.js'

@@ -6,9 +6,11 @@ import {
   formatName,
   isSlimError,
   parseName,
+  RpcError,
   SlimError,
   type SlimServer,
 } from '../src-ts/index.js'
+import { toRpcError } from '../src-ts/rpc/status.js'
 import {
   closedPort,
   connectApp,
@@ -161,4 +163,23 @@ describe('receives that give up', () => {
     expect((await last).code).toBe('SESSION_CLOSED')
     expect(getEventListeners(other.signal, 'abort')).toHaveLength(0)
   })
+})
+
+test('one table turns errors into RPC statuses', () => {
+  const cases: Array<[unknown, string]> = [
+    [new RpcError('NOT_FOUND', 'no such task'), 'NOT_FOUND'],
+    [new SlimError('ABORTED', 'stopped'), 'CANCELLED'],
+    [new SlimError('TIMEOUT', 'late'), 'DEADLINE_EXCEEDED'],
+    [new SlimError('BUSY', 'full'), 'RESOURCE_EXHAUSTED'],
+    [new SlimError('SESSION_CLOSED', 'gone'), 'UNAVAILABLE'],
+    [new SlimError('INTERNAL', 'bug'), 'INTERNAL'],
+    [new Error('thrown by a handler'), 'UNKNOWN'],
+    ['a string', 'UNKNOWN'],
+  ]
+  for (const [error, status] of cases) {
+    const mapped = toRpcError(error)
+    expect(mapped).toBeInstanceOf(RpcError)
+    expect(mapped.status).toBe(status)
+  }
+  expect(toRpcError(new Error('thrown by a handler')).message).toBe('thrown by a handler')
 })

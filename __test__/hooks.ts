@@ -9,6 +9,7 @@ export interface TestHooks {
   panicForTestAsync(message: string): Promise<void>
   aliveTasksForTest(): number
   armPanicForTest(): void
+  packBatchesForTest(batches: string): Array<[ArrayBuffer, unknown]>
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url))

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { createA2AClient, serveA2A } from '../src-ts/a2a.js'
+import { createA2AClient, serveA2A } from '../src-ts/a2a/index.js'
 import { echoHandler, expectEchoAgent } from './a2a-agent.js'
 import { connectApp, SECRET, startTestServer, track } from './helpers.js'
 import { PythonPeer } from './python-peer.js'

@@ -3,7 +3,7 @@
 // client using a Python MCP server, and a Python MCP client using a slim-node one.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { expect, test } from 'vitest'
-import { SlimClientTransport, serveMcp } from '../src-ts/mcp.js'
+import { SlimClientTransport, serveMcp } from '../src-ts/mcp/index.js'
 import { createToolServer, NOTE } from './fixtures/mcp-tools.mjs'
 import { connectApp, SECRET, startTestServer, track } from './helpers.js'
 import { PythonPeer } from './python-peer.js'

@@ -4,7 +4,7 @@ import { ErrorCode } from '@modelcontextprotocol/sdk/types.js'
 import { expect, test } from 'vitest'
 import { ExampleProcess, root } from '../scripts/processes.mjs'
 import type { App, SessionOptions, SlimServer } from '../src-ts/index.js'
-import { type ServeMcpOptions, SlimClientTransport, serveMcp } from '../src-ts/mcp.js'
+import { type ServeMcpOptions, SlimClientTransport, serveMcp } from '../src-ts/mcp/index.js'
 import { createToolServer, NOTE } from './fixtures/mcp-tools.mjs'
 import { connectApp, rejectionOf, runServiceExample, startTestServer, track } from './helpers.js'
 

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { toSlimError } from '../src-ts/errors.js'
+import { toSlimError } from '../src-ts/core/errors.js'
 import { RpcChannel, SlimError } from '../src-ts/index.js'
 import { connectApp, startTestServer, track } from './helpers.js'
 import { hooks as native } from './hooks.js'

@@ -67,6 +67,45 @@ impl BatchExtras {
     }
 }
 
+/// What a received message is made of.
+pub struct Parts {
+    pub source: ProtoName,
+    pub destination: ProtoName,
+    pub connection: u64,
+    pub payload_type: String,
+    pub identity: String,
+    pub payload: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Parts {
+    /// Takes the payload and header out of the protobuf message rather than cloning them.
+    pub fn of(mut msg: ProtoMessage) -> Result<Self> {
+        let malformed =
+            |what: &str| Error::new(Code::Internal, format!("received a message {what}"));
+        let Some(ProtoPublishType(mut publish)) = msg.message_type.take() else {
+            return Err(malformed("that is not a publication"));
+        };
+        let header = (publish.header.take()).ok_or_else(|| malformed("without a SLIM header"))?;
+        let application = publish
+            .msg
+            .and_then(|content| match content.content_type {
+                Some(ContentType::AppPayload(payload)) => Some(payload),
+                _ => None,
+            })
+            .ok_or_else(|| malformed("without an application payload"))?;
+        Ok(Parts {
+            source: header.source.unwrap_or_default(),
+            destination: header.destination.unwrap_or_default(),
+            connection: header.incoming_conn.unwrap_or_default(),
+            payload_type: application.payload_type,
+            identity: header.identity,
+            payload: application.blob,
+            metadata: std::mem::take(&mut msg.metadata),
+        })
+    }
+}
+
 /// One call of a session's message callback: `(batch: ArrayBuffer, extras: BatchExtras | null)`.
 #[derive(Default)]
 pub struct ReceivedBatch {
@@ -109,48 +148,25 @@ impl ReceivedBatch {
             .push(error.info());
     }
 
-    /// Takes the payload and header out of the protobuf message rather than cloning them.
-    pub fn push(&mut self, mut msg: ProtoMessage, envelopes: &mut Envelopes) -> Result<()> {
-        let Some(ProtoPublishType(mut publish)) = msg.message_type.take() else {
-            return Err(Error::new(
-                Code::Internal,
-                "received a message that is not a publication",
-            ));
-        };
-        let header = publish.header.take().ok_or_else(|| {
-            Error::new(Code::Internal, "received a message without a SLIM header")
-        })?;
-        let application = publish
-            .msg
-            .and_then(|content| match content.content_type {
-                Some(ContentType::AppPayload(payload)) => Some(payload),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                Error::new(
-                    Code::Internal,
-                    "received a message without an application payload",
-                )
-            })?;
+    pub fn push(&mut self, parts: Parts, envelopes: &mut Envelopes) {
         let key = EnvelopeKey {
-            source: header.source.unwrap_or_default(),
-            destination: header.destination.unwrap_or_default(),
-            connection: header.incoming_conn.unwrap_or_default(),
-            payload_type: application.payload_type,
+            source: parts.source,
+            destination: parts.destination,
+            connection: parts.connection,
+            payload_type: parts.payload_type,
         };
         let envelope = envelopes.index(key, &mut self.extras);
-        if !msg.metadata.is_empty() {
+        if !parts.metadata.is_empty() {
             let index = self.payloads.len() as u32;
             self.extras.metadata_of.get_or_insert_default().push(index);
             self.extras
                 .metadata
                 .get_or_insert_default()
-                .push(std::mem::take(&mut msg.metadata));
+                .push(parts.metadata);
         }
         self.envelope_of.push(envelope);
-        self.identities.push(header.identity);
-        self.payloads.push(application.blob);
-        Ok(())
+        self.identities.push(parts.identity);
+        self.payloads.push(parts.payload);
     }
 
     /// The buffer JavaScript reads, written where V8 allocated it.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Delivery, KeepAlive};
 use crate::errors::{Code, Error, Result};
-use crate::message::{Envelopes, ReceivedBatch};
+use crate::message::{Envelopes, Parts, ReceivedBatch};
 use crate::name;
 use crate::runtime::spawn;
 
@@ -371,11 +371,10 @@ impl Receiver {
                 },
             };
             match item {
-                Ok(message) => {
-                    if let Err(err) = batch.push(message, &mut state.envelopes) {
-                        batch.push_error(&err);
-                    }
-                }
+                Ok(message) => match Parts::of(message) {
+                    Ok(parts) => batch.push(parts, &mut state.envelopes),
+                    Err(err) => batch.push_error(&err),
+                },
                 Err(err) => batch.push_error(&Error::from(err)),
             }
         }

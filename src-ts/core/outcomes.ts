@@ -1,7 +1,7 @@
 // Publish outcomes: the addon returns a ticket for each publish and later reports the
 // tickets that settled, in batches (crates/slim-node/src/session/publisher.rs); this
 // turns them back into one promise per publish.
-import type { PublishOptions as NativePublishOptions, PublishFailures } from '../index.js'
+import type { PublishOptions as NativePublishOptions, PublishFailures } from '../../index.js'
 import { type WaitOptions, waitOptions, within } from './cancel.js'
 import { fromInfo, SlimError, toSlimError } from './errors.js'
 import { plainOptions } from './input.js'

@@ -2,7 +2,7 @@
 // change, so while someone listens the list is read every ROSTER_POLL_MS and compared.
 // The first read reports everyone already listed as joined: a listener sees the whole
 // membership, however late it started.
-import type { Participant } from '../index.js'
+import type { Participant } from '../../index.js'
 
 /** How often the list is read while a `participant` listener exists. */
 export const ROSTER_POLL_MS = 250

@@ -19,11 +19,12 @@
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { type JSONRPCMessage, JSONRPCMessageSchema, type MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js'
-import type { App, SessionOptions } from './app.js'
-import type { WaitOptions } from './cancel.js'
-import { isSlimError, SlimError } from './errors.js'
-import type { Message } from './message.js'
-import type { Session } from './session.js'
+import type { App } from '../core/app.js'
+import type { SessionOptions } from '../core/app-options.js'
+import type { WaitOptions } from '../core/cancel.js'
+import { isSlimError, SlimError } from '../core/errors.js'
+import type { Message } from '../core/message.js'
+import type { Session } from '../core/session.js'
 
 /**
  * What a transport knows about the sender of a message, as MCP's `authInfo` (handlers

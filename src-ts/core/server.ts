@@ -1,4 +1,4 @@
-import type { Server as NativeServer, ServerOptions } from '../index.js'
+import type { Server as NativeServer, ServerOptions } from '../../index.js'
 import { type WaitOptions, waitFor } from './cancel.js'
 import { call } from './errors.js'
 import { plainOptions } from './input.js'

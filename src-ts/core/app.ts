@@ -1,86 +1,19 @@
-import { EventEmitter, on } from 'node:events'
-import type {
-  Direction,
-  IdentityOptions,
-  MlsOptions,
-  App as NativeApp,
-  ConnectOptions as NativeConnectOptions,
-  SessionOptions as NativeSessionOptions,
-  PersistenceOptions,
-} from '../index.js'
-import { abortError, type WaitOptions, waitFor, withSignal } from './cancel.js'
-import { type AppStatus, appStatus } from './connection.js'
+import { EventEmitter } from 'node:events'
+import type { App as NativeApp, SessionOptions as NativeSessionOptions } from '../../index.js'
+import {
+  type AppEvents,
+  type AppOptions,
+  type ConnectOptions,
+  nativeOptions,
+  type RoutingOptions,
+  type SessionOptions,
+} from './app-options.js'
+import { type WaitOptions, waitFor, withSignal } from './cancel.js'
+import { type AppStatus, Statuses } from './connection.js'
 import { call, callSync, SlimError } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
-
-export type { IdentityOptions }
-
-/**
- * Where and how to reach a SLIM node, and how long to wait for it: the argument of
- * {@link App.connect}.
- *
- * @example
- * ```ts
- * const options: ConnectOptions = {
- *   endpoint: 'https://slim.example.org:46357',
- *   tls: { caFile: '/etc/slim/ca.pem', certFile: 'app.pem', keyFile: 'app.key' },
- *   timeout: 15_000,
- * }
- * await app.connect(options)
- * ```
- * @group Options
- */
-export interface ConnectOptions extends NativeConnectOptions, WaitOptions {}
-
-/**
- * Which of the app's connections a name or route concerns (its oldest by default), and
- * how long to wait.
- *
- * @example
- * ```ts
- * const second = await app.connect({ endpoint: 'http://10.0.0.2:46357' })
- * await app.setRoute('agntcy/ns/bob', { connection: second })
- * ```
- * @group Options
- */
-export interface RoutingOptions extends WaitOptions {
-  /** A connection id that {@link App.connect} resolved with. */
-  connection?: number
-}
-
-/**
- * How a new session delivers messages: the options of {@link App.createGroupSession} and
- * {@link App.createPointToPointSession}. Every field is optional.
- *
- * @example
- * ```ts
- * const options: SessionOptions = { maxRetries: 5, interval: 5000, mls: true, metadata: { topic: 'ops' } }
- * const chat = await app.createGroupSession('agntcy/ns/chat', options)
- * ```
- * @group Options
- */
-export interface SessionOptions {
-  /** Retransmissions per message before `DELIVERY_FAILED` (default 10). */
-  maxRetries?: number
-  /** Milliseconds between retransmissions (default 1000). */
-  interval?: number
-  /**
-   * An alias of {@link SessionOptions.interval}, kept for compatibility with SLIM's Python
-   * example, whose session configuration calls it `timeout`; used when `interval` is absent.
-   */
-  timeout?: number
-  /** Acknowledged delivery with retransmissions (default true). */
-  reliable?: boolean
-  /**
-   * End-to-end encryption with MLS (default false); {@link MlsOptions} turn it on with
-   * settings other than the defaults.
-   */
-  mls?: boolean | MlsOptions
-  /** Session metadata, visible to every participant. */
-  metadata?: Record<string, string>
-}
 
 let nativeOfApp: (app: App) => NativeApp
 
@@ -91,88 +24,6 @@ let nativeOfApp: (app: App) => NativeApp
 export function nativeApp(app: App): NativeApp {
   if (!(app instanceof App)) throw new SlimError('INVALID_ARGUMENT', 'expected an App from createApp or createLocalApp')
   return nativeOfApp(app)
-}
-
-/**
- * Options for {@link createApp}: the app's name and identity.
- *
- * @example
- * ```ts
- * const options: AppOptions = {
- *   name: 'agntcy/ns/alice',
- *   identity: { sharedSecret: 'a-shared-secret-of-at-least-32-bytes!' },
- * }
- * const app = await createApp(options)
- * ```
- * @group Options
- */
-export interface AppOptions {
-  /** The app's name, `org/ns/app`. */
-  name: string
-  /**
-   * How the app proves who it is and which peers it trusts: a shared secret of at least
-   * 32 bytes, JWTs it signs itself (or presents) with a trust bundle and audiences, or a
-   * SPIRE agent.
-   */
-  identity: IdentityOptions
-  /**
-   * An encrypted store for the app's group sessions, so that after a restart
-   * {@link App.restoreSessions} resumes them. Set a `passphrase`: without one the key
-   * derives from the app's public name, which detects tampering but keeps nothing secret.
-   */
-  persistence?: PersistenceOptions
-  /**
-   * Which data messages the app takes part in: `'send'`, `'receive'`, `'bidirectional'`
-   * (the default) or `'none'`. Control messages (joins, acknowledgements) flow either way.
-   */
-  direction?: AppDirection
-}
-
-/**
- * Which data messages an app sends and receives (see {@link AppOptions.direction}).
- *
- * @example
- * ```ts
- * const direction: AppDirection = 'receive'
- * const dashboard = await createApp({ name: 'agntcy/ns/dashboard', identity, direction })
- * ```
- * @group Apps
- */
-export type AppDirection = `${Direction}`
-
-function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptions): NativeSessionOptions {
-  const { timeout, interval, ...rest } = options
-  return { ...rest, type, interval: interval ?? timeout }
-}
-
-/**
- * The events an {@link App} emits, with their listeners' arguments: each status of its
- * connections (see {@link AppStatus}), under `status` and under its own type. An `error`
- * is emitted only while it has listeners, so that an app nobody watches does not throw.
- *
- * @example
- * ```ts
- * app.on('reconnecting', ({ attempt }) => console.warn(`node away, attempt ${attempt}`))
- * app.on('error', (error) => console.error(`gave the node up (${error.code}): ${error.message}`))
- * ```
- * @group Apps
- */
-export interface AppEvents {
-  /** Every status, in order. */
-  status: [status: AppStatus]
-  /** The node went away; reconnecting starts. */
-  disconnect: [status: Extract<AppStatus, { type: 'disconnect' }>]
-  /** An attempt to reconnect starts. */
-  reconnecting: [status: Extract<AppStatus, { type: 'reconnecting' }>]
-  /** The connection is back, with its subscriptions, routes and sessions. */
-  reconnect: [status: Extract<AppStatus, { type: 'reconnect' }>]
-  /**
-   * Reconnecting gave up (`reconnect.maxAttempts`): the connection is gone (`CONNECT`)
-   * and, when it was the app's last, so are its sessions; create the app again.
-   */
-  error: [error: SlimError, status: Extract<AppStatus, { type: 'error' }>]
-  /** The app closed; {@link App.status} loops end. */
-  close: []
 }
 
 /**
@@ -195,10 +46,7 @@ export interface AppEvents {
  */
 export class App extends EventEmitter<AppEvents> {
   readonly #native: NativeApp
-  #closeEmitted = false
-  #watching = false
-  /** Feeds {@link App.status} loops, apart from the app's own events (whose `error` would end them). */
-  readonly #statuses = new EventEmitter()
+  readonly #statuses = new Statuses(this)
 
   static {
     nativeOfApp = (app) => app.#native
@@ -208,15 +56,6 @@ export class App extends EventEmitter<AppEvents> {
   constructor(native: NativeApp) {
     super()
     this.#native = native
-  }
-
-  #report(status: AppStatus): void {
-    this.#statuses.emit('status', status)
-    this.emit('status', status)
-    // Each status under its own type; TypeScript cannot pair them through a union.
-    const emit = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean
-    if (status.type !== 'error') emit(status.type, status)
-    else if (this.listenerCount('error') > 0) emit('error', status.error, status)
   }
 
   /**
@@ -230,16 +69,9 @@ export class App extends EventEmitter<AppEvents> {
    * for await (const status of app.status()) console.log(status.type, status.connection)
    * ```
    */
-  async *status(options: { signal?: AbortSignal } = {}): AsyncGenerator<AppStatus> {
-    if (this.closed) return
+  status(options: { signal?: AbortSignal } = {}): AsyncGenerator<AppStatus> {
     const { signal } = plainOptions(options, 'status options') ?? {}
-    try {
-      for await (const [status] of on(this.#statuses, 'status', { signal, close: ['close'] })) {
-        yield status as AppStatus
-      }
-    } catch (error) {
-      throw signal?.aborted ? abortError(signal, 'status') : error
-    }
+    return this.#statuses.loop(this.closed, signal)
   }
 
   /** The app's name, `org/ns/app`. */
@@ -279,10 +111,7 @@ export class App extends EventEmitter<AppEvents> {
       this.#native.connect(where, ms, token),
     )
     // From the first connection on, the statuses' callback keeps Node running until close.
-    if (!this.#watching) {
-      this.#watching = true
-      this.#native.watchStatuses((status) => this.#report(appStatus(status)))
-    }
+    this.#statuses.watch(this.#native)
     return connection
   }
 
@@ -530,11 +359,7 @@ export class App extends EventEmitter<AppEvents> {
    */
   async close(options?: WaitOptions): Promise<void> {
     await waitFor(options, 'close', () => this.#native.close())
-    if (!this.#closeEmitted) {
-      this.#closeEmitted = true
-      this.#statuses.emit('close')
-      this.emit('close')
-    }
+    this.#statuses.close()
   }
 
   /** Closes the app at the end of an `await using` block, as {@link App.close} does. */

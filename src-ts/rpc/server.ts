@@ -4,12 +4,12 @@
  * as bytes with its context, and the handler's answer (or thrown {@link RpcError}) goes
  * back the same way.
  */
-import type { IncomingCall, RpcServer as NativeServer, RpcCallContext, RpcCode, RpcShape } from '../index.js'
-import { type App, nativeApp } from './app.js'
-import { callSync, RpcError, toSlimError } from './errors.js'
-import { bytesOrText, plainOptions, text } from './input.js'
-import type { Payload } from './message.js'
-import { addon } from './native.js'
+import type { IncomingCall, RpcServer as NativeServer, RpcCallContext, RpcCode, RpcShape } from '../../index.js'
+import { type App, nativeApp } from '../core/app.js'
+import { callSync, RpcError, toSlimError } from '../core/errors.js'
+import { bytesOrText, plainOptions, text } from '../core/input.js'
+import type { Payload } from '../core/message.js'
+import { addon } from '../core/native.js'
 import {
   arrayBufferOf,
   type ContextLike,
@@ -21,7 +21,8 @@ import {
   type UnaryStreamHandler,
   type UnaryUnaryHandler,
   viewOf,
-} from './rpc-stream.js'
+} from './codegen.js'
+import { toRpcError } from './status.js'
 
 /**
  * What a handler knows about its call.
@@ -276,14 +277,10 @@ function bytes(answer: Payload): Uint8Array {
   return typeof checked === 'string' ? Buffer.from(checked) : checked
 }
 
-/** Answers the caller with the thrown RpcError's status, else `UNKNOWN`. */
+/** Answers the caller with what the handler threw, as a status (see `toRpcError`). */
 function fail(call: IncomingCall, error: unknown): void {
-  if (error instanceof RpcError) {
-    call.fail(error.status as RpcCode, error.message, error.details)
-  } else {
-    const message = error instanceof Error ? error.message : String(error)
-    call.fail('UNKNOWN' as RpcCode, message)
-  }
+  const { status, message, details } = toRpcError(error)
+  call.fail(status as RpcCode, message, details)
 }
 
 async function stream(call: IncomingCall, answers: AsyncIterable<Payload> | Iterable<Payload>): Promise<void> {

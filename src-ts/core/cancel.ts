@@ -1,4 +1,4 @@
-import type { CancelToken } from '../index.js'
+import type { CancelToken } from '../../index.js'
 import { call, SlimError, toSlimError } from './errors.js'
 import { describe, invalid } from './input.js'
 import { addon } from './native.js'

@@ -1,7 +1,7 @@
 // The addon, through the napi-generated loader. When this host's prebuilt binary is
 // missing, the error names the package to install instead of only the loader's chain.
 import { createRequire } from 'node:module'
-import type * as Addon from '../index.js'
+import type * as Addon from '../../index.js'
 
 const PLATFORM_PACKAGE = /Cannot find module '(slim-node-[\w-]+)'/g
 
@@ -21,7 +21,7 @@ function missingBinary(error: unknown): Error {
 
 function load(): typeof Addon {
   try {
-    return createRequire(import.meta.url)('../index.js') as typeof Addon
+    return createRequire(import.meta.url)('../../index.js') as typeof Addon
   } catch (error) {
     throw missingBinary(error)
   }

@@ -1,7 +1,7 @@
 // Received messages, as the addon lays them out in one buffer per batch (the layout is
 // written in crates/slim-node/src/message.rs and docs/architecture.md), and what one
 // message may carry.
-import type { BatchExtras, Envelope } from '../index.js'
+import type { BatchExtras, Envelope } from '../../index.js'
 import { addon } from './native.js'
 
 /**

@@ -4,14 +4,14 @@
  * beside the message in what it reports through callbacks; the codes themselves are
  * defined once, in Rust, and generated into `index.d.ts` as the `ErrorCode` enum.
  */
-import type { ErrorCode, ErrorInfo, RpcCode } from '../index.js'
+import type { ErrorCode, ErrorInfo, RpcCode } from '../../index.js'
 // Loaded first, so that a missing binary is reported by native.ts.
 import { addon } from './native.js'
 
 // The codes are defined and documented once, in Rust, as the generated ErrorCode enum.
 // Re-exported as a type only: a runtime re-export would load index.js as an ES module
 // while native.ts require()s it, which Node 20 refuses as a cycle.
-export type { ErrorCode } from '../index.js'
+export type { ErrorCode } from '../../index.js'
 
 /**
  * A stable error code, one of the strings of {@link ErrorCode}: new codes may be added,

@@ -1,4 +1,6 @@
-import type { ConnectionStatus } from '../index.js'
+import { EventEmitter, on } from 'node:events'
+import type { ConnectionStatus, App as NativeApp } from '../../index.js'
+import { abortError } from './cancel.js'
 import { fromInfo, type SlimError } from './errors.js'
 
 /**
@@ -57,5 +59,54 @@ export function appStatus(status: ConnectionStatus): AppStatus {
       return { type, connection, error: fromInfo(status.error ?? undefined) }
     default:
       return { type, connection }
+  }
+}
+
+/**
+ * An app's statuses on their way to its events and its {@link App.status} loops. The
+ * loops are fed apart from the app's own events, whose `error` would end them.
+ */
+export class Statuses {
+  readonly #app: EventEmitter
+  readonly #loops = new EventEmitter()
+  #watching = false
+  #closed = false
+
+  constructor(app: EventEmitter) {
+    this.#app = app
+  }
+
+  /** Starts reporting; from then on the addon's callback keeps Node running until close. */
+  watch(native: NativeApp): void {
+    if (this.#watching) return
+    this.#watching = true
+    native.watchStatuses((status) => this.#report(appStatus(status)))
+  }
+
+  #report(status: AppStatus): void {
+    this.#loops.emit('status', status)
+    this.#app.emit('status', status)
+    // Each status under its own type; TypeScript cannot pair them through a union.
+    if (status.type !== 'error') this.#app.emit(status.type, status)
+    else if (this.#app.listenerCount('error') > 0) this.#app.emit('error', status.error, status)
+  }
+
+  async *loop(closed: boolean, signal: AbortSignal | undefined): AsyncGenerator<AppStatus> {
+    if (closed) return
+    try {
+      for await (const [status] of on(this.#loops, 'status', { signal, close: ['close'] })) {
+        yield status as AppStatus
+      }
+    } catch (error) {
+      throw signal?.aborted ? abortError(signal, 'status') : error
+    }
+  }
+
+  /** Ends the loops and emits the app's `close`, once. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#loops.emit('close')
+    this.#app.emit('close')
   }
 }

@@ -1,18 +1,17 @@
 import { EventEmitter } from 'node:events'
 import type {
-  BatchExtras,
-  Envelope,
   PublishOptions as NativePublishOptions,
   Session as NativeSession,
   SessionType as NativeSessionType,
   Participant,
   SessionSettings,
-} from '../index.js'
-import { abortError, type WaitOptions, waitFor, waitOptions, withSignal } from './cancel.js'
-import { fromInfo, SlimError, toSlimError } from './errors.js'
+} from '../../index.js'
+import { type WaitOptions, waitFor, withSignal } from './cancel.js'
+import { SlimError } from './errors.js'
 import { bytesOrText, payloadList, plainOptions, text } from './input.js'
-import { type Message, type Payload, ReceivedMessage, unpackBatch } from './message.js'
+import { type Message, type Payload, ReceivedMessage } from './message.js'
 import { Outcomes } from './outcomes.js'
+import { Receiver } from './receiver.js'
 import { type ParticipantChange, RosterWatch } from './roster.js'
 
 export { MAX_MESSAGE_BYTES, type Message, type Payload } from './message.js'
@@ -45,18 +44,6 @@ export interface PublishOptions extends NativePublishOptions, WaitOptions {}
  * @group Sessions
  */
 export type SessionType = `${NativeSessionType}`
-
-/** Messages asked for at a time; one JavaScript wake-up serves a whole batch. */
-const RECEIVE_BATCH = 512
-
-/** A receive waiting for the native answer. */
-interface Receiving {
-  resolve: (message: Message) => void
-  reject: (error: SlimError) => void
-  signal: AbortSignal | undefined
-  /** Ends the wait with TIMEOUT. */
-  timer: ReturnType<typeof setTimeout> | undefined
-}
 
 /**
  * The events a {@link Session} emits besides messages, with their listeners' arguments.
@@ -98,23 +85,7 @@ export interface SessionEvents {
 export class Session extends EventEmitter<SessionEvents> implements AsyncIterable<Message> {
   readonly #native: NativeSession
   readonly #id: number
-  readonly #buffer: Message[] = []
-  #bufferStart = 0
-  /** The receive waiting for the native answer, if any. */
-  #receiving: Receiving | undefined
-  /** Every sender context the native side numbered for this session, by number. */
-  readonly #envelopes: Envelope[] = []
-  /**
-   * The signal the abort listener is on: a loop that passes one signal to every
-   * receive registers it once, not once per receive.
-   */
-  #watched: AbortSignal | undefined
-  readonly #onAbort = (): void => {
-    const signal = this.#receiving?.signal
-    if (signal) this.#stopWaiting(abortError(signal, 'getMessage'))
-  }
-  /** Why the session ended, once its last batch came. */
-  #ended: SlimError | undefined
+  readonly #receiver: Receiver
   readonly #outcomes: Outcomes
 
   /** @internal Sessions come from {@link App.createGroupSession}, {@link App.listenForSession}, … */
@@ -122,6 +93,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     super()
     this.#native = native
     this.#id = native.id
+    this.#receiver = new Receiver(native, this.#id, (warning) => this.emit('warning', warning))
     this.#outcomes = new Outcomes((alive) => native.keepAliveForOutcomes(alive))
     const roster = new RosterWatch(
       () => native.participants(),
@@ -134,7 +106,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
       if (event === 'participant' && this.listenerCount('participant') === 0) roster.stop()
     })
     native.attach(
-      (batch, extras) => this.#onMessages(batch, extras),
+      (batch, extras) => this.#receiver.onMessages(batch, extras),
       (done, failures) => this.#outcomes.settle(done, failures),
     )
   }
@@ -280,90 +252,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   getMessage(options?: WaitOptions): Promise<Message> {
-    let wait: WaitOptions
-    try {
-      wait = waitOptions(options, 'getMessage')
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    const buffered = this.#takeBuffered()
-    if (buffered) return Promise.resolve(buffered)
-    if (this.#ended) return Promise.reject(this.#ended)
-    const { signal, timeout } = wait
-    if (signal?.aborted) return Promise.reject(abortError(signal, 'getMessage'))
-    let ready: [ArrayBuffer, BatchExtras | null] | null
-    try {
-      // What is queued already comes back at once; throws BUSY when another receive waits.
-      ready = this.#native.requestMessages(RECEIVE_BATCH)
-    } catch (error) {
-      return Promise.reject(toSlimError(error))
-    }
-    return new Promise<Message>((resolve, reject) => {
-      this.#receiving = { resolve, reject, signal, timer: undefined }
-      if (ready) this.#onMessages(ready[0], ready[1])
-      const receiving = this.#receiving
-      if (!receiving) return
-      // Still waiting: the native side answers through the message callback.
-      this.#watch(signal)
-      if (timeout !== undefined) {
-        receiving.timer = setTimeout(
-          () => this.#stopWaiting(new SlimError('TIMEOUT', `getMessage timed out after ${timeout} ms`)),
-          timeout,
-        )
-      }
-    })
-  }
-
-  /** Ends the waiting receive with `error`; it takes nothing, so no message is lost. */
-  #stopWaiting(error: SlimError): void {
-    if (this.#receiving && this.#native.cancelReceive()) this.#settled()?.reject(error)
-  }
-
-  /** The receive that waited, now that it is settled: no longer waiting, its timer gone. */
-  #settled(): Receiving | undefined {
-    const receiving = this.#receiving
-    this.#receiving = undefined
-    clearTimeout(receiving?.timer)
-    return receiving
-  }
-
-  /** Each answer to `requestMessages`, and the warnings that come while one waits. */
-  #onMessages(batch: ArrayBuffer, extras: BatchExtras | null): void {
-    try {
-      this.#deliver(batch, extras)
-    } catch (error) {
-      // Never thrown into Node's event loop: the waiting receive learns of it.
-      if (!this.#receiving) return
-      this.#native.cancelReceive()
-      this.#settled()?.reject(new SlimError('INTERNAL', 'slim-node could not read a received batch', { cause: error }))
-    }
-  }
-
-  #deliver(batch: ArrayBuffer, extras: BatchExtras | null): void {
-    if (extras) this.#takeExtras(extras)
-    unpackBatch(batch, extras, this.#envelopes, this.#id, this.#buffer)
-    if (!this.#receiving) return
-    const message = this.#takeBuffered()
-    if (message) this.#settled()?.resolve(message)
-    else if (this.#ended) this.#settled()?.reject(this.#ended)
-    // Otherwise warnings only: the receive goes on waiting.
-  }
-
-  #takeExtras(extras: BatchExtras): void {
-    if (extras.envelopesReset) this.#envelopes.length = 0
-    if (extras.envelopes) this.#envelopes.push(...extras.envelopes)
-    for (const reason of extras.errors ?? []) this.emit('warning', fromInfo(reason))
-    if (extras.ended != null) {
-      this.#ended = fromInfo(extras.ended)
-      this.#watch(undefined)
-    }
-  }
-
-  #watch(signal: AbortSignal | undefined): void {
-    if (signal === this.#watched) return
-    this.#watched?.removeEventListener('abort', this.#onAbort)
-    this.#watched = signal
-    signal?.addEventListener('abort', this.#onAbort)
+    return this.#receiver.receive(options)
   }
 
   /**
@@ -494,15 +383,5 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   /** Closes the session at the end of an `await using` block, as {@link Session.close} does. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
-  }
-
-  #takeBuffered(): Message | undefined {
-    if (this.#bufferStart >= this.#buffer.length) return undefined
-    const message = this.#buffer[this.#bufferStart++]
-    if (this.#bufferStart === this.#buffer.length) {
-      this.#buffer.length = 0
-      this.#bufferStart = 0
-    }
-    return message
   }
 }
