@@ -72,3 +72,37 @@ test('the smoke plan runs every scenario on slim-node and the Rust client and wr
   const svg = readFileSync(join(out, 'chart.svg'), 'utf8')
   expect(svg.match(/<rect [^>]*fill="#2f6fdf"/g)?.length).toBeGreaterThanOrEqual(2)
 }, 300_000)
+
+test('--reps runs each configuration again with the systems taking turns, and reports medians with their spread', () => {
+  const out = mkdtempSync(join(tmpdir(), 'slim-node-bench-'))
+  const args = ['--plan', 'smoke', '--systems', 'slim-node,rust', '--scenarios', 'p2p', '--profile', 'dev']
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args, '--reps', '3', '--out', out], {
+    encoding: 'utf8',
+    timeout: 240_000,
+  })
+  expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0)
+  const { summaries, reps } = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+    summaries: Summary[]
+    reps: number
+  }
+  expect(reps).toBe(3)
+  expect(summaries.map((s) => `${s.system}#${s.rep}`)).toEqual([
+    'slim-node#0',
+    'rust#0',
+    'slim-node#1',
+    'rust#1',
+    'slim-node#2',
+    'rust#2',
+  ])
+  const ratios = [0, 1, 2].map((rep) => {
+    const of = (system: string) => summaries.find((s) => s.system === system && s.rep === rep)?.perSubscriber ?? 0
+    return of('slim-node') / of('rust')
+  })
+  const median = [...ratios].sort((a, b) => a - b)[1] as number
+  const report = readFileSync(join(out, 'results.md'), 'utf8')
+  const row = report.split('\n').find((line) => line.startsWith('| point-to-point, 64 B, MLS off: msg/s'))
+  expect(row?.split('|').map((cell) => cell.trim())[2]).toBe(median.toFixed(2))
+  expect(row).toContain(`${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`)
+  expect(run.stdout).toContain('over the reps')
+  expect(report).toContain('| slim-node #3 |')
+}, 300_000)

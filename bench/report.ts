@@ -18,6 +18,8 @@ export interface Summary {
   receiver?: SystemId
   scenario: Scenario
   config: string
+  /** The repetition, from 0; runs of one configuration alternate between systems. */
+  rep: number
   status: RunResult['status']
   error?: string
   /** Mean over subscribers of received / (last − first receive). */
@@ -85,6 +87,7 @@ export function summarise(result: RunResult): Summary {
     receiver: spec.receiver,
     scenario: spec.scenario,
     config: describe(spec),
+    rep: spec.rep,
     status: result.status,
     error: result.error,
     expected,
@@ -222,18 +225,22 @@ function memoryTable(rows: Summary[]): string {
 
 export interface Target {
   name: string
+  /** The median over the repetitions that measured it. */
   value?: number
+  /** The lowest and highest repetition, when there were several. */
+  spread?: [number, number]
   limit: string
   met?: boolean
 }
 
-/** The completed run of `system` sending to `receiver` (itself unless given). */
+/** The completed run of `system` sending to `receiver` (itself unless given), in repetition `rep`. */
 function find(
   rows: Summary[],
   system: SystemId,
   scenario: Scenario,
   config: string,
   receiver: SystemId = system,
+  rep = 0,
 ): Summary | undefined {
   return rows.find(
     (s) =>
@@ -241,14 +248,36 @@ function find(
       (s.receiver ?? s.system) === receiver &&
       s.scenario === scenario &&
       s.config === config &&
+      (s.rep ?? 0) === rep &&
       s.status === 'ok',
   )
 }
 
+/** The repetitions in `rows`: 0 … the highest. */
+function repsOf(rows: Summary[]): number[] {
+  const highest = Math.max(0, ...rows.map((s) => s.rep ?? 0))
+  return Array.from({ length: highest + 1 }, (_, rep) => rep)
+}
+
+/** The median of per-repetition values, and their spread when there are several. */
+function overReps(values: Array<number | undefined>): Pick<Target, 'value' | 'spread'> {
+  const measured = values.filter((v): v is number => v !== undefined && Number.isFinite(v))
+  if (measured.length === 0) return {}
+  const sorted = [...measured].sort((a, b) => a - b)
+  const middle = sorted.length / 2
+  const value =
+    sorted.length % 2 === 1
+      ? (sorted[Math.floor(middle)] as number)
+      : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+  return sorted.length > 1 ? { value, spread: [sorted[0] as number, sorted.at(-1) as number] } : { value }
+}
+
 /** The system, or `sender → receiver` for a run that pairs two. */
-export function label(s: Pick<Summary, 'system' | 'receiver'>): string {
+export function label(s: Pick<Summary, 'system' | 'receiver'> & { rep?: number }): string {
   const receiver = s.receiver ?? s.system
-  return receiver === s.system ? SYSTEM_LABELS[s.system] : `${SYSTEM_LABELS[s.system]} → ${SYSTEM_LABELS[receiver]}`
+  const systems =
+    receiver === s.system ? SYSTEM_LABELS[s.system] : `${SYSTEM_LABELS[s.system]} → ${SYSTEM_LABELS[receiver]}`
+  return s.rep ? `${systems} #${s.rep + 1}` : systems
 }
 
 /**
@@ -287,52 +316,70 @@ const THROUGHPUT_SCENARIOS: [Scenario, string][] = [
  */
 export function targets(rows: Summary[]): Target[] {
   const ratio = (a?: number, b?: number): number | undefined => (a && b ? a / b : undefined)
+  const reps = repsOf(rows)
+  /** slim-node against `other` in each repetition of one configuration. */
   const versus = (
     scenario: Scenario,
     config: string,
     pick: (s: Summary) => number | undefined,
     other: SystemId = 'rust',
-  ) => {
-    const [ours, theirs] = [find(rows, 'slim-node', scenario, config), find(rows, other, scenario, config)]
-    return ours && theirs ? ratio(pick(ours), pick(theirs)) : undefined
-  }
+  ) =>
+    overReps(
+      reps.map((rep) => {
+        const ours = find(rows, 'slim-node', scenario, config, 'slim-node', rep)
+        const theirs = find(rows, other, scenario, config, other, rep)
+        return ours && theirs ? ratio(pick(ours), pick(theirs)) : undefined
+      }),
+    )
   const list: Target[] = []
   for (const [scenario, kind] of THROUGHPUT_SCENARIOS) {
     const configs = [...new Set(rows.filter((s) => s.scenario === scenario).map((s) => s.config))]
     for (const config of configs) {
-      const value = versus(scenario, config, (s) => s.perSubscriber)
-      list.push({ name: `${kind}${config}: msg/s slim-node / pure Rust`, value, limit: '≥ 0.95' })
+      list.push({
+        name: `${kind}${config}: msg/s slim-node / pure Rust`,
+        ...versus(scenario, config, (s) => s.perSubscriber),
+        limit: '≥ 0.95',
+      })
     }
   }
   const reliable = '1→2, 64 B, MLS off'
-  const official = rows.find((s) => s.system === 'official' && s.scenario === 'throughput' && s.config === reliable)
-  const ours = find(rows, 'slim-node', 'throughput', reliable)
   // A stalled official run still delivered something; compare with what it managed.
+  const official = (rep: number) =>
+    rows.find(
+      (s) => s.system === 'official' && s.scenario === 'throughput' && s.config === reliable && (s.rep ?? 0) === rep,
+    )
   list.push({
     name: `reliable group ${reliable}: msg/s slim-node / official npm binding`,
-    value: ratio(ours?.perSubscriber, official?.perSubscriber),
+    ...overReps(
+      reps.map((rep) =>
+        ratio(
+          find(rows, 'slim-node', 'throughput', reliable, 'slim-node', rep)?.perSubscriber,
+          official(rep)?.perSubscriber,
+        ),
+      ),
+    ),
     limit: '≥ 20',
   })
   const paced = rows.find((s) => s.scenario === 'latency')?.config ?? ''
   list.push(
     {
       name: 'paced one-way p50: slim-node / pure Rust',
-      value: versus('latency', paced, (s) => s.latencyMs?.p50),
+      ...versus('latency', paced, (s) => s.latencyMs?.p50),
       limit: '≤ 1.3',
     },
     {
       name: 'paced one-way p99: slim-node / pure Rust',
-      value: versus('latency', paced, (s) => s.latencyMs?.p99),
+      ...versus('latency', paced, (s) => s.latencyMs?.p99),
       limit: '≤ 1.5',
     },
     {
       name: 'request/reply p50: slim-node / pure Rust',
-      value: versus('rtt', 'request/reply, 64 B, MLS off', (s) => s.rttMs?.p50),
+      ...versus('rtt', 'request/reply, 64 B, MLS off', (s) => s.rttMs?.p50),
       limit: '≤ 1.3',
     },
     {
       name: 'slimrpc unary p50: slim-node / pure Rust',
-      value: versus('rpc-unary', 'slimrpc unary, 64 B, MLS on', (s) => s.rttMs?.p50),
+      ...versus('rpc-unary', 'slimrpc unary, 64 B, MLS on', (s) => s.rttMs?.p50),
       limit: '≤ 1.3',
     },
   )
@@ -344,16 +391,16 @@ export function targets(rows: Summary[]): Target[] {
     value: ourSetup !== undefined && rustSetup !== undefined ? ourSetup - rustSetup : undefined,
     limit: '≤ 10',
   })
-  const memory = (system: SystemId) =>
-    rows.find((s) => s.system === system && s.scenario === 'memory' && s.status === 'ok')
+  const memory = (system: SystemId, rep: number) =>
+    rows.find((s) => s.system === system && s.scenario === 'memory' && s.status === 'ok' && (s.rep ?? 0) === rep)
   list.push({
     name: 'subscriber RSS after the memory run: slim-node / nats.js',
-    value: ratio(memory('slim-node')?.rssMb?.end, memory('nats')?.rssMb?.end),
+    ...overReps(reps.map((rep) => ratio(memory('slim-node', rep)?.rssMb?.end, memory('nats', rep)?.rssMb?.end))),
     limit: '≤ 1',
   })
   list.push({
     name: `reliable group ${reliable}: CPU µs/msg slim-node / pure Rust`,
-    value: versus('throughput', reliable, (s) => s.cpuMicrosPerMessage),
+    ...versus('throughput', reliable, (s) => s.cpuMicrosPerMessage),
     limit: '≤ 1.1',
   })
   for (const t of list) {
@@ -375,8 +422,14 @@ export function markdown(rows: Summary[], meta: Record<string, string>): string 
   sections.push(
     '## Targets',
     table(
-      ['target', 'measured', 'limit', 'met'],
-      targets(rows).map((t) => [t.name, fmt(t.value, 2), t.limit, t.met === undefined ? '–' : t.met ? 'yes' : 'no']),
+      ['target', `measured (median of ${repsOf(rows).length})`, 'spread', 'limit', 'met'],
+      targets(rows).map((t) => [
+        t.name,
+        fmt(t.value, 2),
+        t.spread ? `${fmt(t.spread[0], 2)}–${fmt(t.spread[1], 2)}` : '–',
+        t.limit,
+        t.met === undefined ? '–' : t.met ? 'yes' : 'no',
+      ]),
     ),
   )
   const add = (title: string, body: string | undefined): void => {
@@ -435,8 +488,10 @@ export function chart(rows: Summary[]): string {
       `<text x="${left - 8}" y="${y0 + (systems.length * barHeight) / 2 + 4}" text-anchor="end">${config}</text>`,
     )
     systems.forEach((id, i) => {
+      // The median repetition's figure, on the first run's status.
       const s = data.find((d) => d.config === config && d.system === id)
-      const value = s?.perSubscriber ?? 0
+      const runs = data.filter((d) => d.config === config && d.system === id)
+      const value = overReps(runs.map((d) => d.perSubscriber)).value ?? 0
       const w = (value / max) * width
       const y = y0 + i * barHeight
       parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight - 2}" fill="${COLORS[id]}"/>`)

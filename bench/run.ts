@@ -45,13 +45,18 @@ const SIZES: Record<Plan, Sizes> = {
   smoke: { count: 2_000, latencyCount: 500, rttCount: 200, memoryCount: 0, subscribers: [2], payloads: [64] },
 }
 
-function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[]): RunSpec[] {
+function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[], reps: number): RunSpec[] {
   const sizes = SIZES[kind]
   const specs: RunSpec[] = []
   const base = { subscribers: 1, payload: 64, mls: false, reliable: true, warmup: 1_000, rate: 0, capMs: 30_000 }
+  // Repetitions alternate the systems (slim-node, Rust, slim-node, …), so that a drift of
+  // the machine during a configuration's runs falls on both alike.
   const add = (scenario: Scenario, on: SystemId[], spec: Partial<RunSpec> & { count: number }): void => {
     if (!scenarios.includes(scenario)) return
-    for (const system of on.filter((s) => systems.includes(s))) specs.push({ ...base, ...spec, scenario, system })
+    for (let rep = 0; rep < reps; rep++) {
+      for (const system of on.filter((s) => systems.includes(s)))
+        specs.push({ ...base, ...spec, scenario, system, rep })
+    }
   }
   for (const subscribers of sizes.subscribers)
     for (const payload of sizes.payloads)
@@ -136,6 +141,7 @@ async function main(): Promise<void> {
     .option('--systems <list>', `comma-separated: ${SYSTEM_IDS.join(',')}`, SYSTEM_IDS.join(','))
     .option('--scenarios <list>', `comma-separated: ${SCENARIOS}`, SCENARIOS)
     .option('--profile <profile>', 'release (benchmarks) or dev (the harness test)', 'release')
+    .option('--reps <n>', 'runs of each configuration per system, alternating between systems', '1')
     .option('--out <dir>', 'where results go', join(root, 'bench', 'results'))
     .option('--render', 'run nothing: write results.md and chart.svg again from the results.json in --out')
     .parse()
@@ -145,6 +151,7 @@ async function main(): Promise<void> {
     scenarios: string
     profile: 'release' | 'dev'
     out: string
+    reps: string
     render?: boolean
   }>()
   if (options.render) {
@@ -158,7 +165,10 @@ async function main(): Promise<void> {
   const systems = options.systems.split(',') as SystemId[]
   const unknown = systems.filter((s) => !SYSTEM_IDS.includes(s))
   if (unknown.length) throw new Error(`unknown systems: ${unknown.join(', ')}`)
-  const specs = plan(options.plan, systems, options.scenarios.split(',') as Scenario[])
+  const reps = Number(options.reps)
+  if (!Number.isInteger(reps) || reps < 1 || reps > 20)
+    throw new Error(`--reps: a whole number from 1 to 20, not ${options.reps}`)
+  const specs = plan(options.plan, systems, options.scenarios.split(',') as Scenario[], reps)
   const tools = await prepare(options.profile, systems)
   const bar = new ProgressBar(specs.length)
   const results: RunResult[] = []
@@ -176,7 +186,7 @@ async function main(): Promise<void> {
   mkdirSync(options.out, { recursive: true })
   writeFileSync(
     join(options.out, 'results.json'),
-    `${JSON.stringify({ meta, plan: options.plan, summaries, results }, null, 1)}\n`,
+    `${JSON.stringify({ meta, plan: options.plan, reps, summaries, results }, null, 1)}\n`,
   )
   report(options.out, summaries, meta)
   const failed = summaries.filter((s) => s.status === 'failed' && s.system !== 'official')
@@ -188,7 +198,8 @@ function report(out: string, summaries: Summary[], meta: Record<string, string>)
   writeFileSync(join(out, 'results.md'), markdown(summaries, meta))
   writeFileSync(join(out, 'chart.svg'), chart(summaries))
   for (const t of targets(summaries)) {
-    const value = t.value === undefined ? 'not measured' : t.value.toFixed(2)
+    const spread = t.spread ? `, ${t.spread[0].toFixed(2)}–${t.spread[1].toFixed(2)} over the reps` : ''
+    const value = t.value === undefined ? 'not measured' : `${t.value.toFixed(2)}${spread}`
     console.log(`${t.met === undefined ? '?' : t.met ? '✓' : '✗'} ${t.name}: ${value} (${t.limit})`)
   }
   console.log(`results: ${join(out, 'results.md')}`)

@@ -40,6 +40,8 @@ export interface RunSpec {
   rate: number
   /** The run ends as `capped` after this long, with what arrived by then. */
   capMs: number
+  /** Which repetition of its configuration this run is, from 0 (`--reps`). */
+  rep: number
 }
 
 export interface SubscriberResult {
