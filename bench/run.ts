@@ -140,7 +140,14 @@ async function main(): Promise<void> {
     .addOption(new Option('--plan <plan>', 'how much to run').choices(['full', 'quick', 'smoke']).default('full'))
     .option('--systems <list>', `comma-separated: ${SYSTEM_IDS.join(',')}`, SYSTEM_IDS.join(','))
     .option('--scenarios <list>', `comma-separated: ${SCENARIOS}`, SCENARIOS)
-    .option('--profile <profile>', 'release (benchmarks) or dev (the harness test)', 'release')
+    .addOption(
+      new Option(
+        '--profile <profile>',
+        'release (reported runs), fast (thin LTO, to iterate) or dev (the harness test)',
+      )
+        .choices(['release', 'fast', 'dev'])
+        .default('release'),
+    )
     .option('--reps <n>', 'runs of each configuration per system, alternating between systems', '1')
     .option('--out <dir>', 'where results go', join(root, 'bench', 'results'))
     .option('--render', 'run nothing: write results.md and chart.svg again from the results.json in --out')
@@ -149,7 +156,7 @@ async function main(): Promise<void> {
     plan: Plan
     systems: string
     scenarios: string
-    profile: 'release' | 'dev'
+    profile: 'release' | 'fast' | 'dev'
     out: string
     reps: string
     render?: boolean

@@ -21,7 +21,8 @@ export const SYSTEM_LABELS: Record<SystemId, string> = {
 
 /** Where each system's pieces are, once prepared. */
 export interface Toolchain {
-  profile: 'release' | 'dev'
+  /** `release` for reported runs, `fast` (thin LTO, incremental) to iterate, `dev` for the harness test. */
+  profile: 'release' | 'fast' | 'dev'
   /** The slim-node addon the clients and nodes load. */
   addon: string
   rustClient: string
@@ -39,26 +40,30 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void
 }
 
 /**
- * Builds what the run needs. `release` (benchmarks) builds the package's JavaScript, and
- * the addon and the Rust client with the release profile into their own cache; `dev`
- * (the harness's own test) uses the repository's dev builds.
+ * Builds what the run needs. `release` (benchmarks) and `fast` (iterating) build the
+ * package's JavaScript, and the addon and the Rust client with one cargo profile
+ * (`release`, or `bench-fast`: thin LTO) into their own cache; `dev` (the harness's own
+ * test) uses the repository's dev builds.
  */
 export async function prepare(profile: Toolchain['profile'], systems: readonly SystemId[]): Promise<Toolchain> {
-  const targetDir = join(cache, profile === 'release' ? 'target-release' : 'target')
+  const optimised = profile !== 'dev'
+  const cargoProfile = profile === 'release' ? 'release' : profile === 'fast' ? 'bench-fast' : 'debug'
+  const targetDir = join(cache, optimised ? 'target-release' : 'target')
   const env = { ...prepareHost('build'), CARGO_TARGET_DIR: targetDir }
   // The slim-node client imports the package, so its JavaScript must match the addon
   // (`npm test` builds it before the harness's own test runs).
-  if (profile === 'release' && systems.includes('slim-node')) run('npx', ['tsc', '-p', 'tsconfig.build.json'], {})
+  if (optimised && systems.includes('slim-node')) run('npx', ['tsc', '-p', 'tsconfig.build.json'], {})
   let addon = join(root, 'slim-node.linux-x64-gnu.node')
-  if (profile === 'release') {
-    const out = join(cache, 'bench-native')
+  const cargoArgs = profile === 'release' ? ['--release'] : profile === 'fast' ? ['--profile', cargoProfile] : []
+  if (optimised) {
+    const out = join(cache, profile === 'release' ? 'bench-native' : 'bench-native-fast')
     run(
       'npx',
       [
         'napi',
         'build',
         '--platform',
-        '--release',
+        ...cargoArgs,
         '--manifest-path',
         'crates/slim-node/Cargo.toml',
         '--output-dir',
@@ -73,10 +78,9 @@ export async function prepare(profile: Toolchain['profile'], systems: readonly S
   }
   // The host triple, as napi builds with it: both builds then share their dependencies.
   const host = /^host: (.+)$/m.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))?.[1] ?? ''
-  const rustClient = join(targetDir, host, profile === 'release' ? 'release' : 'debug', 'slim-bench')
+  const rustClient = join(targetDir, host, cargoProfile, 'slim-bench')
   if (systems.includes('rust')) {
-    const release = profile === 'release' ? ['--release'] : []
-    run('cargo', ['build', '--quiet', '-p', 'slim-bench', '--target', host, ...release], env)
+    run('cargo', ['build', '--quiet', '-p', 'slim-bench', '--target', host, ...cargoArgs], env)
   }
   const toolchain: Toolchain = { profile, addon, rustClient }
   // Imported only when needed: each installs its peer on first use.

@@ -42,7 +42,11 @@ export function emit(event: Record<string, unknown>): void {
 export const nowNs = (): bigint => process.hrtime.bigint()
 
 export function encode(seq: number, size: number): Buffer {
-  const payload = Buffer.alloc(Math.max(16, size))
+  return encodeInto(Buffer.alloc(Math.max(16, size)), seq)
+}
+
+/** Writes message `seq`'s header, stamped now, into a payload made by `encode`. */
+export function encodeInto(payload: Buffer, seq: number): Buffer {
   payload.writeBigUInt64LE(BigInt(seq), 0)
   payload.writeBigUInt64LE(nowNs(), 8)
   return payload

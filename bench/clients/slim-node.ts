@@ -16,6 +16,7 @@ import {
   decode,
   emit,
   encode,
+  encodeInto,
   fail,
   nowNs,
   pace,
@@ -79,11 +80,12 @@ async function publisher(): Promise<void> {
   const { app, opened: session } = started
   // The window: slots free when a publish resolves (is acknowledged, when reliable).
   const batch = config.rate > 0 ? 1 : BATCH
-  await publishInBatches(config, batch, (first, count) =>
-    count === 1
-      ? session.publish(encode(first, config.payload))
-      : session.publishMany(Array.from({ length: count }, (_, i) => encode(first + i, config.payload))),
-  )
+  // A publish copies its payloads at the call, so one set of buffers serves every batch.
+  const buffers = Array.from({ length: batch }, () => encode(0, config.payload))
+  await publishInBatches(config, batch, (first, count) => {
+    for (let i = 0; i < count; i++) encodeInto(buffers[i] as Buffer, first + i)
+    return count === 1 ? session.publish(buffers[0] as Buffer) : session.publishMany(buffers.slice(0, count))
+  })
   await commands.stopped()
   await app.close()
 }
@@ -154,9 +156,12 @@ async function requester(): Promise<void> {
   const started = await start(createSession)
   if (!started) return
   const { app, opened: session } = started
+  // A round trip ends with the reply and the request's acknowledgement, as in every client.
   await measureRoundTrips(async (payload) => {
-    await session.publish(payload)
-    return (await session.getMessage({ timeout: REPLY_TIMEOUT_MS })).payload
+    const acknowledged = session.publish(payload)
+    const reply = await session.getMessage({ timeout: REPLY_TIMEOUT_MS })
+    await acknowledged
+    return reply.payload
   })
   await app.close()
 }

@@ -15,6 +15,9 @@ use crate::wire::{Command, PROGRESS_EVERY, commands, decode, emit, encode, now_n
 
 /// How long a requester waits for one reply before the run counts as failed.
 pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages per window refill when publishing unpaced, as the slim-node client's
+/// `publishMany` batches.
+const BATCH: usize = 64;
 
 fn payload_of(message: &ProtoMessage) -> Option<&[u8]> {
     let content = message.get_payload()?;
@@ -62,37 +65,66 @@ pub async fn publisher(config: &Config) -> Result<()> {
     };
     let controller = &joined.controller;
     let destination = controller.dst().clone();
+    // The window, refilled by the slim-node client's rule (bench/clients/common.ts,
+    // `publishInBatches`): unpaced, messages go in batches of `BATCH` whose slots all
+    // free when the last of them completes (is acknowledged, when reliable); paced, one
+    // at a time.
+    let batch = if config.rate > 0.0 {
+        1
+    } else {
+        BATCH.min(config.window).max(1)
+    };
     let mut in_flight = FuturesUnordered::new();
+    let mut outstanding = 0usize;
     let (mut failed, mut start_ns) = (0u64, now_ns());
     let begin = Instant::now();
     let mut last_progress = Instant::now();
-    for seq in 0..config.total() {
+    let total = config.total();
+    let mut seq = 0u64;
+    while seq < total {
         pace(config.rate, begin, seq).await;
-        // The window: a slot frees when a publish completes (is acknowledged, when reliable).
-        while in_flight.len() >= config.window {
-            if let Some(Err(_)) = in_flight.next().await {
-                failed += 1;
+        // A batch never straddles the end of the warm-up, where the clock starts.
+        let end = if seq < config.warmup {
+            config.warmup
+        } else {
+            total
+        };
+        let count = (batch as u64).min(end - seq) as usize;
+        while outstanding + count > config.window {
+            if let Some((settled, failures)) = in_flight.next().await {
+                outstanding -= settled;
+                failed += failures;
             }
         }
         if seq == config.warmup {
             start_ns = now_ns();
         }
-        match controller
-            .publish(&destination, encode(seq, config.payload), None, None)
-            .await
-        {
-            Ok(handle) => in_flight.push(handle),
-            Err(_) => failed += 1,
+        let mut handles = Vec::with_capacity(count);
+        for n in seq..seq + count as u64 {
+            match controller
+                .publish(&destination, encode(n, config.payload), None, None)
+                .await
+            {
+                Ok(handle) => handles.push(handle),
+                Err(_) => failed += 1,
+            }
         }
+        outstanding += count;
+        in_flight.push(async move {
+            let outcomes = futures::future::join_all(handles).await;
+            (
+                count,
+                outcomes.iter().filter(|outcome| outcome.is_err()).count() as u64,
+            )
+        });
+        seq += count as u64;
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
-            emit(&json!({"event": "progress", "sent": seq + 1}));
+            emit(&json!({"event": "progress", "sent": seq}));
         }
     }
-    while let Some(outcome) = in_flight.next().await {
-        if outcome.is_err() {
-            failed += 1;
-        }
+    while let Some((_, failures)) = in_flight.next().await {
+        failed += failures;
     }
     emit(&json!({
         "event": "sent",
@@ -233,7 +265,9 @@ pub async fn requester(config: &Config) -> Result<()> {
     for seq in 0..config.total() {
         pace(config.rate, begin, seq).await;
         let sent = now_ns();
-        joined
+        // A round trip ends with the reply and the request's acknowledgement, as in
+        // every client.
+        let acknowledged = joined
             .controller
             .publish(&destination, encode(seq, config.payload), None, None)
             .await?;
@@ -241,6 +275,7 @@ pub async fn requester(config: &Config) -> Result<()> {
             .await
             .with_context(|| format!("no reply to request {seq}"))?
             .ok_or_else(|| anyhow!("the session closed"))??;
+        acknowledged.await?;
         if payload_of(&reply).and_then(decode).map(|(s, _)| s) != Some(seq) {
             anyhow::bail!("the reply to request {seq} carried another sequence number");
         }
@@ -267,7 +302,13 @@ pub async fn responder(config: &Config) -> Result<()> {
                 Some(Ok(message)) => {
                     let Some(payload) = payload_of(&message) else { continue };
                     let (source, connection) = (message.get_source(), message.get_incoming_conn());
-                    joined.controller.publish_to(&source, connection, payload.to_vec(), None, None).await?;
+                    // The reply's acknowledgement is awaited before the next request, as
+                    // in every client.
+                    let acknowledged = joined
+                        .controller
+                        .publish_to(&source, connection, payload.to_vec(), None, None)
+                        .await?;
+                    acknowledged.await?;
                 }
                 Some(Err(err)) => eprintln!("session error: {err}"),
                 None => break,
