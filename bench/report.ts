@@ -411,6 +411,39 @@ export function targets(rows: Summary[]): Target[] {
   return list
 }
 
+/**
+ * An A/B run (`--base`): this tree's slim-node against the base commit's, per
+ * configuration, as the median of the same-repetition ratios (above 1: this tree is
+ * faster, for throughput; below 1, for round trips).
+ */
+export function comparisons(rows: Summary[]): Target[] {
+  if (!rows.some((s) => s.system === 'base')) return []
+  const reps = repsOf(rows)
+  const versusBase = (scenario: Scenario, config: string, pick: (s: Summary) => number | undefined) =>
+    overReps(
+      reps.map((rep) => {
+        const [ours, theirs] = [
+          find(rows, 'slim-node', scenario, config, 'slim-node', rep),
+          find(rows, 'base', scenario, config, 'base', rep),
+        ]
+        const [a, b] = [ours && pick(ours), theirs && pick(theirs)]
+        return a && b ? a / b : undefined
+      }),
+    )
+  const list: Target[] = []
+  for (const s of rows.filter((row) => row.system === 'base' && (row.rep ?? 0) === 0)) {
+    const roundTrip = s.scenario === 'rtt' || s.scenario === 'rpc-unary' || s.scenario === 'latency'
+    const pick = (row: Summary) =>
+      s.scenario === 'latency' ? row.latencyMs?.p50 : roundTrip ? row.rttMs?.p50 : row.perSubscriber
+    list.push({
+      name: `${s.scenario} ${s.config}: ${roundTrip ? 'p50' : 'msg/s'} this tree / base`,
+      ...versusBase(s.scenario, s.config, pick),
+      limit: roundTrip ? 'lower is better' : 'higher is better',
+    })
+  }
+  return list
+}
+
 export function markdown(rows: Summary[], meta: Record<string, string>): string {
   const of = (scenario: Scenario): Summary[] => rows.filter((s) => s.scenario === scenario)
   const sections: string[] = [
@@ -435,6 +468,21 @@ export function markdown(rows: Summary[], meta: Record<string, string>): string 
   const add = (title: string, body: string | undefined): void => {
     if (body) sections.push(`## ${title}`, body)
   }
+  const ab = comparisons(rows)
+  add(
+    'A/B: this tree against the base commit',
+    ab.length === 0
+      ? undefined
+      : table(
+          ['configuration', 'median', 'spread', ''],
+          ab.map((t) => [
+            t.name,
+            fmt(t.value, 3),
+            t.spread ? `${fmt(t.spread[0], 3)}–${fmt(t.spread[1], 3)}` : '–',
+            t.limit,
+          ]),
+        ),
+  )
   const nonEmpty = (list: Summary[], render: (list: Summary[]) => string): string | undefined =>
     list.length ? render(list) : undefined
   add('Reliable group throughput', nonEmpty(of('throughput'), throughputTable))
@@ -462,6 +510,7 @@ export function markdown(rows: Summary[], meta: Record<string, string>): string 
 
 const COLORS: Record<SystemId, string> = {
   'slim-node': '#2f6fdf',
+  base: '#9dbcf2',
   rust: '#8a8f98',
   official: '#e0702f',
   python: '#3aa76d',

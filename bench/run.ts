@@ -6,14 +6,14 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { Command, Option } from 'commander'
 import { root } from '../scripts/processes.mjs'
-import { chart, markdown, type Summary, summarise, label as systemsLabel, targets } from './report.ts'
+import { chart, comparisons, markdown, type Summary, summarise, label as systemsLabel, targets } from './report.ts'
 import { type RunResult, type RunSpec, runBenchmark, type Scenario } from './runner.ts'
 import { prepare, SYSTEM_IDS, type SystemId } from './systems.ts'
 
 type Plan = 'full' | 'quick' | 'smoke'
-const SLIM_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'official', 'python']
+const SLIM_SYSTEMS: SystemId[] = ['slim-node', 'base', 'rust', 'official', 'python']
 /** The official npm binding (core 2.x) has no slimrpc. */
-const RPC_SYSTEMS: SystemId[] = ['slim-node', 'rust', 'python']
+const RPC_SYSTEMS: SystemId[] = ['slim-node', 'base', 'rust', 'python']
 const SCENARIOS = 'throughput,unreliable,p2p,latency,rtt,memory,rpc-unary,rpc-stream'
 
 interface Sizes {
@@ -138,7 +138,15 @@ async function main(): Promise<void> {
       'benchmarks slim-node against a pure-Rust client, the official npm binding, Python slim-bindings and NATS, messages and slimrpc',
     )
     .addOption(new Option('--plan <plan>', 'how much to run').choices(['full', 'quick', 'smoke']).default('full'))
-    .option('--systems <list>', `comma-separated: ${SYSTEM_IDS.join(',')}`, SYSTEM_IDS.join(','))
+    .option(
+      '--systems <list>',
+      `comma-separated: ${SYSTEM_IDS.join(',')}`,
+      SYSTEM_IDS.filter((id) => id !== 'base').join(','),
+    )
+    .option(
+      '--base <ref>',
+      'A/B: also run slim-node as commit <ref> builds it (a worktree), alternating with this tree',
+    )
     .option('--scenarios <list>', `comma-separated: ${SCENARIOS}`, SCENARIOS)
     .addOption(
       new Option(
@@ -159,6 +167,7 @@ async function main(): Promise<void> {
     profile: 'release' | 'fast' | 'dev'
     out: string
     reps: string
+    base?: string
     render?: boolean
   }>()
   if (options.render) {
@@ -172,11 +181,13 @@ async function main(): Promise<void> {
   const systems = options.systems.split(',') as SystemId[]
   const unknown = systems.filter((s) => !SYSTEM_IDS.includes(s))
   if (unknown.length) throw new Error(`unknown systems: ${unknown.join(', ')}`)
+  if (options.base !== undefined && !systems.includes('base')) systems.splice(1, 0, 'base')
+  if (systems.includes('base') && options.base === undefined) throw new Error('the base system needs --base <ref>')
   const reps = Number(options.reps)
   if (!Number.isInteger(reps) || reps < 1 || reps > 20)
     throw new Error(`--reps: a whole number from 1 to 20, not ${options.reps}`)
   const specs = plan(options.plan, systems, options.scenarios.split(',') as Scenario[], reps)
-  const tools = await prepare(options.profile, systems)
+  const tools = await prepare(options.profile, systems, options.base)
   const bar = new ProgressBar(specs.length)
   const results: RunResult[] = []
   const summaries: Summary[] = []
@@ -204,6 +215,10 @@ async function main(): Promise<void> {
 function report(out: string, summaries: Summary[], meta: Record<string, string>): void {
   writeFileSync(join(out, 'results.md'), markdown(summaries, meta))
   writeFileSync(join(out, 'chart.svg'), chart(summaries))
+  for (const t of comparisons(summaries)) {
+    const spread = t.spread ? ` (${t.spread[0].toFixed(3)}–${t.spread[1].toFixed(3)})` : ''
+    console.log(`A/B ${t.name}: ${t.value === undefined ? 'not measured' : t.value.toFixed(3)}${spread}, ${t.limit}`)
+  }
   for (const t of targets(summaries)) {
     const spread = t.spread ? `, ${t.spread[0].toFixed(2)}–${t.spread[1].toFixed(2)} over the reps` : ''
     const value = t.value === undefined ? 'not measured' : `${t.value.toFixed(2)}${spread}`

@@ -1,6 +1,6 @@
 // The systems a benchmark run compares and how to start each one's clients and node.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { cpSync, existsSync, symlinkSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { prepareHost } from '../scripts/prerequisites.mjs'
@@ -8,11 +8,12 @@ import { root } from '../scripts/processes.mjs'
 import { acceptsConnections, type ClientConfig, freePort } from './clients/common.ts'
 import { BenchProcess, type Launch } from './process.ts'
 
-export const SYSTEM_IDS = ['slim-node', 'rust', 'official', 'python', 'nats'] as const
+export const SYSTEM_IDS = ['slim-node', 'base', 'rust', 'official', 'python', 'nats'] as const
 export type SystemId = (typeof SYSTEM_IDS)[number]
 
 export const SYSTEM_LABELS: Record<SystemId, string> = {
   'slim-node': 'slim-node',
+  base: 'slim-node (base)',
   rust: 'pure Rust',
   official: 'official npm binding',
   python: 'Python slim-bindings',
@@ -26,6 +27,8 @@ export interface Toolchain {
   /** The slim-node addon the clients and nodes load. */
   addon: string
   rustClient: string
+  /** `--base`: slim-node as another commit built it, in a worktree of its own. */
+  base?: { addon: string; dir: string }
   python?: string
   officialModule?: string
   natsServer?: string
@@ -45,7 +48,11 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void
  * (`release`, or `bench-fast`: thin LTO) into their own cache; `dev` (the harness's own
  * test) uses the repository's dev builds.
  */
-export async function prepare(profile: Toolchain['profile'], systems: readonly SystemId[]): Promise<Toolchain> {
+export async function prepare(
+  profile: Toolchain['profile'],
+  systems: readonly SystemId[],
+  baseRef?: string,
+): Promise<Toolchain> {
   const optimised = profile !== 'dev'
   const cargoProfile = profile === 'release' ? 'release' : profile === 'fast' ? 'bench-fast' : 'debug'
   const targetDir = join(cache, optimised ? 'target-release' : 'target')
@@ -83,6 +90,7 @@ export async function prepare(profile: Toolchain['profile'], systems: readonly S
     run('cargo', ['build', '--quiet', '-p', 'slim-bench', '--target', host, ...cargoArgs], env)
   }
   const toolchain: Toolchain = { profile, addon, rustClient }
+  if (systems.includes('base')) toolchain.base = prepareBase(baseRef ?? 'HEAD', cargoArgs, env)
   // Imported only when needed: each installs its peer on first use.
   if (systems.includes('python')) toolchain.python = (await import('../scripts/python-env.mjs')).pythonWithSlim()
   if (systems.includes('official')) {
@@ -90,6 +98,45 @@ export async function prepare(profile: Toolchain['profile'], systems: readonly S
   }
   if (systems.includes('nats')) toolchain.natsServer = natsServer()
   return toolchain
+}
+
+/**
+ * slim-node as commit `ref` has it, for an A/B run: a worktree of that commit with this
+ * tree's benchmark clients (so both sides run the same client), its facade compiled and
+ * its addon built with the same profile and target directory as this tree's (so only
+ * what differs is rebuilt).
+ */
+function prepareBase(ref: string, cargoArgs: string[], env: NodeJS.ProcessEnv): NonNullable<Toolchain['base']> {
+  const dir = join(cache, 'ab-base')
+  if (existsSync(dir)) run('git', ['worktree', 'remove', '--force', dir])
+  run('git', ['worktree', 'prune'])
+  run('git', ['worktree', 'add', '--force', '--detach', dir, ref])
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+  cpSync(join(root, 'bench', 'clients'), join(dir, 'bench', 'clients'), { recursive: true })
+  const inBase = (command: string, args: string[], extra: NodeJS.ProcessEnv = {}) => {
+    const result = spawnSync(command, args, { cwd: dir, stdio: 'inherit', env: { ...process.env, ...extra } })
+    if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} (base ${ref}) failed`)
+  }
+  inBase('npx', ['tsc', '-p', 'tsconfig.build.json'])
+  const out = join(cache, 'bench-native-base')
+  inBase(
+    'npx',
+    [
+      'napi',
+      'build',
+      '--platform',
+      ...cargoArgs,
+      '--manifest-path',
+      'crates/slim-node/Cargo.toml',
+      '--output-dir',
+      out,
+      '--no-js',
+      '--dts',
+      join(out, 'index.d.ts'),
+    ],
+    env,
+  )
+  return { addon: join(out, 'slim-node.linux-x64-gnu.node'), dir }
 }
 
 /** Debian's nats-server, installed when missing and the run may use apt. */
@@ -110,6 +157,12 @@ export function clientLaunch(system: SystemId, tools: Toolchain, config: ClientC
         command: process.execPath,
         args: [...tsx, script('slim-node.ts'), json],
         env: { NAPI_RS_NATIVE_LIBRARY_PATH: tools.addon },
+      }
+    case 'base':
+      return {
+        command: process.execPath,
+        args: [...tsx, join(tools.base?.dir ?? root, 'bench', 'clients', 'slim-node.ts'), json],
+        env: { NAPI_RS_NATIVE_LIBRARY_PATH: tools.base?.addon ?? tools.addon },
       }
     case 'rust':
       return { command: tools.rustClient, args: [json] }
@@ -137,7 +190,8 @@ export interface Node {
 
 /**
  * Starts the node `system`'s clients use: slim-node's embedded node serves slim-node, the
- * Rust client and Python (all SLIM core 3.4.6); the official binding (core 2.x) needs its own.
+ * Rust client and Python (all SLIM core 3.4.6); the official binding (core 2.x) needs its
+ * own, and the base of an A/B run has its own build of slim-node's.
  */
 export async function startNode(system: SystemId, tools: Toolchain, base: ClientConfig): Promise<Node> {
   const port = await freePort()
@@ -149,7 +203,7 @@ export async function startNode(system: SystemId, tools: Toolchain, base: Client
     await acceptsConnections('127.0.0.1', port, 10_000)
     return { process: nats, endpoint: `127.0.0.1:${port}` }
   }
-  const host = system === 'official' ? 'official' : 'slim-node'
+  const host = system === 'official' || system === 'base' ? system : 'slim-node'
   const config = { ...base, role: 'node' as const, endpoint: `127.0.0.1:${port}` }
   const node = new BenchProcess(`${host} node`, clientLaunch(host, tools, config))
   const listening = await node.waitFor('listening', 30_000)
