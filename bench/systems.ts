@@ -37,9 +37,17 @@ export interface Toolchain {
 const cache = join(homedir(), '.cache', 'slim-node')
 const tsx = ['--import', 'tsx']
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): void {
-  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal})`)
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = root): void {
+  const result = spawnSync(command, args, { cwd, stdio: 'inherit', env: { ...process.env, ...env } })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} in ${cwd} failed (${result.status ?? result.signal})`)
+  }
+}
+
+/** Builds the addon of the checkout at `cwd` with `cargoArgs` into `out`. */
+function buildAddon(cwd: string, cargoArgs: string[], out: string, env: NodeJS.ProcessEnv): void {
+  const args = ['napi', 'build', '--platform', ...cargoArgs, '--manifest-path', 'crates/slim-node/Cargo.toml']
+  run('npx', [...args, '--output-dir', out, '--no-js', '--dts', join(out, 'index.d.ts')], env, cwd)
 }
 
 /**
@@ -64,23 +72,7 @@ export async function prepare(
   const cargoArgs = profile === 'release' ? ['--release'] : profile === 'fast' ? ['--profile', cargoProfile] : []
   if (optimised) {
     const out = join(cache, profile === 'release' ? 'bench-native' : 'bench-native-fast')
-    run(
-      'npx',
-      [
-        'napi',
-        'build',
-        '--platform',
-        ...cargoArgs,
-        '--manifest-path',
-        'crates/slim-node/Cargo.toml',
-        '--output-dir',
-        out,
-        '--no-js',
-        '--dts',
-        join(out, 'index.d.ts'),
-      ],
-      env,
-    )
+    buildAddon(root, cargoArgs, out, env)
     addon = join(out, 'slim-node.linux-x64-gnu.node')
   }
   // The host triple, as napi builds with it: both builds then share their dependencies.
@@ -108,34 +100,22 @@ export async function prepare(
  */
 function prepareBase(ref: string, cargoArgs: string[], env: NodeJS.ProcessEnv): NonNullable<Toolchain['base']> {
   const dir = join(cache, 'ab-base')
-  if (existsSync(dir)) run('git', ['worktree', 'remove', '--force', dir])
-  run('git', ['worktree', 'prune'])
-  run('git', ['worktree', 'add', '--force', '--detach', dir, ref])
-  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
-  cpSync(join(root, 'bench', 'clients'), join(dir, 'bench', 'clients'), { recursive: true })
-  const inBase = (command: string, args: string[], extra: NodeJS.ProcessEnv = {}) => {
-    const result = spawnSync(command, args, { cwd: dir, stdio: 'inherit', env: { ...process.env, ...extra } })
-    if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} (base ${ref}) failed`)
+  const commit = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], {
+    cwd: root,
+    encoding: 'utf8',
+  }).trim()
+  // The worktree is kept between runs and checked out anew: files the commits share keep
+  // their times, so cargo rebuilds only what differs.
+  if (existsSync(join(dir, '.git'))) run('git', ['checkout', '--force', '--detach', commit], {}, dir)
+  else {
+    run('git', ['worktree', 'prune'])
+    run('git', ['worktree', 'add', '--force', '--detach', dir, commit])
   }
-  inBase('npx', ['tsc', '-p', 'tsconfig.build.json'])
+  if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+  cpSync(join(root, 'bench', 'clients'), join(dir, 'bench', 'clients'), { recursive: true })
+  run('npx', ['tsc', '-p', 'tsconfig.build.json'], {}, dir)
   const out = join(cache, 'bench-native-base')
-  inBase(
-    'npx',
-    [
-      'napi',
-      'build',
-      '--platform',
-      ...cargoArgs,
-      '--manifest-path',
-      'crates/slim-node/Cargo.toml',
-      '--output-dir',
-      out,
-      '--no-js',
-      '--dts',
-      join(out, 'index.d.ts'),
-    ],
-    env,
-  )
+  buildAddon(dir, cargoArgs, out, env)
   return { addon: join(out, 'slim-node.linux-x64-gnu.node'), dir }
 }
 
