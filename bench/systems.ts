@@ -95,8 +95,8 @@ export async function prepare(
 /**
  * slim-node as commit `ref` has it, for an A/B run: a worktree of that commit with this
  * tree's benchmark clients (so both sides run the same client), its facade compiled and
- * its addon built with the same profile and target directory as this tree's (so only
- * what differs is rebuilt).
+ * its addon built with the same profile as this tree's, in a target directory of its own
+ * (so that a run rebuilds only what changed since the last).
  */
 function prepareBase(ref: string, cargoArgs: string[], env: NodeJS.ProcessEnv): NonNullable<Toolchain['base']> {
   const dir = join(cache, 'ab-base')
@@ -106,7 +106,12 @@ function prepareBase(ref: string, cargoArgs: string[], env: NodeJS.ProcessEnv): 
   }).trim()
   // The worktree is kept between runs and checked out anew: files the commits share keep
   // their times, so cargo rebuilds only what differs.
-  if (existsSync(join(dir, '.git'))) run('git', ['checkout', '--force', '--detach', commit], {}, dir)
+  const checkedOut = existsSync(join(dir, '.git'))
+    ? execFileSync('git', ['rev-parse', 'HEAD'], { cwd: dir, encoding: 'utf8' }).trim()
+    : undefined
+  // (A checkout rewrites HEAD, which the addon's build script watches for its git sha.)
+  if (checkedOut === commit) run('git', ['reset', '--hard', '--quiet'], {}, dir)
+  else if (checkedOut !== undefined) run('git', ['checkout', '--force', '--detach', commit], {}, dir)
   else {
     run('git', ['worktree', 'prune'])
     run('git', ['worktree', 'add', '--force', '--detach', dir, commit])
@@ -114,8 +119,10 @@ function prepareBase(ref: string, cargoArgs: string[], env: NodeJS.ProcessEnv): 
   if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
   cpSync(join(root, 'bench', 'clients'), join(dir, 'bench', 'clients'), { recursive: true })
   run('npx', ['tsc', '-p', 'tsconfig.build.json'], {}, dir)
+  // A target directory of its own: built into this tree's, each side's `slim-node` crate
+  // would be rebuilt over the other's on every run.
   const out = join(cache, 'bench-native-base')
-  buildAddon(dir, cargoArgs, out, env)
+  buildAddon(dir, cargoArgs, out, { ...env, CARGO_TARGET_DIR: join(cache, 'target-ab-base') })
   return { addon: join(out, 'slim-node.linux-x64-gnu.node'), dir }
 }
 
