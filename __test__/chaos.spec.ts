@@ -20,6 +20,7 @@ import { closedPort, nodeProcessAt, pausableProxy, track } from './helpers.js'
 const SECONDS = Number(process.env.SLIM_CHAOS_SECONDS ?? 60)
 const SEED = Number(process.env.SLIM_CHAOS_SEED ?? Date.now() % 2 ** 31)
 const KINDS = ['node restart', 'member killed', 'moderator killed', 'member offline', 'proxy paused'] as const
+type Kind = (typeof KINDS)[number]
 /** The faults to draw from (`SLIM_CHAOS_FAULTS`, comma-separated; all by default). */
 const FAULTS = (process.env.SLIM_CHAOS_FAULTS?.split(',') ?? [...KINDS]).map((kind) => {
   const known = KINDS.find((k) => k === kind.trim())
@@ -136,11 +137,23 @@ test(
     /** When each fault began and ended, for the report of a failing run. */
     const timeline: Array<{ kind: string; member: number; from: number; to: number }> = []
     const faultsUntil = now() + SECONDS * 1000
+    // The faults come in rounds of every kind in a shuffled order, so that a short run
+    // still injects each kind (drawn independently, 60 s once brought no moderator kill).
+    let round: Kind[] = []
     while (now() < faultsUntil) {
       await pause(1_000 + next() * 2_000)
       const i = Math.floor(next() * MEMBERS)
       const member = lives[i]?.at(-1) as ExampleProcess
-      const kind = FAULTS[Math.floor(next() * FAULTS.length)]
+      if (round.length === 0) {
+        round = [...FAULTS]
+        for (let j = round.length - 1; j > 0; j--) {
+          const k = Math.floor(next() * (j + 1))
+          const drawn = round[k] as Kind
+          round[k] = round[j] as Kind
+          round[j] = drawn
+        }
+      }
+      const kind = round.pop()
       if (!kind) continue
       faults.set(kind, (faults.get(kind) ?? 0) + 1)
       const began = now()
