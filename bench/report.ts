@@ -314,23 +314,29 @@ const THROUGHPUT_SCENARIOS: [Scenario, string][] = [
  * measured in the same run, so that the host's scheduling cancels out; and against the
  * official binding and nats.js where those are the reference.
  */
+/** slim-node against `other` in each repetition of one configuration: the median ratio and its spread. */
+function slimNodeVersus(
+  rows: Summary[],
+  other: SystemId,
+  scenario: Scenario,
+  config: string,
+  pick: (s: Summary) => number | undefined,
+): Pick<Target, 'value' | 'spread'> {
+  return overReps(
+    repsOf(rows).map((rep) => {
+      const ours = find(rows, 'slim-node', scenario, config, 'slim-node', rep)
+      const theirs = find(rows, other, scenario, config, other, rep)
+      const [a, b] = [ours && pick(ours), theirs && pick(theirs)]
+      return a && b ? a / b : undefined
+    }),
+  )
+}
+
 export function targets(rows: Summary[]): Target[] {
   const ratio = (a?: number, b?: number): number | undefined => (a && b ? a / b : undefined)
   const reps = repsOf(rows)
-  /** slim-node against `other` in each repetition of one configuration. */
-  const versus = (
-    scenario: Scenario,
-    config: string,
-    pick: (s: Summary) => number | undefined,
-    other: SystemId = 'rust',
-  ) =>
-    overReps(
-      reps.map((rep) => {
-        const ours = find(rows, 'slim-node', scenario, config, 'slim-node', rep)
-        const theirs = find(rows, other, scenario, config, other, rep)
-        return ours && theirs ? ratio(pick(ours), pick(theirs)) : undefined
-      }),
-    )
+  const versus = (scenario: Scenario, config: string, pick: (s: Summary) => number | undefined) =>
+    slimNodeVersus(rows, 'rust', scenario, config, pick)
   const list: Target[] = []
   for (const [scenario, kind] of THROUGHPUT_SCENARIOS) {
     const configs = [...new Set(rows.filter((s) => s.scenario === scenario).map((s) => s.config))]
@@ -418,18 +424,6 @@ export function targets(rows: Summary[]): Target[] {
  */
 export function comparisons(rows: Summary[]): Target[] {
   if (!rows.some((s) => s.system === 'base')) return []
-  const reps = repsOf(rows)
-  const versusBase = (scenario: Scenario, config: string, pick: (s: Summary) => number | undefined) =>
-    overReps(
-      reps.map((rep) => {
-        const [ours, theirs] = [
-          find(rows, 'slim-node', scenario, config, 'slim-node', rep),
-          find(rows, 'base', scenario, config, 'base', rep),
-        ]
-        const [a, b] = [ours && pick(ours), theirs && pick(theirs)]
-        return a && b ? a / b : undefined
-      }),
-    )
   const list: Target[] = []
   for (const s of rows.filter((row) => row.system === 'base' && (row.rep ?? 0) === 0)) {
     const roundTrip = s.scenario === 'rtt' || s.scenario === 'rpc-unary' || s.scenario === 'latency'
@@ -437,7 +431,7 @@ export function comparisons(rows: Summary[]): Target[] {
       s.scenario === 'latency' ? row.latencyMs?.p50 : roundTrip ? row.rttMs?.p50 : row.perSubscriber
     list.push({
       name: `${s.scenario} ${s.config}: ${roundTrip ? 'p50' : 'msg/s'} this tree / base`,
-      ...versusBase(s.scenario, s.config, pick),
+      ...slimNodeVersus(rows, 'base', s.scenario, s.config, pick),
       limit: roundTrip ? 'lower is better' : 'higher is better',
     })
   }
