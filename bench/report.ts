@@ -75,8 +75,12 @@ export function summarise(result: RunResult): Summary {
   const { spec, subscribers } = result
   // Round trips are counted by the caller; everything else by what was received.
   const roundTrips = spec.scenario === 'rtt' || spec.scenario === 'rpc-unary'
-  const expected = roundTrips ? spec.count : spec.count * spec.subscribers
   const received = roundTrips ? result.rttUs.length : subscribers.reduce((sum, s) => sum + s.received, 0)
+  // Subscribers expect what the publisher sent; a timed caller ends its window itself.
+  const callerReceives = roundTrips || spec.scenario === 'rpc-stream'
+  let expected = spec.count * (callerReceives ? 1 : spec.subscribers)
+  if (result.publisher) expected = (result.publisher.sent - spec.warmup) * spec.subscribers
+  else if (callerReceives && spec.seconds > 0) expected = received
   const rates = subscribers
     .filter((s) => s.received > 1 && s.lastNs > s.firstNs)
     .map((s) => (s.received - 1) / ((s.lastNs - s.firstNs) / 1e9))

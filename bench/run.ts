@@ -17,38 +17,75 @@ const RPC_SYSTEMS: SystemId[] = ['slim-node', 'base', 'rust', 'python']
 const SCENARIOS = 'throughput,unreliable,p2p,latency,rtt,memory,rpc-unary,rpc-stream'
 
 interface Sizes {
+  /**
+   * How long each measured phase lasts; 0: the counts below end it. Timed, a run measures
+   * as long on every system, and the counts are only caps.
+   */
+  seconds: number
+  /** Messages sent before measuring, enough for V8 and the allocator to settle. */
+  warmup: number
   count: number
   latencyCount: number
   rttCount: number
   memoryCount: number
   subscribers: number[]
   payloads: number[]
+  /** MLS settings of the throughput runs; with MLS on, upstream's MLS sets the pace. */
+  mls: boolean[]
 }
+
+/** A cap no system reaches in a timed phase: 3 s at over 1.3 million msg/s. */
+const TIMED_CAP = 4_000_000
 
 const SIZES: Record<Plan, Sizes> = {
   full: {
-    count: 20_000,
-    latencyCount: 20_000,
-    rttCount: 5_000,
+    seconds: 3,
+    warmup: 5_000,
+    count: TIMED_CAP,
+    latencyCount: 5_000,
+    rttCount: TIMED_CAP,
     memoryCount: 1_000_000,
     subscribers: [1, 2, 4],
     payloads: [64, 4096],
+    mls: [false, true],
   },
   quick: {
-    count: 5_000,
+    seconds: 3,
+    warmup: 5_000,
+    count: TIMED_CAP,
     latencyCount: 3_000,
-    rttCount: 1_000,
+    rttCount: TIMED_CAP,
     memoryCount: 100_000,
     subscribers: [1, 2],
     payloads: [64],
+    mls: [false],
   },
-  smoke: { count: 2_000, latencyCount: 500, rttCount: 200, memoryCount: 0, subscribers: [2], payloads: [64] },
+  smoke: {
+    seconds: 0.5,
+    warmup: 1_000,
+    count: TIMED_CAP,
+    latencyCount: 500,
+    rttCount: TIMED_CAP,
+    memoryCount: 0,
+    subscribers: [2],
+    payloads: [64],
+    mls: [false, true],
+  },
 }
 
 function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[], reps: number): RunSpec[] {
   const sizes = SIZES[kind]
   const specs: RunSpec[] = []
-  const base = { subscribers: 1, payload: 64, mls: false, reliable: true, warmup: 1_000, rate: 0, capMs: 30_000 }
+  const base = {
+    subscribers: 1,
+    payload: 64,
+    mls: false,
+    reliable: true,
+    warmup: sizes.warmup,
+    seconds: sizes.seconds,
+    rate: 0,
+    capMs: 30_000,
+  }
   // Repetitions alternate the systems (slim-node, Rust, slim-node, …), so that a drift of
   // the machine during a configuration's runs falls on both alike.
   const add = (scenario: Scenario, on: SystemId[], spec: Partial<RunSpec> & { count: number }): void => {
@@ -60,23 +97,24 @@ function plan(kind: Plan, systems: SystemId[], scenarios: Scenario[], reps: numb
   }
   for (const subscribers of sizes.subscribers)
     for (const payload of sizes.payloads)
-      for (const mls of [false, true])
-        add('throughput', SLIM_SYSTEMS, { subscribers, payload, mls, count: sizes.count })
+      for (const mls of sizes.mls) add('throughput', SLIM_SYSTEMS, { subscribers, payload, mls, count: sizes.count })
   add('unreliable', [...SLIM_SYSTEMS, 'nats'], { subscribers: 2, reliable: false, count: sizes.count * 2 })
   add('p2p', SLIM_SYSTEMS, { count: sizes.count })
-  const paced = { rate: 1_000, warmup: 500, count: sizes.latencyCount }
+  // Paced runs end by count: at 1 000 msg/s, the full plan's 5 000 take 5 s.
+  const paced = { rate: 1_000, warmup: 500, count: sizes.latencyCount, seconds: 0 }
   add('latency', [...SLIM_SYSTEMS, 'nats'], paced)
   // slim-node sending to the Rust client and back: which side the latency difference is on.
   if (systems.includes('slim-node') && systems.includes('rust')) {
     add('latency', ['slim-node'], { ...paced, receiver: 'rust' })
     add('latency', ['rust'], { ...paced, receiver: 'slim-node' })
   }
-  add('rtt', SLIM_SYSTEMS, { warmup: 200, count: sizes.rttCount })
+  const roundTrips = { warmup: sizes.warmup / 5, count: sizes.rttCount }
+  add('rtt', SLIM_SYSTEMS, roundTrips)
   // slimrpc sets every channel up with MLS (upstream's choice), so these run with it on.
-  add('rpc-unary', RPC_SYSTEMS, { warmup: 200, count: sizes.rttCount, mls: true })
+  add('rpc-unary', RPC_SYSTEMS, { ...roundTrips, mls: true })
   add('rpc-stream', RPC_SYSTEMS, { count: sizes.count, mls: true })
   if (sizes.memoryCount > 0) {
-    add('memory', [...SLIM_SYSTEMS, 'nats'], { warmup: 0, count: sizes.memoryCount, capMs: 60_000 })
+    add('memory', [...SLIM_SYSTEMS, 'nats'], { warmup: 0, seconds: 0, count: sizes.memoryCount, capMs: 60_000 })
   }
   return specs
 }

@@ -35,7 +35,10 @@ export interface RunSpec {
   mls: boolean
   reliable: boolean
   warmup: number
+  /** The most messages (or calls) measured; with `seconds`, only a cap. */
   count: number
+  /** How long the measured phase lasts; 0: until `count` (bench/PROTOCOL.md). */
+  seconds: number
   /** Messages per second; 0 = as fast as the publish window allows. */
   rate: number
   /** The run ends as `capped` after this long, with what arrived by then. */
@@ -95,6 +98,7 @@ function baseConfig(spec: RunSpec): ClientConfig {
     payload: spec.payload,
     warmup: spec.warmup,
     count: spec.count,
+    seconds: spec.seconds,
     rate: spec.rate,
     window: 512,
     latency: spec.scenario === 'latency',
@@ -159,8 +163,10 @@ export async function runBenchmark(spec: RunSpec, tools: Toolchain, onProgress: 
       onProgress(slowest === undefined ? undefined : slowest / total, `${Math.round((now - goAt) / 1000)} s`)
       if (callerReports ? publisher.find('result') : subscribers.every((s) => s.find('result'))) break
       const lastChange = Math.max(...all.map((p) => p.progressAt))
-      const published = publisher.find('sent') !== undefined
-      if (!stopped && published && now - lastChange > SETTLE_MS) stopped = true
+      const sent = publisher.find('sent')
+      // Subscribers only know the count: after a timed run, they are told when they have all.
+      const allIn = sent !== undefined && receivers.every((s) => s.progress >= number(sent, 'sent'))
+      if (!stopped && sent && (allIn || now - lastChange > SETTLE_MS)) stopped = true
       else if (!stopped && now - goAt > spec.capMs) [stopped, result.status] = [true, 'capped']
       else if (!stopped && receivers.length && now - Math.max(lastChange, goAt) > STALL_MS)
         [stopped, result.status] = [true, 'stalled']

@@ -19,6 +19,8 @@ export interface ClientConfig {
   count: number
   rate: number
   window: number
+  /** The measured phase's length; 0: `count` alone ends it (bench/PROTOCOL.md). */
+  seconds: number
   latency: boolean
   secret: string
 }
@@ -56,6 +58,15 @@ export function decode(payload: Uint8Array): { seq: number; sentNs: bigint } | u
   if (payload.byteLength < 16) return undefined
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength)
   return { seq: Number(view.getBigUint64(0, true)), sentNs: view.getBigUint64(8, true) }
+}
+
+/**
+ * Whether message (or call) `seq` still belongs to the run: within `warmup + count`, and
+ * with `seconds`, begun less than that long after the first measured one (at `startNs`).
+ */
+export function admits(config: ClientConfig, seq: number, startNs: bigint): boolean {
+  if (seq >= config.warmup + config.count) return false
+  return seq <= config.warmup || config.seconds <= 0 || Number(nowNs() - startNs) < config.seconds * 1e9
 }
 
 /** Resolves on `go` (true) or on `stop`/end of input (false); `stopped` on `stop`/end only. */
@@ -122,6 +133,11 @@ export class Tally {
 
   get complete(): boolean {
     return this.unique >= this.config.warmup + this.config.count
+  }
+
+  /** Whether `seconds` have passed since the first measured message (never, without `seconds`). */
+  get windowOver(): boolean {
+    return this.measured > 0 && this.config.seconds > 0 && Number(nowNs() - this.#firstNs) >= this.config.seconds * 1e9
   }
 
   record(payload: Uint8Array): void {
@@ -201,8 +217,9 @@ export async function acceptsConnections(host: string, port: number, timeoutMs: 
 }
 
 /**
- * Publishes `warmup + count` messages at `rate` with at most `window` outstanding (a slot
- * frees when `publishOne` settles), reports progress, and prints the `sent` event.
+ * Publishes the run's messages (see {@link admits}) at `rate` with at most `window`
+ * outstanding (a slot frees when `publishOne` settles), reports progress, and prints the
+ * `sent` event.
  */
 export function publishWindowed(
   config: ClientConfig,
@@ -237,7 +254,7 @@ export async function publishInBatches(
   const stopProgress = reportProgress('sent', () => sent)
   let startNs = nowNs()
   const begin = performance.now()
-  for (let seq = 0; seq < total; ) {
+  for (let seq = 0; admits(config, seq, startNs); ) {
     await pace(config.rate, begin, seq)
     // A batch never straddles the end of the warm-up, where the clock starts.
     const count = Math.min(size, (seq < config.warmup ? config.warmup : total) - seq)

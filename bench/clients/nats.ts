@@ -3,6 +3,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { connect, type NatsConnection } from 'nats'
 import {
+  admits,
   type ClientConfig,
   Commands,
   emit,
@@ -30,12 +31,11 @@ async function publisher(): Promise<void> {
   const { nc, connectMs } = await open()
   emit({ event: 'ready', appMs: 0, connectMs, sessionMs: 0 })
   if (!(await commands.go())) return void (await nc.close())
-  const total = config.warmup + config.count
   let sent = 0
   const stopProgress = reportProgress('sent', () => sent)
   let startNs = nowNs()
   const begin = performance.now()
-  for (let seq = 0; seq < total; seq++) {
+  for (let seq = 0; admits(config, seq, startNs); seq++) {
     await pace(config.rate, begin, seq)
     if (seq === config.warmup) startNs = nowNs()
     nc.publish(config.channel, encode(seq, config.payload))

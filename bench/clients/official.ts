@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module'
 import {
   acceptsConnections,
+  admits,
   type ClientConfig,
   Commands,
   decode,
@@ -116,7 +117,12 @@ function describe(error: unknown): string {
 
 /** Receive timeouts come as `Timeout` or as a `ReceiveError` saying "timed out". */
 function isTimeout(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && 'tag' in error && /^Timeout|timed out/.test(describe(error))
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    'tag' in error &&
+    /^Timeout|timed out|receive timeout/.test(describe(error))
+  )
 }
 
 /**
@@ -289,10 +295,12 @@ async function requester(): Promise<void> {
   const { client, session } = started
   const rttUs: number[] = []
   const begin = performance.now()
+  let startNs = nowNs()
   // Stopped at the cap, the round trips measured so far still count.
-  for (let seq = 0; seq < config.warmup + config.count && !commands.stopRequested; seq++) {
+  for (let seq = 0; admits(config, seq, startNs) && !commands.stopRequested; seq++) {
     await pace(config.rate, begin, seq)
     const sentNs = nowNs()
+    if (seq === config.warmup) startNs = sentNs
     await publish(session, payload(seq))
     const reply = await session.getMessageAsync(REPLY_TIMEOUT_MS).catch((error: unknown) => {
       throw new Error(`no reply to request ${seq}: ${describe(error)}`)

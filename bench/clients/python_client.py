@@ -38,6 +38,15 @@ def encode(seq: int, size: int) -> bytes:
     return HEADER.pack(seq, time.monotonic_ns()) + bytes(max(0, size - HEADER.size))
 
 
+def admits(config: Config, seq: int, start_ns: int) -> bool:
+    """Whether message (or call) `seq` still belongs to the run: within `warmup + count`
+    and, with `seconds`, begun less than that long after the first measured one."""
+    if seq >= config["warmup"] + config["count"]:
+        return False
+    seconds = config.get("seconds", 0)
+    return seq <= config["warmup"] or seconds <= 0 or time.monotonic_ns() - start_ns < seconds * 1e9
+
+
 def elapsed_ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
@@ -215,7 +224,7 @@ async def pub(config: Config, commands: Commands) -> None:
     session = await start(client, commands)
     if session is None:
         return
-    total, warmup, rate = config["warmup"] + config["count"], config["warmup"], config["rate"]
+    warmup, rate = config["warmup"], config["rate"]
     reliable = config["reliable"]
     window = asyncio.Semaphore(config["window"])
     waiting: set[asyncio.Task[None]] = set()
@@ -234,7 +243,8 @@ async def pub(config: Config, commands: Commands) -> None:
         nonlocal sent, failed
         start_ns = time.monotonic_ns()
         begin = time.monotonic()
-        for seq in range(total):
+        seq = 0
+        while admits(config, seq, start_ns):
             await pace(rate, begin, seq)
             if reliable:
                 await window.acquire()  # a slot covers the publish and its acknowledgement
@@ -253,6 +263,7 @@ async def pub(config: Config, commands: Commands) -> None:
                     waiting.add(task)
                     task.add_done_callback(waiting.discard)
             sent += 1
+            seq += 1
         if waiting:
             await asyncio.wait(waiting)
         return start_ns, time.monotonic_ns()
@@ -279,6 +290,7 @@ class Tally:
         self.warmup: int = config["warmup"]
         self.total: int = config["warmup"] + config["count"]
         self.latency: bool = config["latency"]
+        self.seconds: float = config.get("seconds", 0)
         self.seen = bytearray(self.total)
         self.unique = self.measured = self.duplicates = self.reordered = 0
         self.highest = -1
@@ -288,6 +300,11 @@ class Tally:
     @property
     def complete(self) -> bool:
         return self.unique >= self.total
+
+    @property
+    def window_over(self) -> bool:
+        """Whether `seconds` have passed since the first measured message (never, without)."""
+        return self.measured > 0 and 0 < self.seconds <= (time.monotonic_ns() - self.first_ns) / 1e9
 
     def record(self, payload: bytes) -> None:
         now = time.monotonic_ns()
@@ -369,9 +386,12 @@ async def requester(config: Config, commands: Commands) -> None:
 
     async def ask_all() -> bool:
         begin = time.monotonic()
-        for seq in range(config["warmup"] + config["count"]):
+        start_ns = seq = 0
+        while admits(config, seq, start_ns):
             await pace(config["rate"], begin, seq)
             sent_ns = time.monotonic_ns()
+            if seq == config["warmup"]:
+                start_ns = sent_ns
             handle = await session.publish_async(encode(seq, config["payload"]), None, None)
             reply = await session.get_message_async(REPLY_WAIT)
             received_ns = time.monotonic_ns()
@@ -380,6 +400,7 @@ async def requester(config: Config, commands: Commands) -> None:
             if seq >= config["warmup"]:
                 rtt_us.append((received_ns - sent_ns) / 1000)
             await handle.wait_async()  # the reply came, so this is done; surfaces a failed send
+            seq += 1
         return True
 
     finished = await unless_stopped(ask_all(), commands)

@@ -18,6 +18,7 @@ from python_client import (
     Commands,
     Config,
     Tally,
+    admits,
     elapsed_ms,
     emit,
     encode,
@@ -86,15 +87,19 @@ async def rpc_unary(config: Config, commands: Commands) -> None:
 
     async def call_all() -> bool:
         begin = time.monotonic()
-        for seq in range(config["warmup"] + config["count"]):
+        start_ns = seq = 0
+        while admits(config, seq, start_ns):
             await pace(config["rate"], begin, seq)
             sent_ns = time.monotonic_ns()
+            if seq == config["warmup"]:
+                start_ns = sent_ns
             answer = await channel.call_unary_async(SERVICE, "Echo", encode(seq, config["payload"]), REPLY_WAIT, None)
             received_ns = time.monotonic_ns()
             if HEADER.unpack_from(answer)[0] != seq:
                 raise RuntimeError(f"the answer to call {seq} carried another number")
             if seq >= config["warmup"]:
                 rtt_us.append((received_ns - sent_ns) / 1000)
+            seq += 1
         return True
 
     finished = await unless_stopped(call_all(), commands)
@@ -117,6 +122,8 @@ async def rpc_stream(config: Config, commands: Commands) -> None:
             message = await reader.next_async()
             if isinstance(message, slim_bindings.StreamMessage.DATA):
                 tally.record(message[0])
+                if tally.window_over:
+                    return
             elif isinstance(message, slim_bindings.StreamMessage.ERROR):
                 raise message[0]
             else:

@@ -11,6 +11,7 @@ import {
   startServer,
 } from 'slim-node'
 import {
+  admits,
   type ClientConfig,
   Commands,
   decode,
@@ -136,14 +137,16 @@ async function subscriber(): Promise<void> {
   await app.close()
 }
 
-/** Times `warmup + count` sequential round trips; `roundTrip` returns the echoed payload. */
+/** Times the run's sequential round trips; `roundTrip` returns the echoed payload. */
 async function measureRoundTrips(roundTrip: (payload: Buffer) => Promise<Uint8Array>): Promise<void> {
   const rttUs: number[] = []
   const begin = performance.now()
+  let startNs = nowNs()
   // Stopped at the cap, the round trips measured so far still count.
-  for (let seq = 0; seq < config.warmup + config.count && !commands.stopRequested; seq++) {
+  for (let seq = 0; admits(config, seq, startNs) && !commands.stopRequested; seq++) {
     await pace(config.rate, begin, seq)
     const sentNs = nowNs()
+    if (seq === config.warmup) startNs = sentNs
     const reply = await roundTrip(encode(seq, config.payload))
     if (decode(reply)?.seq !== seq) throw new Error(`the reply to request ${seq} carried another number`)
     if (seq >= config.warmup) rttUs.push(Number(nowNs() - sentNs) / 1000)
@@ -196,7 +199,10 @@ async function rpcStream(): Promise<void> {
     signal: stop.signal,
   })
   try {
-    for await (const answer of answers) tally.record(answer)
+    for await (const answer of answers) {
+      tally.record(answer)
+      if (tally.windowOver) break
+    }
   } catch (error) {
     if (!isSlimError(error) || error.code !== 'ABORTED') throw error
   }

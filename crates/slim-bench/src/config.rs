@@ -1,5 +1,7 @@
 //! The run configuration the harness passes as the last argument.
 
+use std::time::Instant;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub struct Config {
     pub rate: f64,
     #[serde(default = "default_window")]
     pub window: usize,
+    /// The measured phase's length; 0: `count` alone ends it.
+    #[serde(default)]
+    pub seconds: f64,
     #[serde(default)]
     pub latency: bool,
     pub secret: String,
@@ -62,6 +67,16 @@ pub struct Config {
 impl Config {
     pub fn total(&self) -> u64 {
         self.warmup + self.count
+    }
+
+    /// Whether message (or call) `seq` still belongs to the run: within `warmup + count`
+    /// and, with `seconds`, begun less than that long after the first measured one
+    /// (`measuring` since).
+    pub fn admits(&self, seq: u64, measuring: Instant) -> bool {
+        seq < self.total()
+            && (seq <= self.warmup
+                || self.seconds <= 0.0
+                || measuring.elapsed().as_secs_f64() < self.seconds)
     }
 }
 

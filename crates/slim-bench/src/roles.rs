@@ -76,12 +76,12 @@ pub async fn publisher(config: &Config) -> Result<()> {
     };
     let mut in_flight = FuturesUnordered::new();
     let mut outstanding = 0usize;
-    let (mut failed, mut start_ns) = (0u64, now_ns());
+    let (mut failed, mut start_ns, mut measuring) = (0u64, now_ns(), Instant::now());
     let begin = Instant::now();
     let mut last_progress = Instant::now();
     let total = config.total();
     let mut seq = 0u64;
-    while seq < total {
+    while config.admits(seq, measuring) {
         pace(config.rate, begin, seq).await;
         // A batch never straddles the end of the warm-up, where the clock starts.
         let end = if seq < config.warmup {
@@ -97,7 +97,7 @@ pub async fn publisher(config: &Config) -> Result<()> {
             }
         }
         if seq == config.warmup {
-            start_ns = now_ns();
+            (start_ns, measuring) = (now_ns(), Instant::now());
         }
         let mut handles = Vec::with_capacity(count);
         for n in seq..seq + count as u64 {
@@ -128,7 +128,7 @@ pub async fn publisher(config: &Config) -> Result<()> {
     }
     emit(&json!({
         "event": "sent",
-        "sent": config.total(),
+        "sent": seq,
         "failed": failed,
         "startNs": start_ns,
         "endNs": now_ns(),
@@ -198,6 +198,13 @@ impl Tally {
         }
     }
 
+    /// Whether `seconds` have passed since the first measured message (never, without).
+    pub(crate) fn window_over(&self, config: &Config) -> bool {
+        self.measured > 0
+            && config.seconds > 0.0
+            && now_ns().saturating_sub(self.first_ns) as f64 >= config.seconds * 1e9
+    }
+
     pub(crate) fn report(&self) {
         emit(&json!({
             "event": "result",
@@ -261,10 +268,14 @@ pub async fn requester(config: &Config) -> Result<()> {
     };
     let destination = joined.controller.dst().clone();
     let mut rtt_us = Vec::with_capacity(config.count as usize);
-    let begin = Instant::now();
-    for seq in 0..config.total() {
+    let (begin, mut measuring) = (Instant::now(), Instant::now());
+    let mut seq = 0;
+    while config.admits(seq, measuring) {
         pace(config.rate, begin, seq).await;
         let sent = now_ns();
+        if seq == config.warmup {
+            measuring = Instant::now();
+        }
         // A round trip ends with the reply and the request's acknowledgement, as in
         // every client.
         let acknowledged = joined
@@ -282,6 +293,7 @@ pub async fn requester(config: &Config) -> Result<()> {
         if seq >= config.warmup {
             rtt_us.push(now_ns().saturating_sub(sent) as f64 / 1000.0);
         }
+        seq += 1;
     }
     emit(&json!({"event": "result", "received": rtt_us.len(), "rttUs": rtt_us}));
     stopped(&mut commands).await;

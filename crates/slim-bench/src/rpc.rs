@@ -131,14 +131,18 @@ pub async fn unary(config: &Config) -> Result<()> {
         return Ok(());
     };
     let mut rtt_us = Vec::with_capacity(config.count as usize);
-    let begin = Instant::now();
+    let (begin, mut measuring) = (Instant::now(), Instant::now());
     // Stopped at the cap, the round trips measured so far still count.
-    for seq in 0..config.total() {
+    let mut seq = 0;
+    while config.admits(seq, measuring) {
         if *commands.borrow() == Command::Stop {
             break;
         }
         pace(config.rate, begin, seq).await;
         let sent = now_ns();
+        if seq == config.warmup {
+            measuring = Instant::now();
+        }
         let answer: Vec<u8> = channel
             .unary(
                 SERVICE,
@@ -154,6 +158,7 @@ pub async fn unary(config: &Config) -> Result<()> {
         if seq >= config.warmup {
             rtt_us.push(now_ns().saturating_sub(sent) as f64 / 1000.0);
         }
+        seq += 1;
     }
     emit(&json!({"event": "result", "received": rtt_us.len(), "rttUs": rtt_us}));
     stopped(&mut commands).await;
@@ -180,7 +185,12 @@ pub async fn stream(config: &Config) -> Result<()> {
         loop {
             tokio::select! {
                 answer = answers.next() => match answer {
-                    Some(answer) => tally.record(&answer?, config),
+                    Some(answer) => {
+                        tally.record(&answer?, config);
+                        if tally.window_over(config) {
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 _ = progress.tick() => emit(&json!({"event": "progress", "received": tally.unique})),
