@@ -28,49 +28,41 @@ export declare class App {
    * milliseconds (each attempt also gives up after 10 s) unless cancelled first.
    * Resolves with the connection's id.
    */
-  connect(options: ConnectOptions, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<number>
+  connect(options: ConnectOptions, wait?: Wait | undefined | null): Promise<number>
   /**
    * The ids of the app's connections, oldest first; names and routes go through the
    * oldest unless a call names another.
    */
   get connections(): Array<number>
   /** Closes one connection (the oldest when none is named); the app stays open. */
-  disconnect(connection?: number | undefined | null): Promise<void>
+  disconnect(connection?: number | undefined | null, wait?: Wait | undefined | null): Promise<void>
   /** Sends publishes that have no route through `connection` (default: the oldest). */
   setDefaultGateway(connection?: number | undefined | null): void
   /** Undoes `setDefaultGateway`. */
   clearDefaultGateway(): void
   /** Receives messages sent to `name` as well as to the app's own name. */
-  subscribe(name: string, connection?: number | undefined | null): Promise<void>
+  subscribe(name: string, connection?: number | undefined | null, wait?: Wait | undefined | null): Promise<void>
   /** Stops receiving messages sent to `name`. */
-  unsubscribe(name: string, connection?: number | undefined | null): Promise<void>
+  unsubscribe(name: string, connection?: number | undefined | null, wait?: Wait | undefined | null): Promise<void>
   /** Routes traffic for `name` through the node this app is connected to. */
-  setRoute(name: string, connection?: number | undefined | null): Promise<void>
+  setRoute(name: string, connection?: number | undefined | null, wait?: Wait | undefined | null): Promise<void>
   /** Removes a route set with `setRoute`. */
-  removeRoute(name: string, connection?: number | undefined | null): Promise<void>
+  removeRoute(name: string, connection?: number | undefined | null, wait?: Wait | undefined | null): Promise<void>
   /**
    * Creates a session towards `destination`: a group channel, or the peer of a
    * point-to-point session. Resolves when the session is established; a session
    * given up on (timeout, abort) is deleted again.
    */
-  createSession(destination: string, options?: SessionOptions | undefined | null, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
+  createSession(destination: string, options?: SessionOptions | undefined | null, wait?: Wait | undefined | null): Promise<Session>
   /**
    * The group sessions an earlier run of this app persisted, resumed over the current
    * connection.
    */
-  restoreSessions(): Promise<Session[]>
+  restoreSessions(wait?: Wait | undefined | null): Promise<Session[]>
   /** Waits for another app to invite this one into a session. */
-  listenForSession(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<Session>
+  listenForSession(wait?: Wait | undefined | null): Promise<Session>
   /** Closes every session, disconnects and releases the app. Idempotent. */
-  close(): Promise<void>
-}
-
-/** A one-shot cancellation handle for a pending native call. */
-export declare class CancelToken {
-  constructor()
-  /** Makes every call that was given this token reject with ABORTED. */
-  cancel(): void
-  get cancelled(): boolean
+  close(wait?: Wait | undefined | null): Promise<void>
 }
 
 /** One call on the serving side. */
@@ -97,14 +89,14 @@ export declare class IncomingCall {
 /** One call in progress on the calling side. */
 export declare class RpcCall {
   /** Sends one request; resolves once it is queued (waits while the queue is full). */
-  send(request: Uint8Array, cancel?: CancelToken | undefined | null): Promise<undefined>
+  send(request: Uint8Array): Promise<undefined>
   /** No more requests. */
   closeSend(): void
   /**
    * The next answer, or `null` once the answers ended; a failure of the whole call
    * rejects.
    */
-  next(cancel?: CancelToken | undefined | null): Promise<RpcAnswer | null>
+  next(): Promise<RpcAnswer | null>
   /** An answer already here, else `null` (then `next`, which also tells the end). */
   tryNext(): RpcAnswer | null
   /** Stops the call. */
@@ -120,16 +112,16 @@ export declare class RpcChannel {
   constructor(app: App, members: Array<string>, group: boolean, connection?: number | undefined | null)
   get group(): boolean
   /** One request, one answer (point-to-point channels). */
-  unary(service: string, method: string, request: Uint8Array, settings?: RpcCallSettings | undefined | null, cancel?: CancelToken | undefined | null): Promise<Buffer>
+  unary(service: string, method: string, request: Uint8Array, settings?: RpcCallSettings | undefined | null, wait?: Wait | undefined | null): Promise<Buffer>
   /**
    * Starts a call of any shape: with `request`, that one request; without, requests
    * are sent with `send` and ended with `closeSend`.
    */
-  open(service: string, method: string, request?: Uint8Array | undefined | null, settings?: RpcCallSettings | undefined | null): RpcCall
+  open(service: string, method: string, request?: Uint8Array | undefined | null, settings?: RpcCallSettings | undefined | null, wait?: Wait | undefined | null): RpcCall
   /** The server's verified identity once a call set up the session (MLS). */
   peer(): Promise<RpcPeer | null>
   /** Ends the channel's session; a later call sets up a new one. */
-  close(): Promise<undefined>
+  close(wait?: Wait | undefined | null): Promise<undefined>
 }
 
 /** Serves the methods registered on it to callers of the app's name (or another name). */
@@ -160,9 +152,9 @@ export declare class Server {
    * Resolves when the node has stopped. While awaited it keeps the process alive,
    * which a running node alone does not.
    */
-  stopped(): Promise<void>
+  stopped(wait?: Wait | undefined | null): Promise<void>
   /** Stops the node and closes every connection to it. Idempotent. */
-  stop(): Promise<void>
+  stop(wait?: Wait | undefined | null): Promise<void>
 }
 
 /** A group or point-to-point session. */
@@ -185,16 +177,17 @@ export declare class Session {
   get closed(): boolean
   /**
    * Queues a publish to the session and returns its ticket; the outcome callback
-   * reports when SLIM acknowledged it (reliable sessions) or took it (otherwise).
+   * reports when SLIM acknowledged it (reliable sessions) or took it (otherwise), or
+   * that `wait` ended first (the message still goes).
    */
-  publish(data: Uint8Array | string, options?: PublishOptions | undefined | null): number
+  publish(data: Uint8Array | string, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
   /**
    * Queues several publishes, in order, with the same options, and returns the one
    * ticket they settle under: done when every message is, failed when any failed.
    */
-  publishMany(data: Array<Uint8Array | string>, options?: PublishOptions | undefined | null): number
+  publishMany(data: Array<Uint8Array | string>, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
   /** Queues a reply to the sender of a received message; returns its ticket. */
-  publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null): number
+  publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
   /**
    * Starts the session's delivery to JavaScript: `onMessages` answers a
    * `requestMessages` that had to wait (and brings warnings while it waits),
@@ -205,31 +198,45 @@ export declare class Session {
    * Asks for up to `max` messages. What is already queued comes back at once, as
    * `[batch, extras]` (which may hold warnings only, and then the receive goes on
    * waiting); otherwise `null`, and the answer (the messages or the session's end)
-   * comes through `onMessages`, with Node kept running until then.
+   * comes through `onMessages`, with Node kept running until then; so does the end
+   * of `wait` (`extras.waitEnded`), should it come first.
    */
-  requestMessages(max: number): [batch: ArrayBuffer, extras: BatchExtras | null] | null
+  requestMessages(max: number, wait?: Wait | undefined | null): [batch: ArrayBuffer, extras: BatchExtras | null] | null
   /** Ends the waiting receive, which takes nothing; false when none waits. */
   cancelReceive(): boolean
   /** Whether Node stays alive for the publish outcomes: true while publishes await one. */
   keepAliveForOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
-  invite(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  invite(member: string, wait?: Wait | undefined | null): Promise<void>
   /** Removes a member from a group this app moderates; resolves once it has left. */
-  remove(member: string, timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  remove(member: string, wait?: Wait | undefined | null): Promise<void>
   /**
    * Tells the group this member goes offline (a soft close): the session stays, and
    * `rejoin` brings the member back. Group sessions only.
    */
-  goOffline(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  goOffline(wait?: Wait | undefined | null): Promise<void>
   /** Tells the group this member is back after `goOffline`. */
-  rejoin(timeout?: number | undefined | null, cancel?: CancelToken | undefined | null): Promise<void>
+  rejoin(wait?: Wait | undefined | null): Promise<void>
   /** The current members of the session, this app included. */
-  participants(): Promise<Participant[]>
+  participants(wait?: Wait | undefined | null): Promise<Participant[]>
   /**
    * Leaves the session (ending it for everyone when this app moderates it).
    * Pending receives settle with SESSION_CLOSED. Idempotent.
    */
-  close(): Promise<void>
+  close(wait?: Wait | undefined | null): Promise<void>
+}
+
+/** How long a native call may wait: a deadline and a cancellation. */
+export declare class Wait {
+  /**
+   * A wait that ends `timeout` milliseconds from now (0 to `MAX_TIMEOUT_MS`; none: no
+   * deadline), or when cancelled.
+   */
+  constructor(timeout?: number | undefined | null)
+  /** Ends every call waiting under this one with ABORTED. */
+  cancel(): void
+  /** Whether `cancel` was called. */
+  get cancelled(): boolean
 }
 
 /** Creates an app. */
@@ -276,6 +283,8 @@ export interface BatchExtras {
   errors?: Array<ErrorInfo>
   /** Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL). */
   ended?: ErrorInfo
+  /** Set when the waiting receive's wait ended first (TIMEOUT, ABORTED): it took nothing. */
+  waitEnded?: ErrorInfo
 }
 
 /**

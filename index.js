@@ -773,15 +773,15 @@ if (
   }
 }
 
-const { App, CancelToken, IncomingCall, RpcCall, RpcChannel, RpcServer, Server, Session, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, RpcCode, RpcShape, SessionType, setPeerTimeout, startServer, version } = nativeBinding
+const { App, IncomingCall, RpcCall, RpcChannel, RpcServer, Server, Session, Wait, buildInfo, createApp, Direction, enableOpentelemetry, ErrorCode, flushTelemetry, formatName, MAX_MESSAGE_BYTES, MAX_TIMEOUT_MS, parseName, RpcCode, RpcShape, SessionType, setPeerTimeout, startServer, version } = nativeBinding
 export { App }
-export { CancelToken }
 export { IncomingCall }
 export { RpcCall }
 export { RpcChannel }
 export { RpcServer }
 export { Server }
 export { Session }
+export { Wait }
 export { buildInfo }
 export { createApp }
 export { Direction }

@@ -2,8 +2,8 @@
 // on batches the addon's own packer made (test hook `packBatchesForTest`), and a
 // round-trip property between that packer and unpackBatch.
 import fc from 'fast-check'
-import { afterEach, expect, test, vi } from 'vitest'
-import type { BatchExtras, ErrorCode } from '../index.js'
+import { expect, test, vi } from 'vitest'
+import type { BatchExtras, ErrorCode, Wait } from '../index.js'
 import type { SlimError } from '../src-ts/core/errors.js'
 import type { Message } from '../src-ts/core/message.js'
 import { Receiver, type ReceiveSource } from '../src-ts/core/receiver.js'
@@ -45,10 +45,13 @@ class FakeSource implements ReceiveSource {
   /** What `cancelReceive` answers: false when the answer is already on its way. */
   cancellable = true
   readonly ready: Batch[] = []
+  /** The native wait each request came with. */
+  readonly waits: Array<Wait | null | undefined> = []
 
-  requestMessages(): Batch | null {
+  requestMessages(_max: number, wait?: Wait | null): Batch | null {
     if (this.waiting) throw Object.assign(new Error('another receive is pending'), { code: 'BUSY' })
     this.requests++
+    this.waits.push(wait)
     const batch = this.ready.shift()
     this.waiting = batch === undefined || answersNothing(batch)
     return batch ?? null
@@ -65,6 +68,13 @@ class FakeSource implements ReceiveSource {
     this.waiting = answersNothing(batch)
     receiver.onMessages(...batch)
   }
+
+  /** Ends the waiting request because its wait ended, as the addon does: nothing taken. */
+  endWait(receiver: Receiver, code: ErrorCode, message: string): void {
+    this.waiting = false
+    const [empty] = pack([]) as [Batch]
+    receiver.onMessages(empty[0], { waitEnded: { code, message } })
+  }
 }
 
 /** A batch with no message and no end: warnings at most. */
@@ -78,10 +88,6 @@ function receiverOf(source: FakeSource) {
 }
 
 const body = (message: Message) => message.payload.toString()
-
-afterEach(() => {
-  vi.useRealTimers()
-})
 
 test('a ready batch answers at once, and its other messages wait for the next receives', async () => {
   const source = new FakeSource()
@@ -108,24 +114,23 @@ test('a waiting receive resolves when the answer comes', async () => {
   expect(body(await pending)).toBe('late')
 })
 
-test('a timeout withdraws the request and takes nothing; an answer already on its way is kept', async () => {
-  vi.useFakeTimers()
+test('the addon ends a receive whose wait ended: it took nothing, and the next receive gets what came', async () => {
   const source = new FakeSource()
   const { receiver } = receiverOf(source)
   const timedOut = receiver.receive({ timeout: 100 }).catch((error: SlimError) => error)
-  vi.advanceTimersByTime(100)
-  expect(await timedOut).toMatchObject({ code: 'TIMEOUT' })
+  expect(source.waits[0]).toBeDefined()
+  source.endWait(receiver, 'TIMEOUT' as ErrorCode, 'getMessage timed out after 100 ms')
+  expect(await timedOut).toMatchObject({ code: 'TIMEOUT', message: 'getMessage timed out after 100 ms' })
   expect(source.waiting).toBe(false)
-
-  // The answer is on its way when the timer fires: the receive gets it instead.
-  source.cancellable = false
-  const raced = receiver.receive({ timeout: 100 })
-  vi.advanceTimersByTime(100)
-  source.answer(receiver, pack([text('raced')])[0] as Batch)
-  expect(body(await raced)).toBe('raced')
+  source.ready.push(pack([text('later')])[0] as Batch)
+  expect(body(await receiver.receive({ timeout: 100 }))).toBe('later')
+  // A receive that may wait forever passes no wait at all.
+  source.ready.push(pack([text('forever')])[0] as Batch)
+  expect(body(await receiver.receive())).toBe('forever')
+  expect(source.waits.at(-1)).toBeUndefined()
 })
 
-test('an abort ends a waiting receive; one signal over many receives is listened to once', async () => {
+test('one signal over many receives makes one native wait, listened to once; its abort ends the receive', async () => {
   const source = new FakeSource()
   const { receiver } = receiverOf(source)
   const controller = new AbortController()
@@ -136,10 +141,20 @@ test('an abort ends a waiting receive; one signal over many receives is listened
     expect(body(await pending)).toBe(word)
   }
   expect(listeners).toHaveBeenCalledTimes(1)
+  expect(new Set(source.waits).size).toBe(1)
   const aborted = receiver.receive({ signal: controller.signal }).catch((error: SlimError) => error)
-  controller.abort()
-  expect(await aborted).toMatchObject({ code: 'ABORTED' })
+  controller.abort(new Error('enough'))
+  const [wait] = source.waits
+  expect(wait?.cancelled).toBe(true)
+  source.endWait(receiver, 'ABORTED' as ErrorCode, 'getMessage was aborted')
+  expect(await aborted).toMatchObject({ code: 'ABORTED', cause: new Error('enough') })
   expect(source.waiting).toBe(false)
+  // The signal stays aborted: the next receive with it is refused before asking.
+  const requests = source.requests
+  expect(await receiver.receive({ signal: controller.signal }).catch((error: SlimError) => error)).toMatchObject({
+    code: 'ABORTED',
+  })
+  expect(source.requests).toBe(requests)
 })
 
 test('warnings alone leave the receive waiting for a message', async () => {

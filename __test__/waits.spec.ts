@@ -1,5 +1,6 @@
 // Every call that can wait takes { timeout, signal } and settles with TIMEOUT / ABORTED,
 // losing and duplicating nothing that was already handed to SLIM.
+import { getEventListeners } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { createApp, MAX_TIMEOUT_MS, type SlimServer } from '../src-ts/index.js'
@@ -45,6 +46,8 @@ describe('publish', () => {
     const error = await rejectionOf(group.publish('held by the empty group', { timeout: 200 }))
     expect(error.code).toBe('TIMEOUT')
     expect(error.message).toMatch(/publish timed out after 200 ms/)
+    // A signal that fired before the call sends nothing.
+    expect((await rejectionOf(group.publish('never sent', { signal: AbortSignal.abort() }))).code).toBe('ABORTED')
     const joined = member.listenForSession({ timeout: 30_000 })
     await group.invite('org/wait/member')
     const session = await joined
@@ -76,6 +79,15 @@ describe('publish', () => {
       undefined,
     )
   })
+
+  test('publishes that share one signal take their listeners off it as they settle', async () => {
+    const app = track(await connectApp(server, 'org/wait/shared-signal'))
+    const group = track(await app.createGroupSession('org/wait/shared', { reliable: false }))
+    const { signal } = new AbortController()
+    await Promise.all(Array.from({ length: 100 }, (_, i) => group.publish(`m${i}`, { signal })))
+    await group.publishMany(['a', 'b'], { signal, timeout: 10_000 })
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0)
+  })
 })
 
 describe('sessions and connections', () => {
@@ -83,14 +95,14 @@ describe('sessions and connections', () => {
     const app = track(await connectApp(server, 'org/wait/caller'))
     const started = Date.now()
     const error = await rejectionOf(
-      app.createPointToPointSession('org/wait/nobody', { maxRetries: 100, interval: 1_000 }, { timeout: 300 }),
+      app.createPointToPointSession('org/wait/nobody', { maxRetries: 100, interval: 1_000, timeout: 300 }),
     )
     expect(error.code).toBe('TIMEOUT')
     expect(Date.now() - started).toBeLessThan(10_000)
-    const aborted = await rejectionOf(app.createGroupSession('org/wait/g', {}, { signal: AbortSignal.abort() }))
+    const aborted = await rejectionOf(app.createGroupSession('org/wait/g', { signal: AbortSignal.abort() }))
     expect(aborted.code).toBe('ABORTED')
     // The app is still usable, and closes without waiting for the abandoned session.
-    const group = track(await app.createGroupSession('org/wait/after', {}, { timeout: 10_000 }))
+    const group = track(await app.createGroupSession('org/wait/after', { timeout: 10_000 }))
     expect(group.closed).toBe(false)
     const closing = Date.now()
     await closeAll(group, app)

@@ -47,7 +47,6 @@ export type {
   RoutingOptions,
   SessionOptions,
 } from './core/app-options.js'
-export { MAX_TIMEOUT_MS, type WaitOptions } from './core/cancel.js'
 export type { AppStatus } from './core/connection.js'
 export {
   type ErrorCode,
@@ -77,6 +76,7 @@ export {
 } from './core/session.js'
 export { enableOpentelemetry, flushTelemetry } from './core/telemetry.js'
 export { buildInfo, version } from './core/versions.js'
+export { MAX_TIMEOUT_MS, type WaitOptions } from './core/wait.js'
 export type { CallOptions, GroupAnswer, Requests } from './rpc/call.js'
 export { type ChannelOptions, RpcChannel } from './rpc/channel.js'
 export type {

@@ -4,12 +4,11 @@ import type {
   IdentityOptions,
   MlsOptions,
   ConnectOptions as NativeConnectOptions,
-  SessionOptions as NativeSessionOptions,
   PersistenceOptions,
 } from '../../index.js'
-import type { WaitOptions } from './cancel.js'
 import type { AppStatus } from './connection.js'
 import type { SlimError } from './errors.js'
+import type { WaitOptions } from './wait.js'
 
 export type { IdentityOptions }
 
@@ -57,16 +56,15 @@ export interface RoutingOptions extends WaitOptions {
  * ```
  * @group Options
  */
-export interface SessionOptions {
+export interface SessionOptions extends WaitOptions {
   /** Retransmissions per message before `DELIVERY_FAILED` (default 10). */
   maxRetries?: number
-  /** Milliseconds between retransmissions (default 1000). */
-  interval?: number
   /**
-   * An alias of {@link SessionOptions.interval}, kept for compatibility with SLIM's Python
-   * example, whose session configuration calls it `timeout`; used when `interval` is absent.
+   * Milliseconds between retransmissions (default 1000): what the session configuration
+   * of SLIM's Python example calls `timeout`. Here `timeout`, as everywhere, bounds the
+   * wait for the session to be set up.
    */
-  timeout?: number
+  interval?: number
   /** Acknowledged delivery with retransmissions (default true). */
   reliable?: boolean
   /**
@@ -124,12 +122,6 @@ export interface AppOptions {
  * @group Apps
  */
 export type AppDirection = `${Direction}`
-
-/** The addon's session options: `timeout` is the Python example's name for `interval`. */
-export function nativeOptions(type: NativeSessionOptions['type'], options: SessionOptions): NativeSessionOptions {
-  const { timeout, interval, ...rest } = options
-  return { ...rest, type, interval: interval ?? timeout }
-}
 
 /**
  * The events an {@link App} emits, with their listeners' arguments: each status of its

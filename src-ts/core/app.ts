@@ -1,19 +1,12 @@
 import { EventEmitter } from 'node:events'
 import type { App as NativeApp, SessionOptions as NativeSessionOptions } from '../../index.js'
-import {
-  type AppEvents,
-  type AppOptions,
-  type ConnectOptions,
-  nativeOptions,
-  type RoutingOptions,
-  type SessionOptions,
-} from './app-options.js'
-import { type WaitOptions, waitFor, withSignal } from './cancel.js'
+import type { AppEvents, AppOptions, ConnectOptions, RoutingOptions, SessionOptions } from './app-options.js'
 import { type AppStatus, Statuses } from './connection.js'
 import { call, callSync, SlimError } from './errors.js'
 import { plainOptions, text } from './input.js'
 import { addon } from './native.js'
 import { Session } from './session.js'
+import { type WaitOptions, waiting } from './wait.js'
 
 let nativeOfApp: (app: App) => NativeApp
 
@@ -107,9 +100,7 @@ export class App extends EventEmitter<AppEvents> {
    */
   async connect(options: ConnectOptions): Promise<number> {
     const { timeout, signal, ...where } = plainOptions(options, 'connect options') ?? ({} as ConnectOptions)
-    const connection = await withSignal({ timeout, signal }, 'connect', (ms, token) =>
-      this.#native.connect(where, ms, token),
-    )
+    const connection = await waiting({ timeout, signal }, 'connect', (wait) => this.#native.connect(where, wait))
     // From the first connection on, the statuses' callback keeps Node running until close.
     this.#statuses.watch(this.#native)
     return connection
@@ -135,7 +126,7 @@ export class App extends EventEmitter<AppEvents> {
    * ```
    */
   disconnect(connection?: number, options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'disconnect', () => this.#native.disconnect(connection))
+    return waiting(options, 'disconnect', (wait) => this.#native.disconnect(connection, wait))
   }
 
   /**
@@ -176,7 +167,9 @@ export class App extends EventEmitter<AppEvents> {
    */
   subscribe(name: string, options?: RoutingOptions): Promise<void> {
     const { connection, ...wait } = plainOptions(options, 'subscribe options') ?? {}
-    return waitFor(wait, 'subscribe', () => this.#native.subscribe(text(name, 'subscribe name'), connection))
+    return waiting(wait, 'subscribe', (native) =>
+      this.#native.subscribe(text(name, 'subscribe name'), connection, native),
+    )
   }
 
   /**
@@ -190,7 +183,9 @@ export class App extends EventEmitter<AppEvents> {
    */
   unsubscribe(name: string, options?: RoutingOptions): Promise<void> {
     const { connection, ...wait } = plainOptions(options, 'unsubscribe options') ?? {}
-    return waitFor(wait, 'unsubscribe', () => this.#native.unsubscribe(text(name, 'unsubscribe name'), connection))
+    return waiting(wait, 'unsubscribe', (native) =>
+      this.#native.unsubscribe(text(name, 'unsubscribe name'), connection, native),
+    )
   }
 
   /**
@@ -205,7 +200,7 @@ export class App extends EventEmitter<AppEvents> {
    */
   setRoute(name: string, options?: RoutingOptions): Promise<void> {
     const { connection, ...wait } = plainOptions(options, 'setRoute options') ?? {}
-    return waitFor(wait, 'setRoute', () => this.#native.setRoute(text(name, 'setRoute name'), connection))
+    return waiting(wait, 'setRoute', (native) => this.#native.setRoute(text(name, 'setRoute name'), connection, native))
   }
 
   /**
@@ -219,17 +214,19 @@ export class App extends EventEmitter<AppEvents> {
    */
   removeRoute(name: string, options?: RoutingOptions): Promise<void> {
     const { connection, ...wait } = plainOptions(options, 'removeRoute options') ?? {}
-    return waitFor(wait, 'removeRoute', () => this.#native.removeRoute(text(name, 'removeRoute name'), connection))
+    return waiting(wait, 'removeRoute', (native) =>
+      this.#native.removeRoute(text(name, 'removeRoute name'), connection, native),
+    )
   }
 
   /**
    * Creates a group on `channel` (`org/ns/channel`) moderated by this app; add members
-   * with {@link Session.invite}. `wait` bounds the call; a group given up on is closed
-   * again.
+   * with {@link Session.invite}. `timeout` and `signal` bound the call; a group given up
+   * on is closed again.
    *
    * @param channel - The group's channel name.
-   * @param options - Retries, interval, MLS and metadata of the group.
-   * @param wait - How long to wait for the group to be set up.
+   * @param options - Retries, interval, MLS and metadata of the group, and how long to
+   * wait for it to be set up.
    * @throws {SlimError} `INVALID_NAME` for a malformed channel, `INVALID_ARGUMENT` for
    * malformed options, `CONNECT` when the app is not connected, `CLOSED` when the app is
    * closed, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
@@ -240,45 +237,43 @@ export class App extends EventEmitter<AppEvents> {
    * await chat.publish('hello, group')
    * ```
    */
-  createGroupSession(channel: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
-    return this.#createSession('group', channel, options, wait)
+  createGroupSession(channel: string, options?: SessionOptions): Promise<Session> {
+    return this.#createSession('group', channel, options)
   }
 
   /**
    * Opens a point-to-point session with `peer` (`org/ns/app`); resolves once the peer has
-   * joined. `wait` bounds the call; a session given up on is closed again.
+   * joined. `timeout` and `signal` bound the call; a session given up on is closed again.
    *
    * @param peer - The app to talk to.
-   * @param options - Retries, interval, MLS and metadata of the session.
-   * @param wait - How long to wait for the peer to join.
+   * @param options - Retries, interval, MLS and metadata of the session, and how long to
+   * wait for the peer to join.
    * @throws {SlimError} `INVALID_NAME` for a malformed name, `INVALID_ARGUMENT` for
    * malformed options, `DELIVERY_FAILED` when the peer does not answer or refuses this
    * app's identity, `CONNECT` when the app is not connected, `CLOSED` when the app is
    * closed, `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    * @example
    * ```ts
-   * const session = await app.createPointToPointSession('agntcy/ns/bob', {}, { timeout: 10_000 })
+   * const session = await app.createPointToPointSession('agntcy/ns/bob', { timeout: 10_000 })
    * await session.publish('hi, Bob')
    * const reply = await session.getMessage({ timeout: 5000 })
    * ```
    */
-  createPointToPointSession(peer: string, options?: SessionOptions, wait?: WaitOptions): Promise<Session> {
-    return this.#createSession('point-to-point', peer, options, wait)
+  createPointToPointSession(peer: string, options?: SessionOptions): Promise<Session> {
+    return this.#createSession('point-to-point', peer, options)
   }
 
   async #createSession(
     type: NativeSessionOptions['type'],
     destination: string,
     options: SessionOptions | undefined,
-    wait: WaitOptions | undefined,
   ): Promise<Session> {
     const what = type === 'group' ? 'createGroupSession' : 'createPointToPointSession'
-    const native = nativeOptions(type, plainOptions(options, `${what} options`) ?? {})
-    return new Session(
-      await withSignal(wait, what, (timeout, token) =>
-        this.#native.createSession(text(destination, `${what} name`), native, timeout, token),
-      ),
+    const { timeout, signal, ...settings } = plainOptions(options, `${what} options`) ?? {}
+    const native = await waiting({ timeout, signal }, what, (wait) =>
+      this.#native.createSession(text(destination, `${what} name`), { ...settings, type }, wait),
     )
+    return new Session(native)
   }
 
   /**
@@ -296,9 +291,7 @@ export class App extends EventEmitter<AppEvents> {
    * ```
    */
   async listenForSession(options?: WaitOptions): Promise<Session> {
-    const native = await withSignal(options, 'listenForSession', (timeout, token) =>
-      this.#native.listenForSession(timeout, token),
-    )
+    const native = await waiting(options, 'listenForSession', (wait) => this.#native.listenForSession(wait))
     return new Session(native)
   }
 
@@ -320,7 +313,7 @@ export class App extends EventEmitter<AppEvents> {
    * ```
    */
   async restoreSessions(options?: WaitOptions): Promise<Session[]> {
-    const natives = await waitFor(options, 'restoreSessions', () => this.#native.restoreSessions())
+    const natives = await waiting(options, 'restoreSessions', (wait) => this.#native.restoreSessions(wait))
     return natives.map((native) => new Session(native))
   }
 
@@ -358,7 +351,7 @@ export class App extends EventEmitter<AppEvents> {
    * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    */
   async close(options?: WaitOptions): Promise<void> {
-    await waitFor(options, 'close', () => this.#native.close())
+    await waiting(options, 'close', (wait) => this.#native.close(wait))
     this.#statuses.close()
   }
 

@@ -1,7 +1,7 @@
 import { EventEmitter, on } from 'node:events'
 import type { ConnectionStatus, App as NativeApp } from '../../index.js'
-import { abortError } from './cancel.js'
 import { fromInfo, type SlimError } from './errors.js'
+import { abortError } from './wait.js'
 
 /**
  * What happened to one of an app's connections: the items of {@link App.status} and the

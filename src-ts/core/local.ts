@@ -2,9 +2,9 @@
 import type { ConnectOptions as NativeConnectOptions, TelemetryOptions, TlsOptions } from '../../index.js'
 import { type App, createApp } from './app.js'
 import type { IdentityOptions } from './app-options.js'
-import type { WaitOptions } from './cancel.js'
 import { plainOptions } from './input.js'
 import { enableOpentelemetry } from './telemetry.js'
+import type { WaitOptions } from './wait.js'
 
 /**
  * Where an app's SLIM node is and how to reach it: the `slim` field of

@@ -1,14 +1,17 @@
 // Publish outcomes: the addon returns a ticket for each publish and later reports the
 // tickets that settled, in batches (crates/slim-node/src/session/publisher.rs); this
-// turns them back into one promise per publish.
-import type { PublishOptions as NativePublishOptions, PublishFailures } from '../../index.js'
-import { type WaitOptions, waitOptions, within } from './cancel.js'
+// turns them back into one promise per publish. The end of a publish's wait is an
+// outcome too: the addon reports it (session/watched.rs).
+import type { PublishOptions as NativePublishOptions, PublishFailures, Wait } from '../../index.js'
 import { fromInfo, SlimError, toSlimError } from './errors.js'
 import { plainOptions } from './input.js'
+import { Waiting, type WaitOptions, waitOptions } from './wait.js'
 
 interface Pending {
   resolve: () => void
   reject: (error: SlimError) => void
+  /** The caller's wait, when it can end. */
+  waiting: Waiting | undefined
 }
 
 /** The publishes of one session that await their outcome, by native ticket. */
@@ -28,57 +31,65 @@ export class Outcomes {
   track(
     options: (NativePublishOptions & WaitOptions) | undefined,
     what: string,
-    queue: (publish: NativePublishOptions | undefined) => number | undefined,
+    queue: (publish: NativePublishOptions | undefined, wait: Wait | undefined) => number | undefined,
   ): Promise<void> {
     let ticket: number | undefined
-    let wait: WaitOptions = {}
+    let waiting: Waiting | undefined
     try {
       const publish = plainOptions(options, `${what} options`)
-      if (publish !== undefined) wait = waitOptions(publish, what)
-      ticket = queue(publish)
+      const wait = waitOptions(publish, what)
+      if (wait.timeout !== undefined || wait.signal !== undefined) waiting = new Waiting(wait, what)
+      ticket = queue(publish, waiting?.wait)
     } catch (error) {
+      waiting?.release()
       return Promise.reject(toSlimError(error))
     }
-    if (ticket === undefined) return Promise.resolve()
-    const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject }))
+    if (ticket === undefined) {
+      waiting?.release()
+      return Promise.resolve()
+    }
+    const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject, waiting }))
     // Like any pending promise of I/O, awaited publishes keep Node running.
     if (this.#pending.size === 1) this.#keepAlive(true)
-    const queued = ticket
-    return within(settled, wait, what, () => this.#forget(queued))
-  }
-
-  /** Stops reporting a publish whose caller stopped waiting. */
-  #forget(ticket: number): void {
-    if (this.#pending.delete(ticket) && this.#pending.size === 0) this.#keepAlive(false)
+    return settled
   }
 
   /** One call of the session's outcome callback; never throws into Node's event loop. */
   settle(done: Uint32Array, failures: PublishFailures | null): void {
     try {
-      for (const ticket of done) {
-        this.#pending.get(ticket)?.resolve()
-        this.#pending.delete(ticket)
-      }
+      for (const ticket of done) this.#take(ticket)?.resolve()
       if (failures) this.#fail(failures)
       if (this.#pending.size === 0) this.#keepAlive(false)
     } catch (error) {
       // Every publish still waiting learns of it.
-      const bug = new SlimError('INTERNAL', 'slim-node could not read publish outcomes', { cause: error })
-      for (const pending of this.#pending.values()) pending.reject(bug)
-      this.#pending.clear()
-      this.#keepAlive(false)
+      this.#failAll(new SlimError('INTERNAL', 'slim-node could not read publish outcomes', { cause: error }))
     }
   }
 
   #fail(failures: PublishFailures): void {
     failures.tickets.forEach((ticket, i) => {
-      this.#pending.get(ticket)?.reject(fromInfo(failures.reasons[i]))
-      this.#pending.delete(ticket)
+      const pending = this.#take(ticket)
+      const reason = fromInfo(failures.reasons[i])
+      pending?.reject(pending.waiting ? pending.waiting.failure(reason) : reason)
     })
-    if (failures.ended != null) {
-      const reason = fromInfo(failures.ended)
-      for (const pending of this.#pending.values()) pending.reject(reason)
-      this.#pending.clear()
+    if (failures.ended != null) this.#failAll(fromInfo(failures.ended))
+  }
+
+  /** The publish of `ticket`, no longer pending; a ticket reported again finds none. */
+  #take(ticket: number): Pending | undefined {
+    const pending = this.#pending.get(ticket)
+    if (!pending) return undefined
+    this.#pending.delete(ticket)
+    pending.waiting?.release()
+    return pending
+  }
+
+  #failAll(reason: SlimError): void {
+    for (const pending of this.#pending.values()) {
+      pending.waiting?.release()
+      pending.reject(reason)
     }
+    this.#pending.clear()
+    this.#keepAlive(false)
   }
 }

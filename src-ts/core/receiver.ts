@@ -1,11 +1,12 @@
 // A session's receiving side, the counterpart of the addon's session/receiver.rs: one
 // receive at a time asks the addon for a batch, and what the batch holds beyond that
-// receive waits here for the next ones. It does no I/O of its own: it talks to the addon
-// through a ReceiveSource, which the tests replace with a fake.
-import type { BatchExtras, Envelope } from '../../index.js'
-import { abortError, type WaitOptions, waitOptions } from './cancel.js'
+// receive waits here for the next ones. The addon also answers a receive whose wait
+// ended. This does no I/O of its own: it talks to the addon through a ReceiveSource,
+// which the tests replace with a fake.
+import type { BatchExtras, Envelope, Wait } from '../../index.js'
 import { fromInfo, SlimError, toSlimError } from './errors.js'
 import { type Message, unpackBatch } from './message.js'
+import { Waiting, type WaitOptions, waitOptions } from './wait.js'
 
 /** Messages asked for at a time; one JavaScript wake-up serves a whole batch. */
 export const RECEIVE_BATCH = 512
@@ -14,10 +15,11 @@ export const RECEIVE_BATCH = 512
 export interface ReceiveSource {
   /**
    * Asks for up to `max` messages: what is queued already comes back at once, else
-   * `null` and the answer comes later through {@link Receiver.onMessages}. Throws `BUSY`
+   * `null` and the answer (messages, the session's end, or the end of `wait` as
+   * `extras.waitEnded`) comes later through {@link Receiver.onMessages}. Throws `BUSY`
    * while another request waits.
    */
-  requestMessages(max: number): [ArrayBuffer, BatchExtras | null] | null
+  requestMessages(max: number, wait?: Wait | null): [ArrayBuffer, BatchExtras | null] | null
   /** Withdraws the waiting request; false when its answer is already on its way. */
   cancelReceive(): boolean
 }
@@ -26,9 +28,7 @@ export interface ReceiveSource {
 interface Receiving {
   resolve: (message: Message) => void
   reject: (error: SlimError) => void
-  signal: AbortSignal | undefined
-  /** Ends the wait with TIMEOUT. */
-  timer: ReturnType<typeof setTimeout> | undefined
+  waiting: Waiting | undefined
 }
 
 export class Receiver {
@@ -42,14 +42,10 @@ export class Receiver {
   /** Every sender context the addon numbered for this session, by number. */
   readonly #envelopes: Envelope[] = []
   /**
-   * The signal the abort listener is on: a loop that passes one signal to every
-   * receive registers it once, not once per receive.
+   * The wait of the last receive that had a signal and no timeout: a loop that passes one
+   * signal to every receive makes one native wait for it, not one per receive.
    */
-  #watched: AbortSignal | undefined
-  readonly #onAbort = (): void => {
-    const signal = this.#receiving?.signal
-    if (signal) this.#stopWaiting(abortError(signal, 'getMessage'))
-  }
+  #signalWait: Waiting | undefined
   /** Why the session ended, once its last batch came. */
   #ended: SlimError | undefined
 
@@ -61,36 +57,21 @@ export class Receiver {
 
   /** The next message; see `Session.getMessage`. */
   receive(options?: WaitOptions): Promise<Message> {
-    let wait: WaitOptions
-    try {
-      wait = waitOptions(options, 'getMessage')
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    const buffered = this.#takeBuffered()
-    if (buffered) return Promise.resolve(buffered)
-    if (this.#ended) return Promise.reject(this.#ended)
-    const { signal, timeout } = wait
-    if (signal?.aborted) return Promise.reject(abortError(signal, 'getMessage'))
+    let waiting: Waiting | undefined
     let ready: [ArrayBuffer, BatchExtras | null] | null
     try {
-      ready = this.#source.requestMessages(RECEIVE_BATCH)
+      const wait = waitOptions(options, 'getMessage')
+      const buffered = this.#takeBuffered()
+      if (buffered) return Promise.resolve(buffered)
+      if (this.#ended) return Promise.reject(this.#ended)
+      waiting = this.#waiting(wait)
+      ready = this.#source.requestMessages(RECEIVE_BATCH, waiting?.wait)
     } catch (error) {
-      return Promise.reject(toSlimError(error))
+      return Promise.reject(waiting ? waiting.failure(error) : toSlimError(error))
     }
     return new Promise<Message>((resolve, reject) => {
-      this.#receiving = { resolve, reject, signal, timer: undefined }
+      this.#receiving = { resolve, reject, waiting }
       if (ready) this.onMessages(ready[0], ready[1])
-      const receiving = this.#receiving
-      if (!receiving) return
-      // Still waiting: the addon answers through onMessages.
-      this.#watch(signal)
-      if (timeout !== undefined) {
-        receiving.timer = setTimeout(
-          () => this.#stopWaiting(new SlimError('TIMEOUT', `getMessage timed out after ${timeout} ms`)),
-          timeout,
-        )
-      }
     })
   }
 
@@ -106,16 +87,24 @@ export class Receiver {
     }
   }
 
-  /** Ends the waiting receive with `error`; it takes nothing, so no message is lost. */
-  #stopWaiting(error: SlimError): void {
-    if (this.#receiving && this.#source.cancelReceive()) this.#settled()?.reject(error)
+  /** The native wait of a receive; none for one that may wait forever. */
+  #waiting(wait: WaitOptions): Waiting | undefined {
+    if (wait.signal !== this.#signalWait?.signal) {
+      this.#signalWait?.release()
+      this.#signalWait = undefined
+    }
+    if (wait.signal === undefined) return wait.timeout === undefined ? undefined : new Waiting(wait, 'getMessage')
+    if (wait.timeout !== undefined) return new Waiting(wait, 'getMessage')
+    if (this.#signalWait === undefined) this.#signalWait = new Waiting(wait, 'getMessage')
+    else if (wait.signal.aborted) throw this.#signalWait.failure(new SlimError('ABORTED', 'getMessage was aborted'))
+    return this.#signalWait
   }
 
-  /** The receive that waited, now that it is settled: no longer waiting, its timer gone. */
+  /** The receive that waited, now that it is settled; a wait of its own is released. */
   #settled(): Receiving | undefined {
     const receiving = this.#receiving
     this.#receiving = undefined
-    clearTimeout(receiving?.timer)
+    if (receiving?.waiting !== this.#signalWait) receiving?.waiting?.release()
     return receiving
   }
 
@@ -126,6 +115,11 @@ export class Receiver {
     const message = this.#takeBuffered()
     if (message) this.#settled()?.resolve(message)
     else if (this.#ended) this.#settled()?.reject(this.#ended)
+    else if (extras?.waitEnded) {
+      // The addon ended the receive, which took nothing: no message is lost.
+      const receiving = this.#settled()
+      receiving?.reject(receiving.waiting?.failure(fromInfo(extras.waitEnded)) ?? fromInfo(extras.waitEnded))
+    }
     // Otherwise warnings only: the receive goes on waiting.
   }
 
@@ -135,15 +129,8 @@ export class Receiver {
     for (const reason of extras.errors ?? []) this.#onWarning(fromInfo(reason))
     if (extras.ended != null) {
       this.#ended = fromInfo(extras.ended)
-      this.#watch(undefined)
+      this.#signalWait?.release()
     }
-  }
-
-  #watch(signal: AbortSignal | undefined): void {
-    if (signal === this.#watched) return
-    this.#watched?.removeEventListener('abort', this.#onAbort)
-    this.#watched = signal
-    signal?.addEventListener('abort', this.#onAbort)
   }
 
   #takeBuffered(): Message | undefined {

@@ -1,8 +1,8 @@
 import type { Server as NativeServer, ServerOptions } from '../../index.js'
-import { type WaitOptions, waitFor } from './cancel.js'
 import { call } from './errors.js'
 import { plainOptions } from './input.js'
 import { addon } from './native.js'
+import { type WaitOptions, waiting } from './wait.js'
 
 export type { ServerOptions }
 
@@ -61,7 +61,7 @@ export class SlimServer {
    * ```
    */
   stopped(options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'stopped', () => this.#native.stopped())
+    return waiting(options, 'stopped', (wait) => this.#native.stopped(wait))
   }
 
   /**
@@ -73,7 +73,7 @@ export class SlimServer {
    * `ABORTED` when `timeout` or `signal` end the wait.
    */
   stop(options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'stop', () => this.#native.stop())
+    return waiting(options, 'stop', (wait) => this.#native.stop(wait))
   }
 
   /** Stops the node at the end of an `await using` block, as {@link SlimServer.stop} does. */

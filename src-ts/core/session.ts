@@ -6,13 +6,13 @@ import type {
   Participant,
   SessionSettings,
 } from '../../index.js'
-import { type WaitOptions, waitFor, withSignal } from './cancel.js'
 import { SlimError } from './errors.js'
 import { bytesOrText, payloadList, plainOptions, text } from './input.js'
 import { type Message, type Payload, ReceivedMessage } from './message.js'
 import { Outcomes } from './outcomes.js'
 import { Receiver } from './receiver.js'
 import { type ParticipantChange, RosterWatch } from './roster.js'
+import { type WaitOptions, waiting } from './wait.js'
 
 export { MAX_MESSAGE_BYTES, type Message, type Payload } from './message.js'
 export type { ParticipantChange } from './roster.js'
@@ -175,8 +175,8 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   publish(data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#outcomes.track(options, 'publish', (publish) =>
-      this.#native.publish(bytesOrText(data, 'publish data'), publish),
+    return this.#outcomes.track(options, 'publish', (publish, wait) =>
+      this.#native.publish(bytesOrText(data, 'publish data'), publish, wait),
     )
   }
 
@@ -203,9 +203,9 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   publishMany(messages: Iterable<Payload>, options?: PublishOptions): Promise<void> {
-    return this.#outcomes.track(options, 'publishMany', (publish) => {
+    return this.#outcomes.track(options, 'publishMany', (publish, wait) => {
       const payloads = payloadList(messages, 'publishMany messages')
-      return payloads.length === 0 ? undefined : this.#native.publishMany(payloads, publish)
+      return payloads.length === 0 ? undefined : this.#native.publishMany(payloads, publish, wait)
     })
   }
 
@@ -225,13 +225,13 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
-    return this.#outcomes.track(options, 'publishTo', (publish) => {
+    return this.#outcomes.track(options, 'publishTo', (publish, wait) => {
       // A message this package made needs no copy; anything else is read once here.
       const to = message instanceof ReceivedMessage ? message : plainOptions(message, 'publishTo message')
       if (typeof to !== 'object' || to === null) {
         throw new SlimError('INVALID_ARGUMENT', 'publishTo needs the message being replied to')
       }
-      return this.#native.publishTo(to, bytesOrText(data, 'publishTo data'), publish)
+      return this.#native.publishTo(to, bytesOrText(data, 'publishTo data'), publish, wait)
     })
   }
 
@@ -288,9 +288,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   invite(member: string, options?: WaitOptions): Promise<void> {
-    return withSignal(options, 'invite', (timeout, token) =>
-      this.#native.invite(text(member, 'invite name'), timeout, token),
-    )
+    return waiting(options, 'invite', (wait) => this.#native.invite(text(member, 'invite name'), wait))
   }
 
   /**
@@ -308,9 +306,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   remove(member: string, options?: WaitOptions): Promise<void> {
-    return withSignal(options, 'remove', (timeout, token) =>
-      this.#native.remove(text(member, 'remove name'), timeout, token),
-    )
+    return waiting(options, 'remove', (wait) => this.#native.remove(text(member, 'remove name'), wait))
   }
 
   /**
@@ -331,7 +327,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   goOffline(options?: WaitOptions): Promise<void> {
-    return withSignal(options, 'goOffline', (timeout, token) => this.#native.goOffline(timeout, token))
+    return waiting(options, 'goOffline', (wait) => this.#native.goOffline(wait))
   }
 
   /**
@@ -349,7 +345,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   rejoin(options?: WaitOptions): Promise<void> {
-    return withSignal(options, 'rejoin', (timeout, token) => this.#native.rejoin(timeout, token))
+    return waiting(options, 'rejoin', (wait) => this.#native.rejoin(wait))
   }
 
   /**
@@ -365,7 +361,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * ```
    */
   participants(options?: WaitOptions): Promise<Participant[]> {
-    return waitFor(options, 'participants', () => this.#native.participants())
+    return waiting(options, 'participants', (wait) => this.#native.participants(wait))
   }
 
   /**
@@ -377,7 +373,7 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
    * @throws {SlimError} `TIMEOUT` or `ABORTED` when `timeout` or `signal` end the wait.
    */
   close(options?: WaitOptions): Promise<void> {
-    return waitFor(options, 'close', () => this.#native.close())
+    return waiting(options, 'close', (wait) => this.#native.close(wait))
   }
 
   /** Closes the session at the end of an `await using` block, as {@link Session.close} does. */

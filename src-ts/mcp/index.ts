@@ -21,10 +21,10 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { type JSONRPCMessage, JSONRPCMessageSchema, type MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js'
 import type { App } from '../core/app.js'
 import type { SessionOptions } from '../core/app-options.js'
-import type { WaitOptions } from '../core/cancel.js'
 import { isSlimError, SlimError } from '../core/errors.js'
 import type { Message } from '../core/message.js'
 import type { Session } from '../core/session.js'
+import type { WaitOptions } from '../core/wait.js'
 
 /**
  * What a transport knows about the sender of a message, as MCP's `authInfo` (handlers
@@ -196,7 +196,7 @@ export class SlimClientTransport extends SessionTransport {
   /** @internal */
   protected open(): Promise<Session> {
     const { session, ...wait } = this.#options
-    return this.#app.createPointToPointSession(this.#server, session, wait)
+    return this.#app.createPointToPointSession(this.#server, { ...session, ...wait })
   }
 }
 

@@ -1,11 +1,10 @@
 // One slimrpc call in progress on the calling side, with the caller's signal wired to
 // it, and what its answers become for the caller.
-import type { CancelToken, RpcAnswer, RpcCall } from '../../index.js'
-import { abortError } from '../core/cancel.js'
+import type { RpcAnswer, RpcCall } from '../../index.js'
 import { RpcError, type SlimError, toSlimError } from '../core/errors.js'
 import { bytesOrText } from '../core/input.js'
 import type { Payload } from '../core/message.js'
-import { addon } from '../core/native.js'
+import type { Waiting } from '../core/wait.js'
 
 /**
  * Options of one call.
@@ -67,28 +66,15 @@ export interface GroupAnswer {
  */
 export type Requests = AsyncIterable<Payload> | Iterable<Payload>
 
-export /** One call on the native side, with the caller's signal wired to it. */
-class Call {
+/** One call on the native side, under the caller's wait (its signal stops the call). */
+export class Call {
   readonly #native: RpcCall
-  readonly #signal: AbortSignal | undefined
-  readonly #token: CancelToken | undefined
-  /** Takes the abort listener off the caller's signal, which may outlive many calls. */
-  readonly #detach: () => void = () => {}
+  readonly #waiting: Waiting
   #failed: SlimError | undefined
 
-  constructor(native: RpcCall, signal: AbortSignal | undefined) {
+  constructor(native: RpcCall, waiting: Waiting) {
     this.#native = native
-    this.#signal = signal
-    if (signal) {
-      const token = new addon.CancelToken()
-      const abort = () => {
-        token.cancel()
-        native.cancel()
-      }
-      signal.addEventListener('abort', abort, { once: true })
-      this.#detach = () => signal.removeEventListener('abort', abort)
-      this.#token = token
-    }
+    this.#waiting = waiting
   }
 
   /** Sends every request, then ends them; a failure ends the call. */
@@ -105,7 +91,7 @@ class Call {
 
   async send(request: Uint8Array): Promise<void> {
     try {
-      await this.#native.send(request, this.#token)
+      await this.#native.send(request)
     } catch (error) {
       throw this.#mapped(error)
     }
@@ -116,7 +102,7 @@ class Call {
   }
 
   cancel(): void {
-    this.#detach()
+    this.#waiting.release()
     this.#native.cancel()
   }
 
@@ -124,21 +110,20 @@ class Call {
   async next(): Promise<RpcAnswer | null> {
     try {
       // An answer already here is read without a promise from the addon.
-      const answer = this.#native.tryNext() ?? (await this.#native.next(this.#token))
+      const answer = this.#native.tryNext() ?? (await this.#native.next())
       if (answer === null) {
-        this.#detach()
+        this.#waiting.release()
         if (this.#failed) throw this.#failed
       }
       return answer
     } catch (error) {
-      this.#detach()
+      this.#waiting.release()
       throw this.#mapped(error)
     }
   }
 
   #mapped(error: unknown): SlimError {
-    const slimError = toSlimError(error)
-    return slimError.code === 'ABORTED' && this.#signal ? abortError(this.#signal, 'the call') : slimError
+    return this.#waiting.failure(error)
   }
 }
 

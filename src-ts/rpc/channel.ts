@@ -5,11 +5,11 @@
  */
 import type { RpcChannel as NativeChannel } from '../../index.js'
 import { type App, nativeApp } from '../core/app.js'
-import { abortError, waitOptions, withSignal } from '../core/cancel.js'
 import { callSync, RpcError } from '../core/errors.js'
 import { invalid, plainOptions, text } from '../core/input.js'
 import type { Payload } from '../core/message.js'
 import { addon } from '../core/native.js'
+import { Waiting, waiting } from '../core/wait.js'
 import { bytes, Call, type CallOptions, type GroupAnswer, groupAnswer, type Requests } from './call.js'
 import type { ChannelLike } from './codegen.js'
 import { StubCalls } from './stubs.js'
@@ -76,8 +76,10 @@ export class RpcChannel implements ChannelLike {
   unary(service: string, method: string, request: Payload, options?: CallOptions): Promise<Uint8Array> {
     this.#pointToPoint('unary')
     const settings = callSettings(options)
-    return withSignal(waitOptions(options && { signal: options.signal }, 'the call'), 'the call', (_, token) =>
-      this.#native.unary(service, method, bytes(request), settings, token),
+    // The call's timeout is its deadline, which upstream's slimrpc enforces on both
+    // sides (DEADLINE_EXCEEDED); the signal stops it.
+    return waiting(options && { signal: options.signal }, 'the call', (wait) =>
+      this.#native.unary(service, method, bytes(request), settings, wait),
     )
   }
 
@@ -156,7 +158,7 @@ export class RpcChannel implements ChannelLike {
 
   /** Ends the channel's session; a later call sets up a new one. */
   async close(): Promise<void> {
-    await withSignal(undefined, 'close', () => this.#native.close())
+    await waiting(undefined, 'close', (wait) => this.#native.close(wait))
   }
 
   #pointToPoint(what: string): void {
@@ -175,12 +177,15 @@ export class RpcChannel implements ChannelLike {
     options: CallOptions | undefined,
   ): Call {
     const settings = callSettings(options)
-    const { signal } = waitOptions(options && { signal: options.signal }, 'the call')
-    if (signal?.aborted) throw abortError(signal, 'the call')
-    const native = callSync(() =>
-      this.#native.open(text(service, 'service'), text(method, 'method'), request, settings),
-    )
-    const call = new Call(native, signal)
+    const waiting = Waiting.of(options && { signal: options.signal }, 'the call')
+    let native: ReturnType<NativeChannel['open']>
+    try {
+      native = this.#native.open(text(service, 'service'), text(method, 'method'), request, settings, waiting.wait)
+    } catch (error) {
+      waiting.release()
+      throw waiting.failure(error)
+    }
+    const call = new Call(native, waiting)
     if (requests !== undefined) call.pump(requests)
     return call
   }

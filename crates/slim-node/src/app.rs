@@ -2,7 +2,6 @@
 //! sessions it made or joined.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use napi::Env;
 
@@ -13,7 +12,6 @@ use slim_service::{KIND, Service};
 use slim_session::notification::Notification;
 use slim_session::{SessionConfig, SessionError};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::connection::{self, ConnectionStatus, Statuses};
@@ -22,10 +20,10 @@ use crate::errors::{Code, Error, Result, chain};
 use crate::identity::{Identity, IdentityOptions};
 use crate::link::{Direction, Link, app_closed, closed_as_app};
 use crate::name;
-use crate::runtime::bounded;
 use crate::session::core::SessionCore;
 use crate::session::moderator;
 use crate::session::peer;
+use crate::wait::Limit;
 use slim_node_tcp::{self as transport, Sockets};
 use slim_persistence::PersistenceConfig;
 
@@ -43,6 +41,18 @@ pub enum Routing {
     /// Send traffic for the name through this app's connection.
     SetRoute,
     RemoveRoute,
+}
+
+impl Routing {
+    /// The facade's name for the change, for messages.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Subscribe => "subscribe",
+            Self::Unsubscribe => "unsubscribe",
+            Self::SetRoute => "setRoute",
+            Self::RemoveRoute => "removeRoute",
+        }
+    }
 }
 
 pub struct AppCore {
@@ -148,12 +158,7 @@ impl AppCore {
 
     /// Connects to a node and subscribes the app's name there; returns the connection's
     /// id. An app may connect to several nodes, each once.
-    pub async fn connect(
-        self: Arc<Self>,
-        client: Client,
-        timeout: Option<Duration>,
-        abort: Option<CancellationToken>,
-    ) -> Result<u64> {
+    pub async fn connect(self: Arc<Self>, client: Client, limit: Limit) -> Result<u64> {
         let link = &self.link;
         let slim = link.slim()?;
         if let Some(lost) = link.lost_reason() {
@@ -167,7 +172,8 @@ impl AppCore {
             ));
         }
         let attempt = connection::connect_and_subscribe(link, &slim, &client);
-        let (connection, node) = bounded(attempt, timeout, &link.closed, abort.as_ref(), "connect")
+        let (connection, node) = limit
+            .run(attempt, &link.closed, "connect")
             .await
             .map_err(closed_as_app)?;
         link.add_connection(connection, &url);
@@ -242,8 +248,7 @@ impl AppCore {
         self: Arc<Self>,
         destination: ProtoName,
         config: SessionConfig,
-        timeout: Option<Duration>,
-        abort: Option<CancellationToken>,
+        limit: Limit,
     ) -> Result<Arc<SessionCore>> {
         let link = &self.link;
         let slim = link.slim()?;
@@ -255,28 +260,14 @@ impl AppCore {
             }
             Ok(())
         };
-        bounded(
-            routed,
-            timeout,
-            &link.closed,
-            abort.as_ref(),
-            "create session",
-        )
-        .await?;
+        limit.run(routed, &link.closed, "create session").await?;
         let (context, handle) = slim
             .create_session(config, destination, None)
             .await
             .map_err(Error::from)?;
         drop(slim);
         let established = async { handle.await.map_err(Error::from) };
-        let outcome = bounded(
-            established,
-            timeout,
-            &link.closed,
-            abort.as_ref(),
-            "create session",
-        )
-        .await;
+        let outcome = limit.run(established, &link.closed, "create session").await;
         if let Err(err) = outcome {
             if let Some(controller) = context.session().upgrade() {
                 link.abandon_session(&controller);
@@ -322,8 +313,7 @@ impl AppCore {
     pub async fn listen(
         self: Arc<Self>,
         mut listener: Listener,
-        timeout: Option<Duration>,
-        abort: Option<CancellationToken>,
+        limit: Limit,
     ) -> Result<Arc<SessionCore>> {
         self.link.slim()?;
         let next_session = async {
@@ -336,14 +326,9 @@ impl AppCore {
                 }
             }
         };
-        let context = bounded(
-            next_session,
-            timeout,
-            &self.link.closed,
-            abort.as_ref(),
-            "listenForSession",
-        )
-        .await?;
+        let context = limit
+            .run(next_session, &self.link.closed, "listenForSession")
+            .await?;
         let session = SessionCore::start(context, self.link.clone())?;
         self.register(&session);
         Ok(session)

@@ -21,7 +21,8 @@ use crate::client::{CONNECT_TIMEOUT, Client};
 use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, ErrorInfo, Result, chain};
 use crate::link::{Link, SlimApp};
-use crate::runtime::{bounded, spawn};
+use crate::runtime::spawn;
+use crate::wait::Limit;
 
 /// What happened to one of an app's connections, as the addon reports it; the facade
 /// turns it into the `AppStatus` that `app.status()` yields.
@@ -216,7 +217,8 @@ pub async fn connect_and_subscribe(
         }),
     );
     let never = CancellationToken::new();
-    let connection = bounded(attempt, Some(CONNECT_TIMEOUT), &never, None, "connect")
+    let connection = Limit::after(CONNECT_TIMEOUT)
+        .run(attempt, &never, "connect")
         .await
         .map_err(|e| match e.code {
             Code::Timeout => Error::new(

@@ -7,7 +7,6 @@
 // napi exports are only called from JavaScript, never from Rust tests.
 #![cfg_attr(test, allow(dead_code))]
 
-mod cancel;
 mod delivery;
 mod endpoint;
 mod errors;
@@ -18,6 +17,7 @@ mod runtime;
 mod status;
 mod tls;
 mod tracing;
+mod wait;
 
 mod auth;
 mod client;

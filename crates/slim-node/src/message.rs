@@ -55,6 +55,8 @@ pub struct BatchExtras {
     pub errors: Option<Vec<ErrorInfo>>,
     /// Set on the session's last batch: why it ended (SESSION_CLOSED, or INTERNAL).
     pub ended: Option<ErrorInfo>,
+    /// Set when the waiting receive's wait ended first (TIMEOUT, ABORTED): it took nothing.
+    pub wait_ended: Option<ErrorInfo>,
 }
 
 impl BatchExtras {
@@ -64,6 +66,7 @@ impl BatchExtras {
             && self.metadata_of.is_none()
             && self.errors.is_none()
             && self.ended.is_none()
+            && self.wait_ended.is_none()
     }
 }
 

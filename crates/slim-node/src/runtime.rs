@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use napi::Env;
 use napi::bindgen_prelude::{PromiseRaw, ToNapiValue, create_custom_tokio_runtime};
-use tokio_util::sync::CancellationToken;
 
-use crate::errors::{Code, Error, Result, js};
+use crate::errors::{Error, Result, js};
 
 #[napi_derive::module_init]
 fn init_runtime() {
@@ -57,6 +56,11 @@ where
     }
 }
 
+/// Enters the addon runtime on this thread, for making its timers outside a task.
+pub fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
+    HANDLE.get().map(tokio::runtime::Handle::enter)
+}
+
 /// Runs `fut` on the addon runtime as a JavaScript promise. A failure rejects it with an
 /// error whose `code` is the error's code; napi's own `async fn` support could only give
 /// its fixed statuses.
@@ -69,36 +73,6 @@ where
         outcome.map_err(|err| err.into_js(env))
     })
     .map_err(|err| Error::from(err).into())
-}
-
-/// Runs `fut` until it completes, the optional timeout elapses or a token is cancelled.
-///
-/// `closed` is the owner's close signal (app or session); `abort` is the caller's
-/// per-call cancellation (an AbortSignal in JavaScript).
-pub async fn bounded<T>(
-    fut: impl Future<Output = Result<T>>,
-    timeout: Option<Duration>,
-    closed: &CancellationToken,
-    abort: Option<&CancellationToken>,
-    what: &str,
-) -> Result<T> {
-    let never = CancellationToken::new();
-    let abort = abort.unwrap_or(&never);
-    let sleep = async {
-        match timeout {
-            Some(limit) => tokio::time::sleep(limit).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        res = fut => res,
-        _ = sleep => Err(Error::new(
-            Code::Timeout,
-            format!("{what} timed out after {} ms", timeout.unwrap_or_default().as_millis()),
-        )),
-        _ = closed.cancelled() => Err(Error::new(Code::Closed, format!("{what} was interrupted: closed"))),
-        _ = abort.cancelled() => Err(Error::new(Code::Aborted, format!("{what} was aborted"))),
-    }
 }
 
 /// The longest timeout a call accepts, in milliseconds: JavaScript's `setTimeout` limit
@@ -150,34 +124,5 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(millis(None, "timeout").unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn bounded_reports_timeout_close_and_abort() {
-        let closed = CancellationToken::new();
-        let pending = || std::future::pending::<Result<()>>();
-        let err = bounded(
-            pending(),
-            Some(Duration::from_millis(5)),
-            &closed,
-            None,
-            "recv",
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.code, Code::Timeout);
-
-        let abort = CancellationToken::new();
-        abort.cancel();
-        let err = bounded(pending(), None, &closed, Some(&abort), "recv")
-            .await
-            .unwrap_err();
-        assert_eq!(err.code, Code::Aborted);
-
-        closed.cancel();
-        let err = bounded(pending(), None, &closed, None, "recv")
-            .await
-            .unwrap_err();
-        assert_eq!(err.code, Code::Closed);
     }
 }

@@ -8,7 +8,6 @@ use napi_derive::napi;
 
 use crate::api::session::Session;
 use crate::app::{AppCore, Routing};
-use crate::cancel::{CancelToken, token_of};
 use crate::client::{Client, ConnectOptions};
 use crate::connection::ConnectionStatus;
 use crate::delivery::Callback;
@@ -16,8 +15,9 @@ use crate::errors::{Error, js};
 use crate::identity::IdentityOptions;
 use crate::link::Direction;
 use crate::name;
-use crate::runtime::{millis, promise, whole_number};
+use crate::runtime::{promise, whole_number};
 use crate::session::options::SessionOptions;
+use crate::wait::{Wait, limit_of};
 use slim_persistence::{MlsEncryptionKey, PersistenceConfig};
 
 /// Creates an app.
@@ -109,12 +109,15 @@ impl App {
         change: Routing,
         name: &str,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let target = name::parse(name)?;
         let connection = connection_id(connection)?;
+        let changed = self.core.clone().change_routing(change, target, connection);
+        let limit = limit_of(wait);
         promise(
             env,
-            self.core.clone().change_routing(change, target, connection),
+            async move { limit.detached(changed, change.verb()).await },
         )
     }
 }
@@ -167,15 +170,13 @@ impl App {
         &self,
         env: &'env Env,
         options: ConnectOptions,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, i64>> {
-        let timeout = millis(timeout, "timeout")?;
         let client = Client::new(&options)?;
         let core = self.core.clone();
-        let abort = token_of(cancel);
+        let limit = limit_of(wait);
         promise(env, async move {
-            let connection = core.connect(client, timeout, abort).await?;
+            let connection = core.connect(client, limit).await?;
             Ok(connection as i64)
         })
     }
@@ -194,10 +195,15 @@ impl App {
         &self,
         env: &'env Env,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let connection = connection_id(connection)?;
         let core = self.core.clone();
-        promise(env, async move { core.disconnect(connection).await })
+        let limit = limit_of(wait);
+        promise(env, async move {
+            let disconnected = async move { core.disconnect(connection).await };
+            limit.detached(disconnected, "disconnect").await
+        })
     }
 
     /// Sends publishes that have no route through `connection` (default: the oldest).
@@ -221,8 +227,9 @@ impl App {
         env: &'env Env,
         name: String,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::Subscribe, &name, connection)
+        self.change_routing(env, Routing::Subscribe, &name, connection, wait)
     }
 
     /// Stops receiving messages sent to `name`.
@@ -232,8 +239,9 @@ impl App {
         env: &'env Env,
         name: String,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::Unsubscribe, &name, connection)
+        self.change_routing(env, Routing::Unsubscribe, &name, connection, wait)
     }
 
     /// Routes traffic for `name` through the node this app is connected to.
@@ -243,8 +251,9 @@ impl App {
         env: &'env Env,
         name: String,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::SetRoute, &name, connection)
+        self.change_routing(env, Routing::SetRoute, &name, connection, wait)
     }
 
     /// Removes a route set with `setRoute`.
@@ -254,8 +263,9 @@ impl App {
         env: &'env Env,
         name: String,
         connection: Option<f64>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.change_routing(env, Routing::RemoveRoute, &name, connection)
+        self.change_routing(env, Routing::RemoveRoute, &name, connection, wait)
     }
 
     /// Creates a session towards `destination`: a group channel, or the peer of a
@@ -267,17 +277,15 @@ impl App {
         env: &'env Env,
         destination: String,
         options: Option<SessionOptions>,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Session>> {
         let destination = name::parse(&destination)?;
         let mut config = options.unwrap_or_default().to_config()?;
-        let timeout = millis(timeout, "timeout")?;
         self.core.prepare_session(&mut config)?;
         let core = self.core.clone();
-        let abort = token_of(cancel);
+        let limit = limit_of(wait);
         promise(env, async move {
-            let session = core.create_session(destination, config, timeout, abort);
+            let session = core.create_session(destination, config, limit);
             Ok(Session::new(session.await?))
         })
     }
@@ -288,10 +296,13 @@ impl App {
     pub fn restore_sessions<'env>(
         &self,
         env: &'env Env,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Vec<Session>>> {
         let core = self.core.clone();
+        let limit = limit_of(wait);
         promise(env, async move {
-            let sessions = core.restore_sessions().await?;
+            let restored = async move { core.restore_sessions().await };
+            let sessions = limit.detached(restored, "restoreSessions").await?;
             Ok(sessions.into_iter().map(Session::new).collect())
         })
     }
@@ -301,26 +312,32 @@ impl App {
     pub fn listen_for_session<'env>(
         &self,
         env: &'env Env,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Session>> {
-        let timeout = millis(timeout, "timeout")?;
         let listener = self.core.listener()?;
         let core = self.core.clone();
-        let abort = token_of(cancel);
+        let limit = limit_of(wait);
         promise(env, async move {
-            let session = core.listen(listener, timeout, abort);
+            let session = core.listen(listener, limit);
             Ok(Session::new(session.await?))
         })
     }
 
     /// Closes every session, disconnects and releases the app. Idempotent.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+    pub fn close<'env>(
+        &self,
+        env: &'env Env,
+        wait: Option<&Wait>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
+        let limit = limit_of(wait);
         promise(env, async move {
-            core.close().await;
-            Ok(())
+            let closed = async move {
+                core.close().await;
+                Ok(())
+            };
+            limit.detached(closed, "close").await
         })
     }
 }

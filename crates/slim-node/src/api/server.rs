@@ -24,6 +24,7 @@ use crate::errors::{Code, Error, Result, chain, js};
 use crate::runtime::{promise, whole_number};
 use crate::settings::ServerKeepaliveOptions;
 use crate::tls::{self, ServerTlsOptions};
+use crate::wait::{Wait, limit_of};
 use slim_node_tcp::{self as transport, Sockets};
 
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
@@ -263,19 +264,38 @@ impl Server {
     /// Resolves when the node has stopped. While awaited it keeps the process alive,
     /// which a running node alone does not.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn stopped<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+    pub fn stopped<'env>(
+        &self,
+        env: &'env Env,
+        wait: Option<&Wait>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
         let node = self.node.clone();
+        let limit = limit_of(wait);
         promise(env, async move {
-            node.stopped.cancelled().await;
-            Ok(())
+            let stopped = async move {
+                node.stopped.cancelled().await;
+                Ok(())
+            };
+            limit
+                .run(stopped, &CancellationToken::new(), "stopped")
+                .await
         })
     }
 
     /// Stops the node and closes every connection to it. Idempotent.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn stop<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+    pub fn stop<'env>(
+        &self,
+        env: &'env Env,
+        wait: Option<&Wait>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
         let node = self.node.clone();
-        promise(env, async move { node.stop().await })
+        let limit = limit_of(wait);
+        promise(env, async move {
+            limit
+                .detached(async move { node.stop().await }, "stop")
+                .await
+        })
     }
 }
 

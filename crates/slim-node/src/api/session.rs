@@ -2,20 +2,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use napi::Env;
 use napi::bindgen_prelude::{Either, PromiseRaw, Uint8ArraySlice};
 use napi_derive::napi;
 
-use crate::cancel::{CancelToken, token_of};
 use crate::delivery::Callback;
 use crate::errors::{Error, Result, js};
 use crate::message::Returned;
 use crate::name;
-use crate::runtime::{millis, promise, whole_number};
+use crate::runtime::{promise, whole_number};
 use crate::session::core::SessionCore;
 use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
@@ -23,6 +19,7 @@ use crate::session::outcomes::PublishOutcomes;
 use crate::session::receiver::Pump;
 use crate::session::request::Target;
 use crate::session::roster::{self, Participant};
+use crate::wait::{Limit, Wait, limit_of};
 
 /// Where a reply goes: the original sender, through the connection it came on.
 #[napi(object)]
@@ -47,20 +44,18 @@ impl Session {
         Self { core }
     }
 
-    /// A membership change as a promise, bounded by `timeout` ms and `cancel`.
+    /// A membership change as a promise, within `wait`.
     fn membership<'env, F, Fut>(
         &self,
         env: &'env Env,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
         change: F,
     ) -> js::Result<PromiseRaw<'env, ()>>
     where
-        F: FnOnce(Arc<SessionCore>, Option<Duration>, Option<CancellationToken>) -> Fut,
+        F: FnOnce(Arc<SessionCore>, Limit) -> Fut,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        let timeout = millis(timeout, "timeout")?;
-        promise(env, change(self.core.clone(), timeout, token_of(cancel)))
+        promise(env, change(self.core.clone(), limit_of(wait)))
     }
 }
 
@@ -137,17 +132,20 @@ impl Session {
     }
 
     /// Queues a publish to the session and returns its ticket; the outcome callback
-    /// reports when SLIM acknowledged it (reliable sessions) or took it (otherwise).
+    /// reports when SLIM acknowledged it (reliable sessions) or took it (otherwise), or
+    /// that `wait` ended first (the message still goes).
     #[napi(catch_unwind)]
     pub fn publish(
         &self,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
+        wait: Option<&Wait>,
     ) -> js::Result<u32> {
         let payload = payload_of(data);
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
-        Ok(self.core.enqueue(vec![payload], options, target)?)
+        let limit = limit_of(wait);
+        Ok(self.core.enqueue(vec![payload], options, target, limit)?)
     }
 
     /// Queues several publishes, in order, with the same options, and returns the one
@@ -157,11 +155,13 @@ impl Session {
         &self,
         data: Vec<Either<Uint8ArraySlice<'_>, String>>,
         options: Option<PublishOptions>,
+        wait: Option<&Wait>,
     ) -> js::Result<u32> {
         let payloads = data.into_iter().map(payload_of).collect();
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
-        Ok(self.core.enqueue(payloads, options, target)?)
+        let limit = limit_of(wait);
+        Ok(self.core.enqueue(payloads, options, target, limit)?)
     }
 
     /// Queues a reply to the sender of a received message; returns its ticket.
@@ -171,6 +171,7 @@ impl Session {
         to: ReplyTarget,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
+        wait: Option<&Wait>,
     ) -> js::Result<u32> {
         let mut full = to.source.clone();
         if !to.source_id.is_empty() {
@@ -193,7 +194,8 @@ impl Session {
         }
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
-        Ok(self.core.enqueue(vec![payload], options, target)?)
+        let limit = limit_of(wait);
+        Ok(self.core.enqueue(vec![payload], options, target, limit)?)
     }
 
     /// Starts the session's delivery to JavaScript: `onMessages` answers a
@@ -214,13 +216,20 @@ impl Session {
     /// Asks for up to `max` messages. What is already queued comes back at once, as
     /// `[batch, extras]` (which may hold warnings only, and then the receive goes on
     /// waiting); otherwise `null`, and the answer (the messages or the session's end)
-    /// comes through `onMessages`, with Node kept running until then.
+    /// comes through `onMessages`, with Node kept running until then; so does the end
+    /// of `wait` (`extras.waitEnded`), should it come first.
     #[napi(
         catch_unwind,
         ts_return_type = "[batch: ArrayBuffer, extras: BatchExtras | null] | null"
     )]
-    pub fn request_messages(&self, env: &Env, max: u32) -> js::Result<Option<Returned>> {
-        let ready = self.core.receiver().request(env, max as usize)?;
+    pub fn request_messages(
+        &self,
+        env: &Env,
+        max: u32,
+        wait: Option<&Wait>,
+    ) -> js::Result<Option<Returned>> {
+        let limit = limit_of(wait);
+        let ready = self.core.receiver().request(env, max as usize, &limit)?;
         Ok(ready.map(Returned))
     }
 
@@ -245,12 +254,11 @@ impl Session {
         &self,
         env: &'env Env,
         member: String,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let member = name::parse(&member)?;
-        self.membership(env, timeout, cancel, |core, timeout, abort| {
-            membership::invite(core, member, timeout, abort)
+        self.membership(env, wait, |core, limit| {
+            membership::invite(core, member, limit)
         })
     }
 
@@ -260,12 +268,11 @@ impl Session {
         &self,
         env: &'env Env,
         member: String,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let member = name::parse(&member)?;
-        self.membership(env, timeout, cancel, |core, timeout, abort| {
-            membership::remove_listed(core, member, timeout, abort)
+        self.membership(env, wait, |core, limit| {
+            membership::remove_listed(core, member, limit)
         })
     }
 
@@ -275,10 +282,9 @@ impl Session {
     pub fn go_offline<'env>(
         &self,
         env: &'env Env,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.membership(env, timeout, cancel, membership::go_offline)
+        self.membership(env, wait, membership::go_offline)
     }
 
     /// Tells the group this member is back after `goOffline`.
@@ -286,10 +292,9 @@ impl Session {
     pub fn rejoin<'env>(
         &self,
         env: &'env Env,
-        timeout: Option<f64>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        self.membership(env, timeout, cancel, membership::rejoin)
+        self.membership(env, wait, membership::rejoin)
     }
 
     /// The current members of the session, this app included.
@@ -297,19 +302,33 @@ impl Session {
     pub fn participants<'env>(
         &self,
         env: &'env Env,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Vec<Participant>>> {
         let core = self.core.clone();
+        let limit = limit_of(wait);
         promise(env, async move {
-            let controller = core.controller()?;
-            roster::participants(&controller).await
+            let listed = async move {
+                let controller = core.controller()?;
+                roster::participants(&controller).await
+            };
+            limit.detached(listed, "participants").await
         })
     }
 
     /// Leaves the session (ending it for everyone when this app moderates it).
     /// Pending receives settle with SESSION_CLOSED. Idempotent.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
-    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+    pub fn close<'env>(
+        &self,
+        env: &'env Env,
+        wait: Option<&Wait>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        promise(env, async move { core.close().await })
+        let limit = limit_of(wait);
+        promise(env, async move {
+            limit
+                .detached(async move { core.close().await }, "close")
+                .await
+        })
     }
 }

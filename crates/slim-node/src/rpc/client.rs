@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::errors::{Code, Error, Result};
 use crate::link::{Link, closed_as_app};
 use crate::rpc::check_size;
-use crate::runtime::bounded;
 use crate::status::RpcCode;
+use crate::wait::Limit;
 
 /// Requests a caller may queue ahead of the network before `send` waits.
 const REQUEST_QUEUE: usize = 32;
@@ -127,7 +127,7 @@ impl ChannelCore {
         method: String,
         request: Vec<u8>,
         settings: CallSettings,
-        abort: Option<CancellationToken>,
+        limit: Limit,
     ) -> Result<Vec<u8>> {
         check_size(request.len(), "a request")?;
         let call = async {
@@ -145,7 +145,8 @@ impl ChannelCore {
                 None => Err(Error::rpc(RpcCode::Internal, "the server sent no answer")),
             }
         };
-        bounded(call, None, &self.link.closed, abort.as_ref(), "the call")
+        limit
+            .run(call, &self.link.closed, "the call")
             .await
             .map_err(closed_as_app)
     }
@@ -157,6 +158,7 @@ impl ChannelCore {
         method: String,
         requests: Requests,
         settings: CallSettings,
+        limit: Limit,
     ) -> Result<Arc<CallCore>> {
         self.link.slim()?;
         let (request_tx, request_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -175,15 +177,21 @@ impl ChannelCore {
             requests: Mutex::new(sender),
             replies: tokio::sync::Mutex::new(reply_rx),
             cancelled: CancellationToken::new(),
+            limit: limit.clone(),
         });
         let channel = self.clone();
         let stop = call.cancelled.clone();
         crate::runtime::spawn(async move {
-            let exchange = channel.exchange(service, method, request_rx, settings, reply_tx);
+            let exchange = async {
+                channel
+                    .exchange(service, method, request_rx, settings, reply_tx)
+                    .await;
+                Ok(())
+            };
+            // The call's wait ends the exchange too: an abort stops the whole call.
             tokio::select! {
-                _ = exchange => {}
+                _ = limit.run(exchange, &channel.link.closed, "the call") => {}
                 _ = stop.cancelled() => {}
-                _ = channel.link.closed.cancelled() => {}
             }
         });
         Ok(call)
@@ -292,15 +300,13 @@ pub struct CallCore {
     requests: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     replies: tokio::sync::Mutex<mpsc::Receiver<Reply>>,
     cancelled: CancellationToken,
+    /// The caller's wait, for every send and read of the call.
+    limit: Limit,
 }
 
 impl CallCore {
     /// Queues one request; waits while the queue is full.
-    pub async fn send(
-        self: Arc<Self>,
-        request: Vec<u8>,
-        abort: Option<CancellationToken>,
-    ) -> Result<()> {
+    pub async fn send(self: Arc<Self>, request: Vec<u8>) -> Result<()> {
         check_size(request.len(), "a request")?;
         let sender = self.requests.lock().clone().ok_or_else(|| {
             Error::invalid_argument("the call takes no more requests (closeSend was called)")
@@ -313,7 +319,8 @@ impl CallCore {
                 )
             })
         };
-        bounded(queued, None, &self.link.closed, abort.as_ref(), "send")
+        self.limit
+            .run(queued, &self.link.closed, "send")
             .await
             .map_err(closed_as_app)
     }
@@ -324,12 +331,13 @@ impl CallCore {
     }
 
     /// The next answer, or `None` once the answers ended.
-    pub async fn next(self: Arc<Self>, abort: Option<CancellationToken>) -> Result<Option<Reply>> {
+    pub async fn next(self: Arc<Self>) -> Result<Option<Reply>> {
         let mut replies = self.replies.try_lock().map_err(|_| {
             Error::new(Code::Busy, "another read of this call's answers is pending")
         })?;
         let next = async { Ok(replies.recv().await) };
-        bounded(next, None, &self.link.closed, abort.as_ref(), "the call")
+        self.limit
+            .run(next, &self.link.closed, "the call")
             .await
             .map_err(closed_as_app)
     }

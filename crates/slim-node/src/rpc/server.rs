@@ -19,8 +19,8 @@ use crate::app::{AppCore, Listener};
 use crate::errors::{Code, Error, Result};
 use crate::link::{Link, closed_as_app};
 use crate::rpc::incoming::{Answer, Answers, IncomingCore, Input};
-use crate::runtime::bounded;
 use crate::status::RpcCode;
+use crate::wait::Limit;
 
 /// Calls waiting for JavaScript to pick them up before upstream's adapters wait.
 const CALL_QUEUE: usize = 256;
@@ -182,7 +182,7 @@ impl ServerCore {
             .try_lock()
             .map_err(|_| Error::new(Code::Busy, "another read of the calls is pending"))?;
         let next = async { Ok(incoming.recv().await) };
-        match bounded(next, None, &self.stopped, None, "serving").await {
+        match Limit::default().run(next, &self.stopped, "serving").await {
             Err(err) if err.code == Code::Closed => Ok(None),
             other => other.map_err(closed_as_app),
         }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::{Callback, Delivery};
 use crate::errors::{Code, Error, Result};
 use crate::link::Link;
-use crate::runtime::{bounded, spawn};
+use crate::runtime::spawn;
 use crate::session::moderator::{self, MODERATOR_KEY};
 use crate::session::options::{PublishOptions, SessionType, check_size};
 use crate::session::outcomes::PublishOutcomes;
@@ -26,6 +26,8 @@ use crate::session::publisher;
 use crate::session::receiver::{Ending, Pump, Receiver};
 use crate::session::request::{self, PublishRequest, Queue, QueueReader, Target};
 use crate::session::roster;
+use crate::session::watched::Watched;
+use crate::wait::Limit;
 
 /// Upstream stores the join request's signature among the session metadata; it is
 /// protocol state, not something the creator set.
@@ -57,6 +59,7 @@ pub struct SessionCore {
     receiver: Arc<Receiver>,
     publishes: Queue,
     next_ticket: AtomicU32,
+    watched: Arc<Watched>,
     closed: CancellationToken,
     /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
     unanswerable: CancellationToken,
@@ -106,6 +109,7 @@ impl SessionCore {
             receiver: Receiver::new(rx, live.id()),
             publishes,
             next_ticket: AtomicU32::new(0),
+            watched: Arc::default(),
             closed: link.closed.child_token(),
             unanswerable: CancellationToken::new(),
             ended_because: parking_lot::Mutex::new(None),
@@ -148,12 +152,12 @@ impl SessionCore {
     pub async fn complete(
         &self,
         handle: CompletionHandle,
-        timeout: Option<Duration>,
-        abort: Option<&CancellationToken>,
+        limit: &Limit,
         what: &str,
     ) -> Result<()> {
         let done = async { handle.await.map_err(Error::from) };
-        bounded(done, timeout, &self.closed, abort, what)
+        limit
+            .run(done, &self.closed, what)
             .await
             .map_err(|e| closed_as_session(e, self.id))
     }
@@ -247,7 +251,7 @@ impl SessionCore {
             self.destination.clone(),
             self.id,
             unstarted.publishes,
-            outcomes,
+            (outcomes, self.watched.clone()),
             self.closed.clone(),
             self.unanswerable.clone(),
         ));
@@ -289,6 +293,7 @@ impl SessionCore {
         payloads: Vec<Vec<u8>>,
         options: PublishOptions,
         target: Target,
+        limit: Limit,
     ) -> Result<u32> {
         if self.closed.is_cancelled() {
             return Err(Error::session_closed(self.id));
@@ -317,7 +322,13 @@ impl SessionCore {
             target,
             ticket,
         };
-        self.publishes.push(self.id, request)?;
+        if let Some(callbacks) = &*self.callbacks.lock() {
+            self.watched
+                .watch(ticket, limit, callbacks.outcomes.clone());
+        }
+        self.publishes.push(self.id, request).inspect_err(|_| {
+            self.watched.forget(ticket);
+        })?;
         Ok(ticket)
     }
 }

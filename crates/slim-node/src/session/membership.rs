@@ -2,17 +2,16 @@
 //! invites and removes members; a member goes offline and rejoins.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use slim_datapath::api::{ParticipantState, ProtoName};
 use slim_session::session_controller::{CloseMode, SessionController};
-use tokio_util::sync::CancellationToken;
 
 use crate::errors::{Code, Error, Result};
 use crate::name;
 use crate::session::core::SessionCore;
 use crate::session::options::SessionType;
 use crate::session::roster::member_state;
+use crate::wait::Limit;
 
 /// The session's controller, for its moderator only: upstream's own checks, done before
 /// any route is set so that their errors come first.
@@ -35,12 +34,7 @@ fn moderated(core: &SessionCore) -> Result<Arc<SessionController>> {
 
 /// Invites `member`, resolving once it has joined. A member that crashed stays listed,
 /// offline, until it is removed: it is removed first, then invited again.
-pub async fn invite(
-    core: Arc<SessionCore>,
-    member: ProtoName,
-    timeout: Option<Duration>,
-    abort: Option<CancellationToken>,
-) -> Result<()> {
+pub async fn invite(core: Arc<SessionCore>, member: ProtoName, limit: Limit) -> Result<()> {
     let controller = moderated(&core)?;
     core.link.set_route(&member).await?;
     match member_state(&controller, &member).await {
@@ -50,7 +44,7 @@ pub async fn invite(
                 name::base(&member)
             )));
         }
-        Some(_) => remove(&core, &member, timeout, abort.as_ref()).await?,
+        Some(_) => remove(&core, &member, &limit).await?,
         None => {}
     }
     let handle = controller
@@ -58,17 +52,11 @@ pub async fn invite(
         .await
         .map_err(Error::from)?;
     drop(controller);
-    core.complete(handle, timeout, abort.as_ref(), "invite")
-        .await
+    core.complete(handle, &limit, "invite").await
 }
 
 /// Removes a listed `member`, resolving once it has left.
-pub async fn remove_listed(
-    core: Arc<SessionCore>,
-    member: ProtoName,
-    timeout: Option<Duration>,
-    abort: Option<CancellationToken>,
-) -> Result<()> {
+pub async fn remove_listed(core: Arc<SessionCore>, member: ProtoName, limit: Limit) -> Result<()> {
     let controller = moderated(&core)?;
     if member_state(&controller, &member).await.is_none() {
         return Err(Error::new(
@@ -77,23 +65,18 @@ pub async fn remove_listed(
         ));
     }
     drop(controller);
-    remove(&core, &member, timeout, abort.as_ref()).await
+    remove(&core, &member, &limit).await
 }
 
 /// Removes `member`. One that went offline cannot acknowledge its removal, so upstream
 /// reports a delivery failure after taking it off the list: that counts as removed.
-async fn remove(
-    core: &SessionCore,
-    member: &ProtoName,
-    timeout: Option<Duration>,
-    abort: Option<&CancellationToken>,
-) -> Result<()> {
+async fn remove(core: &SessionCore, member: &ProtoName, limit: &Limit) -> Result<()> {
     let handle = core
         .controller()?
         .remove_participant(member)
         .await
         .map_err(Error::from)?;
-    match core.complete(handle, timeout, abort, "remove").await {
+    match core.complete(handle, limit, "remove").await {
         Err(err) if err.code == Code::DeliveryFailed => match core.controller() {
             Ok(controller) if member_state(&controller, member).await.is_none() => Ok(()),
             _ => Err(err),
@@ -103,28 +86,18 @@ async fn remove(
 }
 
 /// Tells the group this member goes offline, keeping the session to `rejoin` later.
-pub async fn go_offline(
-    core: Arc<SessionCore>,
-    timeout: Option<Duration>,
-    abort: Option<CancellationToken>,
-) -> Result<()> {
+pub async fn go_offline(core: Arc<SessionCore>, limit: Limit) -> Result<()> {
     let handle = core
         .controller()?
         .close_with_mode(CloseMode::Soft)
         .await
         .map_err(Error::from)?;
-    core.complete(handle, timeout, abort.as_ref(), "goOffline")
-        .await
+    core.complete(handle, &limit, "goOffline").await
 }
 
 /// Tells the group this member is back. With MLS, a member that missed an epoch change
 /// while offline is refused.
-pub async fn rejoin(
-    core: Arc<SessionCore>,
-    timeout: Option<Duration>,
-    abort: Option<CancellationToken>,
-) -> Result<()> {
+pub async fn rejoin(core: Arc<SessionCore>, limit: Limit) -> Result<()> {
     let handle = core.controller()?.rejoin().await.map_err(Error::from)?;
-    core.complete(handle, timeout, abort.as_ref(), "rejoin")
-        .await
+    core.complete(handle, &limit, "rejoin").await
 }

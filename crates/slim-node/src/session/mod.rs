@@ -1,7 +1,8 @@
 //! Sessions, from the bottom up: what a session is made with (`options`), how soon a
 //! point-to-point one ends without its peer (`peer`), who is in it
 //! (`roster`), how its publishes end and what they ask to send (`outcomes`, `request`),
-//! its outgoing and incoming messages (`publisher`, `receiver`), the watch on a group's
+//! the waits of publishes (`watched`), its outgoing and incoming messages (`publisher`,
+//! `receiver`), the watch on a group's
 //! moderator (`moderator`), its state and lifecycle (`core`), and the moderator's
 //! membership changes (`membership`). Each imports only those before it.
 
@@ -15,3 +16,4 @@ pub mod publisher;
 pub mod receiver;
 pub mod request;
 pub mod roster;
+pub mod watched;

@@ -53,6 +53,18 @@ impl PublishOutcomes {
         self.done.is_empty() && self.failures.tickets.is_empty()
     }
 
+    /// One publish that failed now.
+    pub fn failed(ticket: u32, why: Error) -> Self {
+        let mut outcomes = Self::default();
+        outcomes.push(ticket, Err(why));
+        outcomes
+    }
+
+    /// The tickets reported, done or failed.
+    pub fn tickets(&self) -> impl Iterator<Item = u32> + '_ {
+        self.done.iter().chain(&self.failures.tickets).copied()
+    }
+
     /// What a publisher that panicked reports: every pending publish failed.
     pub fn ended(reason: &Error) -> Self {
         let mut outcomes = Self::default();

@@ -26,6 +26,7 @@ use crate::delivery::Delivery;
 use crate::errors::{Code, Error};
 use crate::session::outcomes::{PublishOutcomes, Settled, Tally};
 use crate::session::request::{Part, QueueReader, Sending, Target};
+use crate::session::watched::Watched;
 
 /// Messages handed to SLIM and not yet acknowledged, for the whole process, shared in turn
 /// by its sessions (the semaphore is fair): with 512 in flight from each of five MLS
@@ -137,6 +138,7 @@ impl Future for InFlight {
 /// What is in flight, and how its outcomes reach the callback.
 struct Reporter<'a> {
     outcomes: &'a Delivery<PublishOutcomes>,
+    watched: &'a Watched,
     tally: Tally,
     in_flight: FuturesUnordered<InFlight>,
 }
@@ -144,6 +146,7 @@ struct Reporter<'a> {
 impl Reporter<'_> {
     fn send(&self, batch: PublishOutcomes) {
         if !batch.is_empty() {
+            self.watched.settle(&batch);
             self.outcomes.send(batch);
         }
     }
@@ -179,14 +182,15 @@ impl Reporter<'_> {
     }
 }
 
-/// Runs the publish loop; a panic in it fails every pending publish with INTERNAL
+/// Runs the publish loop, reporting outcomes through the callback and settling the
+/// watched waits with them; a panic in it fails every pending publish with INTERNAL
 /// rather than leaving their promises unsettled.
 pub async fn run(
     controller: Weak<SessionController>,
     destination: ProtoName,
     session_id: u32,
     queue: QueueReader,
-    outcomes: Arc<Delivery<PublishOutcomes>>,
+    (outcomes, watched): (Arc<Delivery<PublishOutcomes>>, Arc<Watched>),
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
@@ -195,7 +199,7 @@ pub async fn run(
         destination,
         session_id,
         queue,
-        &outcomes,
+        (&outcomes, &watched),
         closed,
         unanswerable,
     );
@@ -207,6 +211,7 @@ pub async fn run(
         let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
         outcomes.send(PublishOutcomes::ended(&ended));
     }
+    watched.settle_all();
 }
 
 /// Drains the session's publish queue in order, each message holding an in-flight slot
@@ -216,12 +221,13 @@ async fn drain(
     destination: ProtoName,
     session_id: u32,
     mut queue: QueueReader,
-    outcomes: &Delivery<PublishOutcomes>,
+    (outcomes, watched): (&Delivery<PublishOutcomes>, &Watched),
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
     let mut reporter = Reporter {
         outcomes,
+        watched,
         tally: Tally::default(),
         in_flight: FuturesUnordered::new(),
     };

@@ -8,12 +8,12 @@ use napi::bindgen_prelude::{Buffer, PromiseRaw, Uint8ArraySlice};
 use napi_derive::napi;
 
 use crate::api::app::{App, connection_id};
-use crate::cancel::{CancelToken, token_of};
 use crate::errors::{Error, js};
 use crate::name;
 use crate::rpc::client::{CallCore, CallSettings, ChannelCore, Reply, Requests};
 use crate::runtime::{millis, promise};
 use crate::status::RpcCode;
+use crate::wait::{Wait, limit_of};
 
 /// Deadline and metadata of one call.
 #[napi(object)]
@@ -138,16 +138,13 @@ impl RpcChannel {
         method: String,
         request: Uint8ArraySlice<'_>,
         settings: Option<RpcCallSettings>,
-        cancel: Option<&CancelToken>,
+        wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Buffer>> {
         let settings = settings.unwrap_or_default().upstream()?;
-        let call = self.core.clone().unary(
-            service,
-            method,
-            request.to_vec(),
-            settings,
-            token_of(cancel),
-        );
+        let call =
+            self.core
+                .clone()
+                .unary(service, method, request.to_vec(), settings, limit_of(wait));
         promise(env, async move { call.await.map(Buffer::from) })
     }
 
@@ -160,13 +157,16 @@ impl RpcChannel {
         method: String,
         request: Option<Uint8ArraySlice<'_>>,
         settings: Option<RpcCallSettings>,
+        wait: Option<&Wait>,
     ) -> js::Result<RpcCall> {
         let requests = match request {
             Some(request) => Requests::One(request.to_vec()),
             None => Requests::Streamed,
         };
         let settings = settings.unwrap_or_default().upstream()?;
-        let core = self.core.open(service, method, requests, settings)?;
+        let core = self
+            .core
+            .open(service, method, requests, settings, limit_of(wait))?;
         Ok(RpcCall { core })
     }
 
@@ -184,9 +184,18 @@ impl RpcChannel {
 
     /// Ends the channel's session; a later call sets up a new one.
     #[napi(catch_unwind)]
-    pub fn close<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, ()>> {
+    pub fn close<'env>(
+        &self,
+        env: &'env Env,
+        wait: Option<&Wait>,
+    ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        promise(env, async move { core.close().await })
+        let limit = limit_of(wait);
+        promise(env, async move {
+            limit
+                .detached(async move { core.close().await }, "close")
+                .await
+        })
     }
 }
 
@@ -211,12 +220,8 @@ impl RpcCall {
         &self,
         env: &'env Env,
         request: Uint8ArraySlice<'_>,
-        cancel: Option<&CancelToken>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
-        promise(
-            env,
-            self.core.clone().send(request.to_vec(), token_of(cancel)),
-        )
+        promise(env, self.core.clone().send(request.to_vec()))
     }
 
     /// No more requests.
@@ -229,12 +234,8 @@ impl RpcCall {
     /// The next answer, or `null` once the answers ended; a failure of the whole call
     /// rejects.
     #[napi(ts_return_type = "Promise<RpcAnswer | null>", catch_unwind)]
-    pub fn next<'env>(
-        &self,
-        env: &'env Env,
-        cancel: Option<&CancelToken>,
-    ) -> js::Result<PromiseRaw<'env, Option<RpcAnswer>>> {
-        let next = self.core.clone().next(token_of(cancel));
+    pub fn next<'env>(&self, env: &'env Env) -> js::Result<PromiseRaw<'env, Option<RpcAnswer>>> {
+        let next = self.core.clone().next();
         promise(
             env,
             async move { next.await?.map(RpcAnswer::of).transpose() },

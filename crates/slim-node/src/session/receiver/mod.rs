@@ -2,26 +2,29 @@
 //! upstream's channel. A receive takes what is already queued at once, without leaving
 //! the thread; only a receive that finds nothing waits, and then the channel's own
 //! waker calls the session's delivery callback, so a message costs one wake-up of the
-//! JavaScript thread and no tokio task in between. Timeouts and aborts are the
-//! facade's: it cancels the waiting receive, which takes nothing.
+//! JavaScript thread and no tokio task in between. A receive's wait (its timeout, its
+//! signal) is polled with the same waker, so ending it costs no task either: the
+//! receive then answers with why, and takes nothing.
 
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::{Env, sys};
-use parking_lot::{Mutex, MutexGuard};
-use slim_datapath::api::ProtoMessage;
+use parking_lot::Mutex;
 use slim_session::{AppChannelReceiver, SessionError};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Delivery, KeepAlive};
 use crate::errors::{Code, Error, Result};
-use crate::message::{Envelopes, Parts, ReceivedBatch};
+use crate::message::{Parts, ReceivedBatch};
 use crate::name;
 use crate::runtime::spawn;
+use crate::wait::Limit;
+
+mod state;
+use state::{Item, Locked, Served, State};
 
 /// What the receiver needs of its session once the session's messages stop.
 pub trait Ending: Send + Sync + 'static {
@@ -32,8 +35,6 @@ pub trait Ending: Send + Sync + 'static {
     /// Why the session ended.
     fn closed_error(&self) -> Error;
 }
-
-type Item = std::result::Result<ProtoMessage, SessionError>;
 
 /// One call of the delivery callback: it serves the waiting receive, if any, when napi
 /// converts it on the JavaScript thread.
@@ -57,61 +58,6 @@ pub struct Receiver {
     keep_alive: Mutex<Option<KeepAlive>>,
     /// Cancelled once upstream closed the channel.
     disconnected: CancellationToken,
-}
-
-struct State {
-    /// Upstream's channel, until it closes.
-    rx: Option<AppChannelReceiver>,
-    /// The most messages the waiting receive takes, while one waits.
-    request: Option<usize>,
-    /// A message taken from upstream while nobody asked (to learn that the channel is
-    /// still open), for the next receive.
-    held: Option<Item>,
-    envelopes: Envelopes,
-    /// Why the session ended, once it did.
-    ended: Option<Error>,
-    /// The member upstream last reported disconnected.
-    gone: Option<String>,
-    /// Set once JavaScript has been told of the end.
-    end_told: bool,
-}
-
-/// The state, locked. While it is, the waker leaves the channel to whoever holds it
-/// and, at most, checks again once it is free ([`Receiver::check_idle`]), so that it
-/// never calls JavaScript for a receive that the holder is answering.
-struct Locked<'a> {
-    state: MutexGuard<'a, State>,
-    waiting: &'a AtomicBool,
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.waiting
-            .store(self.state.request.is_some(), Ordering::SeqCst);
-    }
-}
-
-impl Deref for Locked<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.state
-    }
-}
-
-impl DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.state
-    }
-}
-
-/// What a receive gets now.
-enum Served {
-    /// Nothing yet: it waits.
-    Nothing,
-    /// Errors only (warnings for JavaScript): it goes on waiting.
-    Warnings(ReceivedBatch),
-    /// Its answer: messages, or the session's end.
-    Answer(ReceivedBatch),
 }
 
 /// The channel's waker.
@@ -140,15 +86,7 @@ impl Receiver {
     pub fn new(rx: AppChannelReceiver, session_id: u32) -> Arc<Self> {
         Arc::new_cyclic(|receiver| Self {
             session_id,
-            state: Mutex::new(State {
-                rx: Some(rx),
-                request: None,
-                held: None,
-                envelopes: Envelopes::default(),
-                ended: None,
-                gone: None,
-                end_told: false,
-            }),
+            state: Mutex::new(State::new(rx)),
             waiting: AtomicBool::new(false),
             waker: Waker::from(Arc::new(Doorbell(receiver.clone()))),
             delivery: Mutex::new(None),
@@ -188,8 +126,9 @@ impl Receiver {
     }
 
     /// Asks for up to `max` messages: returns what is there now, or waits (keeping
-    /// Node alive) for the delivery callback to bring it. Called on the JavaScript thread.
-    pub fn request(&self, env: &Env, max: usize) -> Result<Option<ReceivedBatch>> {
+    /// Node alive, within `limit`) for the delivery callback to bring it. Called on the
+    /// JavaScript thread.
+    pub fn request(&self, env: &Env, max: usize, limit: &Limit) -> Result<Option<ReceivedBatch>> {
         let mut state = self.lock();
         if state.request.is_some() {
             return Err(Error::new(
@@ -205,7 +144,16 @@ impl Receiver {
             return Err(ended.unwrap_or_else(|| Error::session_closed(self.session_id)));
         }
         state.request = Some(max.max(1));
-        match self.serve(&mut state) {
+        state.wait_ended = None;
+        let served = match self.serve(&mut state) {
+            Served::Answer(batch) => return Ok(Some(batch)),
+            waits => {
+                state.wait = limit.poller();
+                // A wait that ended already (a timeout of 0) answers now.
+                self.serve_ended_wait(&mut state, waits)
+            }
+        };
+        match served {
             Served::Answer(batch) => Ok(Some(batch)),
             waits => {
                 self.keep_node_alive(env, true)?;
@@ -221,6 +169,7 @@ impl Receiver {
     /// JavaScript thread.
     pub fn cancel(&self, env: &Env) -> Result<bool> {
         let mut state = self.lock();
+        (state.wait, state.wait_ended) = (None, None);
         if state.request.take().is_none() {
             return Ok(false);
         }
@@ -271,7 +220,8 @@ impl Receiver {
     fn check_idle(self: &Arc<Self>) {
         let mut state = self.lock();
         self.idle(&mut state);
-        if state.request.is_some() && state.held.is_some() {
+        self.poll_wait(&mut state);
+        if state.request.is_some() && (state.held.is_some() || state.wait_ended.is_some()) {
             drop(state);
             self.ring();
         }
@@ -355,6 +305,7 @@ impl Receiver {
             let end = ReceivedBatch::end(why);
             state.rx = None;
             state.request = None;
+            state.wait = None;
             return Served::Answer(end);
         }
         let Some(max) = state.request else {
@@ -378,13 +329,46 @@ impl Receiver {
                 Err(err) => batch.push_error(&Error::from(err)),
             }
         }
-        if batch.messages() > 0 {
+        let served = if batch.messages() > 0 {
             state.request = None;
+            (state.wait, state.wait_ended) = (None, None);
             Served::Answer(batch)
         } else if batch.len() > 0 {
             Served::Warnings(batch)
         } else {
             Served::Nothing
+        };
+        self.serve_ended_wait(state, served)
+    }
+
+    /// What the waiting receive gets once its wait ended: nothing but why.
+    fn serve_ended_wait(&self, state: &mut State, served: Served) -> Served {
+        if matches!(served, Served::Answer(_)) {
+            return served;
+        }
+        self.poll_wait(state);
+        let Some(why) = state.wait_ended.take() else {
+            return served;
+        };
+        state.request = None;
+        let mut batch = match served {
+            Served::Warnings(batch) => batch,
+            _ => ReceivedBatch::default(),
+        };
+        batch.extras.wait_ended = Some(why.info());
+        Served::Answer(batch)
+    }
+
+    /// Polls the waiting receive's wait with the channel's waker, which rings when it ends.
+    fn poll_wait(&self, state: &mut State) {
+        let Some(wait) = state.wait.as_mut() else {
+            return;
+        };
+        if let Poll::Ready(why) =
+            wait.poll_ended(&mut Context::from_waker(&self.waker), "getMessage")
+        {
+            state.wait = None;
+            state.wait_ended = Some(why);
         }
     }
 }
