@@ -189,11 +189,11 @@ export declare class Session {
   /** Queues a reply to the sender of a received message; returns its ticket. */
   publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
   /**
-   * Starts the session's delivery to JavaScript: `onMessages` answers a
-   * `requestMessages` that had to wait (and brings warnings while it waits),
-   * `onOutcomes` reports publishes as they settle. Called once.
+   * Starts the session's events to JavaScript, on one callback: kind 0 answers a
+   * `requestMessages` that had to wait (or brings warnings while it waits), kind 1
+   * reports publishes as they settle, kind 2 participant changes. Called once.
    */
-  attach(onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void): void
+  attach(onEvent: (kind: 0 | 1 | 2, first: ArrayBuffer | Uint32Array | ParticipantChange[], second: BatchExtras | PublishFailures | null) => void): void
   /**
    * Asks for up to `max` messages. What is already queued comes back at once, as
    * `[batch, extras]` (which may hold warnings only, and then the receive goes on
@@ -204,8 +204,6 @@ export declare class Session {
   requestMessages(max: number, wait?: Wait | undefined | null): [batch: ArrayBuffer, extras: BatchExtras | null] | null
   /** Ends the waiting receive, which takes nothing; false when none waits. */
   cancelReceive(): boolean
-  /** Whether Node stays alive for the publish outcomes: true while publishes await one. */
-  keepAliveForOutcomes(alive: boolean): void
   /** Invites a member to a group this app moderates; resolves once it has joined. */
   invite(member: string, wait?: Wait | undefined | null): Promise<void>
   /** Removes a member from a group this app moderates; resolves once it has left. */
@@ -217,6 +215,12 @@ export declare class Session {
   goOffline(wait?: Wait | undefined | null): Promise<void>
   /** Tells the group this member is back after `goOffline`. */
   rejoin(wait?: Wait | undefined | null): Promise<void>
+  /**
+   * Starts or stops reporting participant changes as events (kind 2), while
+   * JavaScript has `participant` listeners. They keep Node running no more than an
+   * idle session does.
+   */
+  watchParticipants(on: boolean): void
   /** The current members of the session, this app included. */
   participants(wait?: Wait | undefined | null): Promise<Participant[]>
   /**
@@ -702,6 +706,18 @@ export interface Participant {
   id?: string
   /** False once the member stopped answering heartbeats. */
   online: boolean
+}
+
+/**
+ * A change in the participant list: the member joined or left it, or went offline or
+ * came back online.
+ */
+export interface ParticipantChange {
+  name: string
+  id?: string
+  online: boolean
+  /** `joined`, `left`, `offline` or `online`. */
+  change: string
 }
 
 /**

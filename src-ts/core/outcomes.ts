@@ -17,12 +17,6 @@ interface Pending {
 /** The publishes of one session that await their outcome, by native ticket. */
 export class Outcomes {
   readonly #pending = new Map<number, Pending>()
-  /** Whether the addon keeps Node alive for outcomes: while any publish awaits one. */
-  readonly #keepAlive: (alive: boolean) => void
-
-  constructor(keepAlive: (alive: boolean) => void) {
-    this.#keepAlive = keepAlive
-  }
 
   /**
    * Queues a publish natively and returns a promise settled from the batched outcomes;
@@ -48,10 +42,8 @@ export class Outcomes {
       waiting?.release()
       return Promise.resolve()
     }
-    const settled = new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject, waiting }))
-    // Like any pending promise of I/O, awaited publishes keep Node running.
-    if (this.#pending.size === 1) this.#keepAlive(true)
-    return settled
+    // The addon keeps Node running until the outcome comes, as for any pending I/O.
+    return new Promise<void>((resolve, reject) => this.#pending.set(ticket, { resolve, reject, waiting }))
   }
 
   /** One call of the session's outcome callback; never throws into Node's event loop. */
@@ -59,7 +51,6 @@ export class Outcomes {
     try {
       for (const ticket of done) this.#take(ticket)?.resolve()
       if (failures) this.#fail(failures)
-      if (this.#pending.size === 0) this.#keepAlive(false)
     } catch (error) {
       // Every publish still waiting learns of it.
       this.#failAll(new SlimError('INTERNAL', 'slim-node could not read publish outcomes', { cause: error }))
@@ -90,6 +81,5 @@ export class Outcomes {
       pending.reject(reason)
     }
     this.#pending.clear()
-    this.#keepAlive(false)
   }
 }

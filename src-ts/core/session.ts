@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events'
 import type {
+  BatchExtras,
   PublishOptions as NativePublishOptions,
   Session as NativeSession,
   SessionType as NativeSessionType,
   Participant,
+  PublishFailures,
   SessionSettings,
 } from '../../index.js'
 import { SlimError } from './errors.js'
@@ -11,7 +13,7 @@ import { bytesOrText, payloadList, plainOptions, text } from './input.js'
 import { type Message, type Payload, ReceivedMessage } from './message.js'
 import { Outcomes } from './outcomes.js'
 import { Receiver } from './receiver.js'
-import { type ParticipantChange, RosterWatch } from './roster.js'
+import type { ParticipantChange } from './roster.js'
 import { type WaitOptions, waiting } from './wait.js'
 
 export { MAX_MESSAGE_BYTES, type Message, type Payload } from './message.js'
@@ -94,21 +96,22 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
     this.#native = native
     this.#id = native.id
     this.#receiver = new Receiver(native, this.#id, (warning) => this.emit('warning', warning))
-    this.#outcomes = new Outcomes((alive) => native.keepAliveForOutcomes(alive))
-    const roster = new RosterWatch(
-      () => native.participants(),
-      (change) => this.emit('participant', change),
-    )
-    // Node's own events about listeners, outside SessionEvents.
+    this.#outcomes = new Outcomes()
+    // Node's own events about listeners, outside SessionEvents: the addon reads the
+    // participant list only while someone listens.
     const emitter = this as unknown as EventEmitter
-    emitter.on('newListener', (event: string | symbol) => event === 'participant' && roster.start())
-    emitter.on('removeListener', (event: string | symbol) => {
-      if (event === 'participant' && this.listenerCount('participant') === 0) roster.stop()
+    emitter.on('newListener', (event: string | symbol) => {
+      if (event === 'participant' && this.listenerCount('participant') === 0) native.watchParticipants(true)
     })
-    native.attach(
-      (batch, extras) => this.#receiver.onMessages(batch, extras),
-      (done, failures) => this.#outcomes.settle(done, failures),
-    )
+    emitter.on('removeListener', (event: string | symbol) => {
+      if (event === 'participant' && this.listenerCount('participant') === 0) native.watchParticipants(false)
+    })
+    // One event stream: message batches, publish outcomes, participant changes.
+    native.attach((kind, first, second) => {
+      if (kind === 0) this.#receiver.onMessages(first as ArrayBuffer, second as BatchExtras | null)
+      else if (kind === 1) this.#outcomes.settle(first as Uint32Array, second as PublishFailures | null)
+      else for (const change of first as ParticipantChange[]) this.emit('participant', change)
+    })
   }
 
   /** The session id, the same for every participant. */

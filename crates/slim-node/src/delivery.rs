@@ -1,14 +1,15 @@
 //! Results travel from tokio to JavaScript through one long-lived thread-safe function
-//! per stream (a session's messages, its publish outcomes), not through a promise per
-//! wait: napi's promises each create a thread-safe function and capture a stack trace,
-//! which cost more than the small batches they carried.
+//! per stream (a session's events, an app's statuses), not through a promise per wait:
+//! napi's promises each create a thread-safe function and capture a stack trace, which
+//! cost more than the small batches they carried.
 //!
 //! The function is weak, so an idle session does not keep Node running; while JavaScript
-//! waits for something on it, it keeps Node alive, as a pending promise would.
+//! waits for something on it, it keeps Node alive, as a pending promise would ([`Awake`]).
 
 use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, check_status, sys};
+use parking_lot::Mutex;
 
 /// How napi hands over a JavaScript callback: values passed as they are (not
 /// error-first), weak.
@@ -50,9 +51,11 @@ impl<T: JsValuesTupleIntoVec + 'static> Delivery<T> {
 #[derive(Clone, Copy)]
 pub struct KeepAlive(sys::napi_threadsafe_function);
 
-// SAFETY: the handle is only used on the JavaScript thread (see `set`); moving the
-// pointer between threads is what napi's thread-safe functions are for.
+// SAFETY: the handle is only used on the JavaScript thread (see `set`, which is unsafe
+// for that reason); moving or sharing the pointer between threads is what napi's
+// thread-safe functions are for.
 unsafe impl Send for KeepAlive {}
+unsafe impl Sync for KeepAlive {}
 
 impl KeepAlive {
     /// # Safety
@@ -71,5 +74,77 @@ impl KeepAlive {
             status,
             "could not change whether a session keeps Node running"
         )
+    }
+}
+
+/// Whether a session's callback keeps Node running: while a receive waits or any publish
+/// awaits its outcome, as pending promises would. Changed on the JavaScript thread only,
+/// where those waits begin and where their answers are converted.
+pub struct Awake {
+    handle: KeepAlive,
+    state: Mutex<AwakeState>,
+}
+
+#[derive(Default)]
+struct AwakeState {
+    receiving: bool,
+    awaited: usize,
+    alive: bool,
+}
+
+impl Awake {
+    pub fn new(handle: KeepAlive) -> Self {
+        Self {
+            handle,
+            state: Mutex::default(),
+        }
+    }
+
+    /// A receive starts or stops waiting.
+    ///
+    /// # Safety
+    /// As [`KeepAlive::set`]: on the JavaScript thread, with the callback alive.
+    pub unsafe fn receiving(&self, env: sys::napi_env, waits: bool) -> napi::Result<()> {
+        let mut state = self.state.lock();
+        state.receiving = waits;
+        // SAFETY: the caller's contract.
+        unsafe { self.apply(env, &mut state) }
+    }
+
+    /// `added` more publishes await their outcome, or `settled` fewer do.
+    ///
+    /// # Safety
+    /// As [`KeepAlive::set`].
+    pub unsafe fn awaiting(
+        &self,
+        env: sys::napi_env,
+        added: usize,
+        settled: usize,
+    ) -> napi::Result<()> {
+        let mut state = self.state.lock();
+        state.awaited = (state.awaited + added).saturating_sub(settled);
+        // SAFETY: the caller's contract.
+        unsafe { self.apply(env, &mut state) }
+    }
+
+    /// Nothing awaits any more (the publisher stopped without reporting every publish).
+    ///
+    /// # Safety
+    /// As [`KeepAlive::set`].
+    pub unsafe fn nothing_awaited(&self, env: sys::napi_env) -> napi::Result<()> {
+        let mut state = self.state.lock();
+        state.awaited = 0;
+        // SAFETY: the caller's contract.
+        unsafe { self.apply(env, &mut state) }
+    }
+
+    unsafe fn apply(&self, env: sys::napi_env, state: &mut AwakeState) -> napi::Result<()> {
+        let alive = state.receiving || state.awaited > 0;
+        if alive != state.alive {
+            // SAFETY: the caller's contract.
+            unsafe { self.handle.set(env, alive)? };
+            state.alive = alive;
+        }
+        Ok(())
     }
 }

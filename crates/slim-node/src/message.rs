@@ -14,6 +14,7 @@
 //! `null` for a plain batch. So a batch costs JavaScript one buffer, whatever it holds.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
 use napi::{Status, check_status, sys};
@@ -21,7 +22,7 @@ use napi_derive::napi;
 use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
 
-use crate::delivery::KeepAlive;
+use crate::delivery::Awake;
 use crate::errors::{Code, Error, ErrorInfo, Result};
 use crate::name;
 
@@ -117,7 +118,7 @@ pub struct ReceivedBatch {
     envelope_of: Vec<u32>,
     pub extras: BatchExtras,
     /// Set on the answer to a request, which kept Node alive until now.
-    pub release: Option<KeepAlive>,
+    pub release: Option<Arc<Awake>>,
 }
 
 impl ReceivedBatch {
@@ -229,10 +230,10 @@ impl ReceivedBatch {
 }
 
 impl JsValuesTupleIntoVec for ReceivedBatch {
-    fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
-        if let Some(keep_alive) = self.release {
+    fn into_vec(mut self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
+        if let Some(awake) = self.release.take() {
             // SAFETY: napi converts callback values on the JavaScript thread, with its env.
-            unsafe { keep_alive.set(env, false)? };
+            unsafe { awake.receiving(env, false)? };
         }
         // SAFETY: as above.
         let buffer = unsafe { self.to_buffer(env)? };

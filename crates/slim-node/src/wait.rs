@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ impl Wait {
             limit: Limit {
                 deadline: timeout.map(|timeout| (Instant::now() + timeout, timeout)),
                 abort: Some(CancellationToken::new()),
+                id: NEXT_WAIT.fetch_add(1, Ordering::Relaxed),
             },
         })
     }
@@ -59,11 +61,16 @@ pub fn limit_of(wait: Option<&Wait>) -> Limit {
     wait.map(|wait| wait.limit.clone()).unwrap_or_default()
 }
 
+/// Numbers the waits JavaScript makes, from 1.
+static NEXT_WAIT: AtomicU64 = AtomicU64::new(1);
+
 /// A wait's deadline (with the timeout it came from, for the message) and cancellation.
 #[derive(Clone, Default)]
 pub struct Limit {
     deadline: Option<(Instant, Duration)>,
     abort: Option<CancellationToken>,
+    /// Which JavaScript wait this is (0: the addon's own).
+    id: u64,
 }
 
 impl Limit {
@@ -72,6 +79,7 @@ impl Limit {
         Self {
             deadline: Some((Instant::now() + timeout, timeout)),
             abort: None,
+            id: 0,
         }
     }
 
@@ -152,6 +160,7 @@ impl Limit {
                 .clone()
                 .map(|abort| Box::pin(abort.cancelled_owned())),
             timeout: self.deadline.map(|(_, timeout)| timeout),
+            id: self.id,
         })
     }
 
@@ -193,9 +202,21 @@ pub struct Poller {
     deadline: Option<Pin<Box<Sleep>>>,
     aborted: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     timeout: Option<Duration>,
+    id: u64,
 }
 
 impl Poller {
+    /// Whether this serves `limit` too: the same signal-only wait, which a receive loop
+    /// passes to every receive, so that it is registered once for all of them.
+    pub fn serves(&self, limit: &Limit) -> bool {
+        self.deadline.is_none() && self.id != 0 && self.id == limit.id
+    }
+
+    /// Whether it may stay for the next receive: a wait without a deadline.
+    pub fn lasts(&self) -> bool {
+        self.deadline.is_none()
+    }
+
     /// Ready with TIMEOUT or ABORTED once the wait ended; registers `cx`'s waker else.
     pub fn poll_ended(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<Error> {
         if let Some(aborted) = &mut self.aborted

@@ -13,10 +13,9 @@ use crate::message::Returned;
 use crate::name;
 use crate::runtime::{promise, whole_number};
 use crate::session::core::SessionCore;
+use crate::session::events::SessionEvent;
 use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
-use crate::session::outcomes::PublishOutcomes;
-use crate::session::receiver::Pump;
 use crate::session::request::Target;
 use crate::session::roster::{self, Participant};
 use crate::wait::{Limit, Wait, limit_of};
@@ -56,6 +55,19 @@ impl Session {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         promise(env, change(self.core.clone(), limit_of(wait)))
+    }
+}
+
+impl Session {
+    /// A queued publish's ticket; JavaScript awaits its outcome from now on, which keeps
+    /// Node running until it comes.
+    fn awaited(&self, env: &Env, queued: Result<u32>) -> js::Result<u32> {
+        let ticket = queued?;
+        if let Some(events) = self.core.events() {
+            // SAFETY: a synchronous export runs on the JavaScript thread, with its env.
+            unsafe { events.awaiting_one(env.raw()) }.map_err(Error::from)?;
+        }
+        Ok(ticket)
     }
 }
 
@@ -137,6 +149,7 @@ impl Session {
     #[napi(catch_unwind)]
     pub fn publish(
         &self,
+        env: &Env,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
         wait: Option<&Wait>,
@@ -145,7 +158,10 @@ impl Session {
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
         let limit = limit_of(wait);
-        Ok(self.core.enqueue(vec![payload], options, target, limit)?)
+        self.awaited(
+            env,
+            self.core.enqueue(vec![payload], options, target, limit),
+        )
     }
 
     /// Queues several publishes, in order, with the same options, and returns the one
@@ -153,6 +169,7 @@ impl Session {
     #[napi(catch_unwind)]
     pub fn publish_many(
         &self,
+        env: &Env,
         data: Vec<Either<Uint8ArraySlice<'_>, String>>,
         options: Option<PublishOptions>,
         wait: Option<&Wait>,
@@ -161,13 +178,14 @@ impl Session {
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
         let limit = limit_of(wait);
-        Ok(self.core.enqueue(payloads, options, target, limit)?)
+        self.awaited(env, self.core.enqueue(payloads, options, target, limit))
     }
 
     /// Queues a reply to the sender of a received message; returns its ticket.
     #[napi(catch_unwind)]
     pub fn publish_to(
         &self,
+        env: &Env,
         to: ReplyTarget,
         data: Either<Uint8ArraySlice<'_>, String>,
         options: Option<PublishOptions>,
@@ -195,22 +213,21 @@ impl Session {
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
         let limit = limit_of(wait);
-        Ok(self.core.enqueue(vec![payload], options, target, limit)?)
+        self.awaited(
+            env,
+            self.core.enqueue(vec![payload], options, target, limit),
+        )
     }
 
-    /// Starts the session's delivery to JavaScript: `onMessages` answers a
-    /// `requestMessages` that had to wait (and brings warnings while it waits),
-    /// `onOutcomes` reports publishes as they settle. Called once.
+    /// Starts the session's events to JavaScript, on one callback: kind 0 answers a
+    /// `requestMessages` that had to wait (or brings warnings while it waits), kind 1
+    /// reports publishes as they settle, kind 2 participant changes. Called once.
     #[napi(
         catch_unwind,
-        ts_args_type = "onMessages: (batch: ArrayBuffer, extras: BatchExtras | null) => void, onOutcomes: (done: Uint32Array, failures: PublishFailures | null) => void"
+        ts_args_type = "onEvent: (kind: 0 | 1 | 2, first: ArrayBuffer | Uint32Array | ParticipantChange[], second: BatchExtras | PublishFailures | null) => void"
     )]
-    pub fn attach(
-        &self,
-        on_messages: Callback<Pump>,
-        on_outcomes: Callback<PublishOutcomes>,
-    ) -> js::Result<()> {
-        Ok(self.core.attach(on_messages, on_outcomes)?)
+    pub fn attach(&self, on_event: Callback<SessionEvent>) -> js::Result<()> {
+        Ok(self.core.attach(on_event)?)
     }
 
     /// Asks for up to `max` messages. What is already queued comes back at once, as
@@ -237,15 +254,6 @@ impl Session {
     #[napi(catch_unwind)]
     pub fn cancel_receive(&self, env: &Env) -> js::Result<bool> {
         Ok(self.core.receiver().cancel(env)?)
-    }
-
-    /// Whether Node stays alive for the publish outcomes: true while publishes await one.
-    #[napi(catch_unwind)]
-    pub fn keep_alive_for_outcomes(&self, env: &Env, alive: bool) -> js::Result<()> {
-        if let Some(outcomes) = self.core.outcomes() {
-            outcomes.keep_node_alive(env, alive).map_err(Error::from)?;
-        }
-        Ok(())
     }
 
     /// Invites a member to a group this app moderates; resolves once it has joined.
@@ -295,6 +303,14 @@ impl Session {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         self.membership(env, wait, membership::rejoin)
+    }
+
+    /// Starts or stops reporting participant changes as events (kind 2), while
+    /// JavaScript has `participant` listeners. They keep Node running no more than an
+    /// idle session does.
+    #[napi(catch_unwind)]
+    pub fn watch_participants(&self, on: bool) {
+        self.core.watch_participants(on);
     }
 
     /// The current members of the session, this app included.

@@ -15,15 +15,16 @@ use slim_session::session_controller::SessionController;
 use slim_session::{CompletionHandle, SessionConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{Callback, Delivery};
+use crate::delivery::Callback;
 use crate::errors::{Code, Error, Result};
 use crate::link::Link;
 use crate::runtime::spawn;
+use crate::session::events::{Events, SessionEvent};
 use crate::session::moderator::{self, MODERATOR_KEY};
 use crate::session::options::{PublishOptions, SessionType, check_size};
-use crate::session::outcomes::PublishOutcomes;
+use crate::session::outcomes::OutcomeSink;
 use crate::session::publisher;
-use crate::session::receiver::{Ending, Pump, Receiver};
+use crate::session::receiver::{Ending, MessageSink, Receiver};
 use crate::session::request::{self, PublishRequest, Queue, QueueReader, Target};
 use crate::session::roster;
 use crate::session::watched::Watched;
@@ -40,10 +41,11 @@ struct Unstarted {
     publishes: QueueReader,
 }
 
-/// The outcome callback, held weakly: the publisher owns it, so it is released when the
-/// publisher ends and never keeps a closed session (and its JavaScript object) alive.
+/// The event callback, held weakly: the receiver and the publisher own it, so it is
+/// released when both are done and never keeps a closed session (and its JavaScript
+/// object) alive.
 struct Callbacks {
-    outcomes: Weak<Delivery<PublishOutcomes>>,
+    events: Weak<Events>,
 }
 
 pub struct SessionCore {
@@ -60,6 +62,8 @@ pub struct SessionCore {
     publishes: Queue,
     next_ticket: AtomicU32,
     watched: Arc<Watched>,
+    /// Stops reading the participant list for changes, while JavaScript listens for them.
+    roster_watch: parking_lot::Mutex<Option<CancellationToken>>,
     closed: CancellationToken,
     /// Cancelled when the session closes with nobody left to acknowledge what is in flight.
     unanswerable: CancellationToken,
@@ -110,6 +114,7 @@ impl SessionCore {
             publishes,
             next_ticket: AtomicU32::new(0),
             watched: Arc::default(),
+            roster_watch: parking_lot::Mutex::new(None),
             closed: link.closed.child_token(),
             unanswerable: CancellationToken::new(),
             ended_because: parking_lot::Mutex::new(None),
@@ -225,24 +230,20 @@ impl SessionCore {
         }
     }
 
-    /// Starts delivery to JavaScript through the two callbacks. Once only.
-    pub fn attach(
-        self: &Arc<Self>,
-        on_messages: Callback<Pump>,
-        on_outcomes: Callback<PublishOutcomes>,
-    ) -> Result<()> {
+    /// Starts delivery to JavaScript through the event callback. Once only.
+    pub fn attach(self: &Arc<Self>, on_event: Callback<SessionEvent>) -> Result<()> {
         let Some(unstarted) = self.unstarted.lock().take() else {
             return Err(Error::new(
                 Code::Busy,
-                "the session's callbacks are already attached",
+                "the session's callback is already attached",
             ));
         };
-        let outcomes = Arc::new(Delivery::new(on_outcomes));
+        let events = Events::new(on_event);
         *self.callbacks.lock() = Some(Callbacks {
-            outcomes: Arc::downgrade(&outcomes),
+            events: Arc::downgrade(&events),
         });
         self.receiver.start(
-            Delivery::new(on_messages),
+            events.clone() as Arc<dyn MessageSink>,
             self.closed.clone(),
             Arc::downgrade(self),
         );
@@ -251,28 +252,11 @@ impl SessionCore {
             self.destination.clone(),
             self.id,
             unstarted.publishes,
-            (outcomes, self.watched.clone()),
+            (events as Arc<dyn OutcomeSink>, self.watched.clone()),
             self.closed.clone(),
             self.unanswerable.clone(),
         ));
         Ok(())
-    }
-
-    /// One of the callbacks, while the task that feeds it runs.
-    fn callback<T: napi::bindgen_prelude::JsValuesTupleIntoVec>(
-        &self,
-        which: impl FnOnce(&Callbacks) -> &Weak<Delivery<T>>,
-    ) -> Result<Arc<Delivery<T>>> {
-        let callbacks = self.callbacks.lock();
-        let Some(callbacks) = callbacks.as_ref() else {
-            return Err(Error::new(
-                Code::Internal,
-                "the session's callbacks are not attached",
-            ));
-        };
-        which(callbacks)
-            .upgrade()
-            .ok_or_else(|| self.closed_error())
     }
 
     /// The session's incoming messages.
@@ -280,9 +264,31 @@ impl SessionCore {
         &self.receiver
     }
 
-    /// The delivery of publish outcomes, while the publisher runs.
-    pub fn outcomes(&self) -> Option<Arc<Delivery<PublishOutcomes>>> {
-        self.callback(|callbacks| &callbacks.outcomes).ok()
+    /// The event callback, while the receiver or the publisher has it.
+    pub fn events(&self) -> Option<Arc<Events>> {
+        self.callbacks.lock().as_ref()?.events.upgrade()
+    }
+
+    /// Starts or stops reporting the changes of the participant list as events.
+    pub fn watch_participants(&self, on: bool) {
+        let mut watching = self.roster_watch.lock();
+        if let Some(stop) = watching.take() {
+            stop.cancel();
+        }
+        let Some(events) = self.callbacks.lock().as_ref().map(|c| c.events.clone()) else {
+            return;
+        };
+        if !on || self.closed.is_cancelled() {
+            return;
+        }
+        let stop = self.closed.child_token();
+        *watching = Some(stop.clone());
+        let report = move |changes| {
+            if let Some(events) = events.upgrade() {
+                events.report_participants(changes);
+            }
+        };
+        spawn(roster::watch(self.controller.clone(), report, stop));
     }
 
     /// Queues a publish of one message or several, in order, and returns its ticket; its
@@ -323,8 +329,8 @@ impl SessionCore {
             ticket,
         };
         if let Some(callbacks) = &*self.callbacks.lock() {
-            self.watched
-                .watch(ticket, limit, callbacks.outcomes.clone());
+            let sink = callbacks.events.clone() as Weak<dyn OutcomeSink>;
+            self.watched.watch(ticket, limit, sink);
         }
         self.publishes.push(self.id, request).inspect_err(|_| {
             self.watched.forget(ticket);

@@ -10,6 +10,12 @@ use napi_derive::napi;
 
 use crate::errors::{Error, ErrorInfo, Result};
 
+/// Where a session's publish outcomes go: its event callback (`session::events`).
+/// `settled` counts the publishes whose awaiting ends with them, for the keep-alive.
+pub trait OutcomeSink: Send + Sync + 'static {
+    fn report(&self, outcomes: PublishOutcomes, settled: usize);
+}
+
 /// How one message of a request ended: its request's ticket, its place in the request.
 pub struct Settled {
     pub ticket: u32,

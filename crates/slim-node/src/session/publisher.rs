@@ -22,9 +22,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::delivery::Delivery;
 use crate::errors::{Code, Error};
-use crate::session::outcomes::{PublishOutcomes, Settled, Tally};
+use crate::session::outcomes::{OutcomeSink, PublishOutcomes, Settled, Tally};
 use crate::session::request::{Part, QueueReader, Sending, Target};
 use crate::session::watched::Watched;
 
@@ -137,7 +136,7 @@ impl Future for InFlight {
 
 /// What is in flight, and how its outcomes reach the callback.
 struct Reporter<'a> {
-    outcomes: &'a Delivery<PublishOutcomes>,
+    sink: &'a dyn OutcomeSink,
     watched: &'a Watched,
     tally: Tally,
     in_flight: FuturesUnordered<InFlight>,
@@ -146,8 +145,8 @@ struct Reporter<'a> {
 impl Reporter<'_> {
     fn send(&self, batch: PublishOutcomes) {
         if !batch.is_empty() {
-            self.watched.settle(&batch);
-            self.outcomes.send(batch);
+            let settled = self.watched.settle(&batch);
+            self.sink.report(batch, settled);
         }
     }
 
@@ -190,7 +189,7 @@ pub async fn run(
     destination: ProtoName,
     session_id: u32,
     queue: QueueReader,
-    (outcomes, watched): (Arc<Delivery<PublishOutcomes>>, Arc<Watched>),
+    (sink, watched): (Arc<dyn OutcomeSink>, Arc<Watched>),
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
@@ -199,7 +198,7 @@ pub async fn run(
         destination,
         session_id,
         queue,
-        (&outcomes, &watched),
+        (&*sink, &watched),
         closed,
         unanswerable,
     );
@@ -209,7 +208,7 @@ pub async fn run(
         .is_err()
     {
         let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
-        outcomes.send(PublishOutcomes::ended(&ended));
+        sink.report(PublishOutcomes::ended(&ended), usize::MAX);
     }
     watched.settle_all();
 }
@@ -221,12 +220,12 @@ async fn drain(
     destination: ProtoName,
     session_id: u32,
     mut queue: QueueReader,
-    (outcomes, watched): (&Delivery<PublishOutcomes>, &Watched),
+    (sink, watched): (&dyn OutcomeSink, &Watched),
     closed: CancellationToken,
     unanswerable: CancellationToken,
 ) {
     let mut reporter = Reporter {
-        outcomes,
+        sink,
         watched,
         tally: Tally::default(),
         in_flight: FuturesUnordered::new(),

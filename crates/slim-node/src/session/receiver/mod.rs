@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use slim_session::{AppChannelReceiver, SessionError};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{Delivery, KeepAlive};
+use crate::delivery::Awake;
 use crate::errors::{Code, Error, Result};
 use crate::message::{Parts, ReceivedBatch};
 use crate::name;
@@ -36,8 +36,16 @@ pub trait Ending: Send + Sync + 'static {
     fn closed_error(&self) -> Error;
 }
 
-/// One call of the delivery callback: it serves the waiting receive, if any, when napi
-/// converts it on the JavaScript thread.
+/// Where the receiver's answers go: the session's event callback (`session::events`).
+pub trait MessageSink: Send + Sync + 'static {
+    /// Calls the callback with `pump`.
+    fn send_messages(&self, pump: Pump);
+    /// Whether the callback keeps Node running.
+    fn awake(&self) -> Arc<Awake>;
+}
+
+/// One call of the event callback for messages: it serves the waiting receive, if any,
+/// when napi converts it on the JavaScript thread.
 pub struct Pump(Arc<Receiver>);
 
 impl JsValuesTupleIntoVec for Pump {
@@ -53,9 +61,9 @@ pub struct Receiver {
     /// JavaScript directly (see [`Locked`]).
     waiting: AtomicBool,
     waker: Waker,
-    delivery: Mutex<Option<Arc<Delivery<Pump>>>>,
-    /// The callback's keep-alive switch, usable until its last call is made.
-    keep_alive: Mutex<Option<KeepAlive>>,
+    sink: Mutex<Option<Arc<dyn MessageSink>>>,
+    /// The callback's keep-alive, usable until its last call is made.
+    awake: Mutex<Option<Arc<Awake>>>,
     /// Cancelled once upstream closed the channel.
     disconnected: CancellationToken,
 }
@@ -89,8 +97,8 @@ impl Receiver {
             state: Mutex::new(State::new(rx)),
             waiting: AtomicBool::new(false),
             waker: Waker::from(Arc::new(Doorbell(receiver.clone()))),
-            delivery: Mutex::new(None),
-            keep_alive: Mutex::new(None),
+            sink: Mutex::new(None),
+            awake: Mutex::new(None),
             disconnected: CancellationToken::new(),
         })
     }
@@ -99,12 +107,12 @@ impl Receiver {
     /// is cancelled or upstream closes the channel.
     pub fn start(
         self: &Arc<Self>,
-        delivery: Delivery<Pump>,
+        sink: Arc<dyn MessageSink>,
         closed: CancellationToken,
         session: Weak<impl Ending>,
     ) {
-        *self.keep_alive.lock() = Some(delivery.keep_alive_handle());
-        *self.delivery.lock() = Some(Arc::new(delivery));
+        *self.awake.lock() = Some(sink.awake());
+        *self.sink.lock() = Some(sink);
         let receiver = self.clone();
         spawn(async move {
             let gone = tokio::select! {
@@ -148,7 +156,9 @@ impl Receiver {
         let served = match self.serve(&mut state) {
             Served::Answer(batch) => return Ok(Some(batch)),
             waits => {
-                state.wait = limit.poller();
+                if !state.wait.as_ref().is_some_and(|wait| wait.serves(limit)) {
+                    state.wait = limit.poller();
+                }
                 // A wait that ended already (a timeout of 0) answers now.
                 self.serve_ended_wait(&mut state, waits)
             }
@@ -179,19 +189,19 @@ impl Receiver {
     }
 
     fn keep_node_alive(&self, env: &Env, alive: bool) -> Result<()> {
-        match *self.keep_alive.lock() {
+        match &*self.awake.lock() {
             // SAFETY: called on the JavaScript thread with its env; a receive waits, so
             // the callback's last call (which answers it) is still to come.
-            Some(keep_alive) => Ok(unsafe { keep_alive.set(env.raw(), alive) }?),
+            Some(awake) => Ok(unsafe { awake.receiving(env.raw(), alive) }?),
             None => Ok(()),
         }
     }
 
-    /// Calls the delivery callback, which serves the waiting receive.
+    /// Calls the event callback, which serves the waiting receive.
     fn ring(self: &Arc<Self>) {
-        let delivery = self.delivery.lock().clone();
-        if let Some(delivery) = delivery {
-            delivery.send(Pump(self.clone()));
+        let sink = self.sink.lock().clone();
+        if let Some(sink) = sink {
+            sink.send_messages(Pump(self.clone()));
         }
     }
 
@@ -200,9 +210,9 @@ impl Receiver {
         self.lock().ended.get_or_insert(why);
         // Taken so that the callback (and the JavaScript session it refers to) is
         // released once this last call is made.
-        let delivery = self.delivery.lock().take();
-        if let Some(delivery) = delivery {
-            delivery.send(Pump(self.clone()));
+        let sink = self.sink.lock().take();
+        if let Some(sink) = sink {
+            sink.send_messages(Pump(self.clone()));
         }
     }
 
@@ -266,7 +276,7 @@ impl Receiver {
             match self.serve(&mut state) {
                 Served::Answer(mut batch) => {
                     if waited {
-                        batch.release = *self.keep_alive.lock();
+                        batch.release = self.awake.lock().clone();
                     }
                     batch
                 }
@@ -289,7 +299,7 @@ impl Receiver {
             self.disconnected.cancel();
             let mut end = ReceivedBatch::end(&why);
             if waited {
-                end.release = *self.keep_alive.lock();
+                end.release = self.awake.lock().clone();
             }
             end
         })
@@ -331,7 +341,9 @@ impl Receiver {
         }
         let served = if batch.messages() > 0 {
             state.request = None;
-            (state.wait, state.wait_ended) = (None, None);
+            // A signal's wait stays registered for the loop's next receive.
+            state.wait.take_if(|wait| !wait.lasts());
+            state.wait_ended = None;
             Served::Answer(batch)
         } else if batch.len() > 0 {
             Served::Warnings(batch)
@@ -361,7 +373,7 @@ impl Receiver {
 
     /// Polls the waiting receive's wait with the channel's waker, which rings when it ends.
     fn poll_wait(&self, state: &mut State) {
-        let Some(wait) = state.wait.as_mut() else {
+        let Some(wait) = state.wait.as_mut().filter(|_| state.request.is_some()) else {
             return;
         };
         if let Poll::Ready(why) =
