@@ -189,6 +189,12 @@ export declare class Session {
   /** Queues a reply to the sender of a received message; returns its ticket. */
   publishTo(to: ReplyTarget, data: Uint8Array | string, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
   /**
+   * Queues a reply to the sender of a message this session received, named by its
+   * envelope: `number` in the numbering `generation` (how many times the session's
+   * numbering started again). Returns its ticket.
+   */
+  publishReply(generation: number, number: number, data: Uint8Array | string, options?: PublishOptions | undefined | null, wait?: Wait | undefined | null): number
+  /**
    * Starts the session's events to JavaScript, on one callback: kind 0 answers a
    * `requestMessages` that had to wait (or brings warnings while it waits), kind 1
    * reports publishes as they settle, kind 2 participant changes. Called once.

@@ -5,7 +5,7 @@ import fc from 'fast-check'
 import { expect, test, vi } from 'vitest'
 import type { BatchExtras, ErrorCode, Wait } from '../index.js'
 import type { SlimError } from '../src-ts/core/errors.js'
-import type { Message } from '../src-ts/core/message.js'
+import type { Message, ReceivedMessage } from '../src-ts/core/message.js'
 import { Receiver, type ReceiveSource } from '../src-ts/core/receiver.js'
 import { hooks } from './hooks.js'
 
@@ -155,6 +155,26 @@ test('one signal over many receives makes one native wait, listened to once; its
     code: 'ABORTED',
   })
   expect(source.requests).toBe(requests)
+})
+
+test('a reply names the envelope of a message of the current numbering, and no other', async () => {
+  const source = new FakeSource()
+  const { receiver } = receiverOf(source)
+  // Packed apart, each batch numbers its envelopes from 0, as after a restart.
+  const [first] = pack([text('a')]) as [Batch]
+  const [second] = pack([text('b', 'org/ns/bob')]) as [Batch]
+  source.ready.push(first)
+  const old = (await receiver.receive()) as ReceivedMessage
+  expect(old.envelope).toMatchObject({ source: 'org/ns/alice', number: 0, generation: 0 })
+  expect(receiver.numbers(old.envelope)).toBe(true)
+  // The addon's numbering starts again: the old envelope is no longer its to name.
+  source.ready.push([second[0], { ...second[1], envelopesReset: true }])
+  const fresh = (await receiver.receive()) as ReceivedMessage
+  expect(fresh.envelope).toMatchObject({ source: 'org/ns/bob', number: 0, generation: 1 })
+  expect(receiver.numbers(fresh.envelope)).toBe(true)
+  expect(receiver.numbers(old.envelope)).toBe(false)
+  // Another session's receiver does not know it either.
+  expect(receiverOf(new FakeSource()).receiver.numbers(fresh.envelope)).toBe(false)
 })
 
 test('warnings alone leave the receive waiting for a message', async () => {

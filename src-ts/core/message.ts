@@ -30,6 +30,15 @@ export interface Message extends Readonly<Envelope> {
   readonly identity: string
 }
 
+/**
+ * An envelope as its session numbered it, in the numbering `generation` (how many times
+ * the session's numbering started again): a reply names it, not its sender.
+ */
+export interface NumberedEnvelope extends Envelope {
+  readonly number: number
+  readonly generation: number
+}
+
 /** A received message; the identity token is decoded only if it is read. */
 export class ReceivedMessage implements Message {
   readonly source: string
@@ -40,13 +49,15 @@ export class ReceivedMessage implements Message {
   readonly payload: Buffer
   readonly metadata: Readonly<Record<string, string>>
   readonly sessionId: number
+  /** What a reply names. */
+  readonly envelope: NumberedEnvelope
   /** The batch's identity tokens and where this message's one lies among them. */
   readonly #tokens: Buffer
   readonly #tokenStart: number
   readonly #tokenEnd: number
 
   constructor(
-    envelope: Envelope,
+    envelope: NumberedEnvelope,
     payload: Buffer,
     metadata: Readonly<Record<string, string>>,
     sessionId: number,
@@ -59,6 +70,7 @@ export class ReceivedMessage implements Message {
     this.destination = envelope.destination
     this.payloadType = envelope.payloadType
     this.inputConnection = envelope.inputConnection
+    this.envelope = envelope
     this.payload = payload
     this.metadata = metadata
     this.sessionId = sessionId
@@ -110,7 +122,7 @@ export type Payload = Uint8Array | string
 export function unpackBatch(
   data: ArrayBuffer,
   extras: BatchExtras | null,
-  envelopes: readonly Envelope[],
+  envelopes: readonly NumberedEnvelope[],
   sessionId: number,
   into: Message[],
 ): void {
@@ -131,7 +143,7 @@ export function unpackBatch(
     const hasMetadata = metadataOf !== undefined && metadataOf[withMetadata] === i - 1
     into.push(
       new ReceivedMessage(
-        envelopes[table[2 * count + i] as number] as Envelope,
+        envelopes[table[2 * count + i] as number] as NumberedEnvelope,
         batch.subarray(start, end),
         hasMetadata ? (metadata?.[withMetadata++] ?? NO_METADATA) : NO_METADATA,
         sessionId,

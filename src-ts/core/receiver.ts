@@ -3,9 +3,9 @@
 // receive waits here for the next ones. The addon also answers a receive whose wait
 // ended. This does no I/O of its own: it talks to the addon through a ReceiveSource,
 // which the tests replace with a fake.
-import type { BatchExtras, Envelope, Wait } from '../../index.js'
+import type { BatchExtras, Wait } from '../../index.js'
 import { fromInfo, SlimError, toSlimError } from './errors.js'
-import { type Message, unpackBatch } from './message.js'
+import { type Message, type NumberedEnvelope, unpackBatch } from './message.js'
 import { Waiting, type WaitOptions, waitOptions } from './wait.js'
 
 /** Messages asked for at a time; one JavaScript wake-up serves a whole batch. */
@@ -40,7 +40,9 @@ export class Receiver {
   /** The receive waiting for the addon's answer, if any. */
   #receiving: Receiving | undefined
   /** Every sender context the addon numbered for this session, by number. */
-  readonly #envelopes: Envelope[] = []
+  readonly #envelopes: NumberedEnvelope[] = []
+  /** How many times the addon started its numbering again, as it counts too. */
+  #generation = 0
   /**
    * The wait of the last receive that had a signal and no timeout: a loop that passes one
    * signal to every receive makes one native wait for it, not one per receive.
@@ -73,6 +75,11 @@ export class Receiver {
       this.#receiving = { resolve, reject, waiting }
       if (ready) this.onMessages(ready[0], ready[1])
     })
+  }
+
+  /** Whether a reply to `envelope` can name it: it is of this session's current numbering. */
+  numbers(envelope: NumberedEnvelope): boolean {
+    return envelope.generation === this.#generation && this.#envelopes[envelope.number] === envelope
   }
 
   /** Each answer to `requestMessages`, and the warnings that come while one waits. */
@@ -124,8 +131,13 @@ export class Receiver {
   }
 
   #takeExtras(extras: BatchExtras): void {
-    if (extras.envelopesReset) this.#envelopes.length = 0
-    if (extras.envelopes) this.#envelopes.push(...extras.envelopes)
+    if (extras.envelopesReset) {
+      this.#envelopes.length = 0
+      this.#generation++
+    }
+    for (const envelope of extras.envelopes ?? []) {
+      this.#envelopes.push({ ...envelope, number: this.#envelopes.length, generation: this.#generation })
+    }
     for (const reason of extras.errors ?? []) this.#onWarning(fromInfo(reason))
     if (extras.ended != null) {
       this.#ended = fromInfo(extras.ended)

@@ -230,11 +230,17 @@ export class Session extends EventEmitter<SessionEvents> implements AsyncIterabl
   publishTo(message: Message, data: Payload, options?: PublishOptions): Promise<void> {
     return this.#outcomes.track(options, 'publishTo', (publish, wait) => {
       // A message this package made needs no copy; anything else is read once here.
+      const payload = bytesOrText(data, 'publishTo data')
+      // A message of this session names its sender by envelope, sent to the addon once.
+      if (message instanceof ReceivedMessage && this.#receiver.numbers(message.envelope)) {
+        const { generation, number } = message.envelope
+        return this.#native.publishReply(generation, number, payload, publish, wait)
+      }
       const to = message instanceof ReceivedMessage ? message : plainOptions(message, 'publishTo message')
       if (typeof to !== 'object' || to === null) {
         throw new SlimError('INVALID_ARGUMENT', 'publishTo needs the message being replied to')
       }
-      return this.#native.publishTo(to, bytesOrText(data, 'publishTo data'), publish, wait)
+      return this.#native.publishTo(to, payload, publish, wait)
     })
   }
 

@@ -21,6 +21,7 @@ mod wait;
 
 mod auth;
 mod client;
+mod envelope;
 mod message;
 mod settings;
 

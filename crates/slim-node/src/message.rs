@@ -23,23 +23,8 @@ use slim_datapath::api::proto::dataplane::v1::content::ContentType;
 use slim_datapath::api::{ProtoMessage, ProtoName, ProtoPublishType};
 
 use crate::delivery::Awake;
+use crate::envelope::{Envelope, EnvelopeKey, Envelopes};
 use crate::errors::{Code, Error, ErrorInfo, Result};
-use crate::name;
-
-/// What the messages from one sender over one connection have in common.
-#[napi(object)]
-pub struct Envelope {
-    /// The sender's name, `org/ns/app`.
-    pub source: String,
-    /// The sender instance's 128-bit id as a UUID.
-    pub source_id: String,
-    /// Where the message was sent: the channel of a group, or this app.
-    pub destination: String,
-    /// The application-defined payload type (`"msg"` unless the sender set one).
-    pub payload_type: String,
-    /// The connection the message arrived on; `publishTo` replies through it.
-    pub input_connection: i64,
-}
 
 /// The rare parts of a batch; absent fields mean none.
 #[napi(object)]
@@ -125,7 +110,9 @@ impl ReceivedBatch {
     /// An empty batch, to fill with messages numbered by `envelopes`.
     pub fn begin(envelopes: &mut Envelopes) -> Self {
         let mut batch = Self::default();
-        envelopes.trim(&mut batch.extras);
+        if envelopes.trim() {
+            batch.extras.envelopes_reset = Some(true);
+        }
         batch
     }
 
@@ -159,7 +146,10 @@ impl ReceivedBatch {
             connection: parts.connection,
             payload_type: parts.payload_type,
         };
-        let envelope = envelopes.index(key, &mut self.extras);
+        let (envelope, new) = envelopes.index(key);
+        if let Some(new) = new {
+            self.extras.envelopes.get_or_insert_default().push(new);
+        }
         if !parts.metadata.is_empty() {
             let index = self.payloads.len() as u32;
             self.extras.metadata_of.get_or_insert_default().push(index);
@@ -270,129 +260,5 @@ impl ToNapiValue for Returned {
             )?;
         }
         Ok(array)
-    }
-}
-
-/// What makes two messages share an envelope.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct EnvelopeKey {
-    source: ProtoName,
-    destination: ProtoName,
-    connection: u64,
-    payload_type: String,
-}
-
-/// A session's envelopes, numbered as JavaScript knows them.
-#[derive(Default)]
-pub struct Envelopes {
-    keys: Vec<EnvelopeKey>,
-    numbers: HashMap<EnvelopeKey, u32>,
-    /// The number last looked up: a burst from one sender skips the hashing.
-    last: usize,
-}
-
-/// Envelopes a session remembers before numbering starts again: a peer that invents
-/// payload types cannot make it grow without bound.
-const MAX_ENVELOPES: usize = 4096;
-
-impl Envelopes {
-    /// The number of `key`'s envelope, adding it to `extras` when JavaScript lacks it.
-    fn index(&mut self, key: EnvelopeKey, extras: &mut BatchExtras) -> u32 {
-        if self.keys.get(self.last) == Some(&key) {
-            return self.last as u32;
-        }
-        if let Some(&number) = self.numbers.get(&key) {
-            self.last = number as usize;
-            return number;
-        }
-        let payload_type = if key.payload_type.is_empty() {
-            "msg"
-        } else {
-            key.payload_type.as_str()
-        };
-        extras.envelopes.get_or_insert_default().push(Envelope {
-            source: name::base(&key.source),
-            source_id: name::id(&key.source).unwrap_or_default(),
-            destination: name::base(&key.destination),
-            payload_type: payload_type.to_string(),
-            input_connection: i64::try_from(key.connection).unwrap_or(i64::MAX),
-        });
-        self.last = self.keys.len();
-        self.numbers.insert(key.clone(), self.last as u32);
-        self.keys.push(key);
-        self.last as u32
-    }
-
-    /// Starts numbering again at 0 once the table is full; only between batches, so
-    /// every message of a batch refers to one numbering.
-    fn trim(&mut self, extras: &mut BatchExtras) {
-        if self.keys.len() >= MAX_ENVELOPES {
-            self.keys.clear();
-            self.numbers.clear();
-            self.last = 0;
-            extras.envelopes_reset = Some(true);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(app: &str, payload_type: &str) -> EnvelopeKey {
-        EnvelopeKey {
-            source: name::parse(&format!("org/ns/{app}")).unwrap(),
-            destination: name::parse("org/ns/channel").unwrap(),
-            connection: 7,
-            payload_type: payload_type.to_string(),
-        }
-    }
-
-    fn sent(extras: &BatchExtras) -> Vec<(String, String)> {
-        extras
-            .envelopes
-            .iter()
-            .flatten()
-            .map(|e| (e.source.clone(), e.payload_type.clone()))
-            .collect()
-    }
-
-    #[test]
-    fn an_envelope_is_sent_once_per_session() {
-        let mut envelopes = Envelopes::default();
-        let mut first = ReceivedBatch::begin(&mut envelopes).extras;
-        assert_eq!(envelopes.index(key("a", ""), &mut first), 0);
-        assert_eq!(envelopes.index(key("b", "x"), &mut first), 1);
-        assert_eq!(envelopes.index(key("a", ""), &mut first), 0);
-        assert_eq!(
-            sent(&first),
-            [
-                ("org/ns/a".to_string(), "msg".to_string()),
-                ("org/ns/b".to_string(), "x".to_string())
-            ]
-        );
-        let mut second = ReceivedBatch::begin(&mut envelopes).extras;
-        assert_eq!(envelopes.index(key("b", "x"), &mut second), 1);
-        assert_eq!(envelopes.index(key("a", ""), &mut second), 0);
-        assert!(second.is_empty(), "known envelopes travel no more");
-    }
-
-    #[test]
-    fn numbering_starts_again_between_batches_once_full() {
-        let mut envelopes = Envelopes::default();
-        let mut extras = ReceivedBatch::begin(&mut envelopes).extras;
-        for n in 0..MAX_ENVELOPES {
-            let number = envelopes.index(key("a", &n.to_string()), &mut extras);
-            assert_eq!(number as usize, n);
-        }
-        // The batch that filled the table keeps its numbers; the next one starts over.
-        assert_eq!(
-            envelopes.index(key("a", "more"), &mut extras) as usize,
-            MAX_ENVELOPES
-        );
-        let mut next = ReceivedBatch::begin(&mut envelopes).extras;
-        assert_eq!(next.envelopes_reset, Some(true));
-        assert_eq!(envelopes.index(key("a", "0"), &mut next), 0);
-        assert_eq!(sent(&next), [("org/ns/a".to_string(), "0".to_string())]);
     }
 }

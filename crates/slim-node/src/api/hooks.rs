@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use napi_derive::napi;
 use serde::Deserialize;
 
+use crate::envelope::Envelopes;
 use crate::errors::{Error, js};
-use crate::message::{Envelopes, Parts, ReceivedBatch, Returned};
+use crate::message::{Parts, ReceivedBatch, Returned};
 use crate::name;
 
 static PANIC_ARMED: AtomicBool = AtomicBool::new(false);

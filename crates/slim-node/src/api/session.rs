@@ -71,6 +71,18 @@ impl Session {
     }
 }
 
+/// A reply's options: routing is the reply's own.
+fn reply_options(options: Option<PublishOptions>) -> Result<PublishOptions> {
+    let options = options.unwrap_or_default();
+    if options.destination.is_some() || options.connection.is_some() {
+        return Err(Error::invalid_argument(
+            "publishTo replies to the sender through the connection its message came on; \
+             destination and connection are for publish",
+        ));
+    }
+    Ok(options)
+}
+
 /// The payload as bytes: the only copy, from JavaScript memory into the message.
 fn payload_of(data: Either<Uint8ArraySlice<'_>, String>) -> Vec<u8> {
     match data {
@@ -202,16 +214,41 @@ impl Session {
                 to.input_connection
             ))
         })?;
-        let options = options.unwrap_or_default();
-        if options.destination.is_some() || options.connection.is_some() {
-            return Err(Error::invalid_argument(
-                "publishTo replies to the sender through the connection its message came on; \
-                 destination and connection are for publish",
-            )
-            .into());
-        }
+        let options = reply_options(options)?;
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
+        let limit = limit_of(wait);
+        self.awaited(
+            env,
+            self.core.enqueue(vec![payload], options, target, limit),
+        )
+    }
+
+    /// Queues a reply to the sender of a message this session received, named by its
+    /// envelope: `number` in the numbering `generation` (how many times the session's
+    /// numbering started again). Returns its ticket.
+    #[napi(catch_unwind)]
+    pub fn publish_reply(
+        &self,
+        env: &Env,
+        generation: u32,
+        number: u32,
+        data: Either<Uint8ArraySlice<'_>, String>,
+        options: Option<PublishOptions>,
+        wait: Option<&Wait>,
+    ) -> js::Result<u32> {
+        let (name, connection) = self
+            .core
+            .receiver()
+            .reply_to(generation, number)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "envelope {number} of numbering {generation} is not this session's"
+                ))
+            })?;
+        let options = reply_options(options)?;
+        let target = Target::Reply { name, connection };
+        let payload = payload_of(data);
         let limit = limit_of(wait);
         self.awaited(
             env,

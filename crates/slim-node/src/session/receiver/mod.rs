@@ -13,6 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::{Env, sys};
 use parking_lot::Mutex;
+use slim_datapath::api::ProtoName;
 use slim_session::{AppChannelReceiver, SessionError};
 use tokio_util::sync::CancellationToken;
 
@@ -173,6 +174,12 @@ impl Receiver {
                 }
             }
         }
+    }
+
+    /// Where a reply to a message of envelope `number` (of numbering `generation`) goes:
+    /// its sender and the connection it came on; none for a numbering gone by.
+    pub fn reply_to(&self, generation: u32, number: u32) -> Option<(ProtoName, u64)> {
+        self.lock().envelopes.reply_to(generation, number)
     }
 
     /// Ends the waiting receive without messages; false when none waits. Called on the

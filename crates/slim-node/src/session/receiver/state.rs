@@ -7,8 +7,9 @@ use parking_lot::MutexGuard;
 use slim_datapath::api::ProtoMessage;
 use slim_session::{AppChannelReceiver, SessionError};
 
+use crate::envelope::Envelopes;
 use crate::errors::Error;
-use crate::message::{Envelopes, ReceivedBatch};
+use crate::message::ReceivedBatch;
 use crate::wait::Poller;
 
 pub(super) type Item = std::result::Result<ProtoMessage, SessionError>;
