@@ -31,8 +31,7 @@ export class Outcomes {
     let waiting: Waiting | undefined
     try {
       const publish = plainOptions(options, `${what} options`)
-      const wait = waitOptions(publish, what)
-      if (wait.timeout !== undefined || wait.signal !== undefined) waiting = new Waiting(wait, what)
+      waiting = Waiting.ifAny(waitOptions(publish, what), what)
       ticket = queue(publish, waiting?.wait)
     } catch (error) {
       waiting?.release()

@@ -100,8 +100,7 @@ export class Receiver {
       this.#signalWait?.release()
       this.#signalWait = undefined
     }
-    if (wait.signal === undefined) return wait.timeout === undefined ? undefined : new Waiting(wait, 'getMessage')
-    if (wait.timeout !== undefined) return new Waiting(wait, 'getMessage')
+    if (wait.signal === undefined || wait.timeout !== undefined) return Waiting.ifAny(wait, 'getMessage')
     if (this.#signalWait === undefined) this.#signalWait = new Waiting(wait, 'getMessage')
     else if (wait.signal.aborted) throw this.#signalWait.failure(new SlimError('ABORTED', 'getMessage was aborted'))
     return this.#signalWait

@@ -63,6 +63,11 @@ export class Waiting {
     return new Waiting(waitOptions(options, what), what)
   }
 
+  /** The wait of options {@link waitOptions} has read, if there is anything to wait for. */
+  static ifAny(wait: WaitOptions, what: string): Waiting | undefined {
+    return wait.timeout === undefined && wait.signal === undefined ? undefined : new Waiting(wait, what)
+  }
+
   /** The wait of options {@link waitOptions} has read; `ABORTED` for a fired signal. */
   constructor({ timeout, signal }: WaitOptions, what: string) {
     this.#what = what

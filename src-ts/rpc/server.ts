@@ -44,14 +44,7 @@ export class RpcContext implements ContextLike {
   /** When the caller stops waiting; the call is cancelled then. */
   readonly deadline: Date
   /** The caller's verified identity: its MLS credential's subject and issuer. */
-  readonly peer:
-    | {
-        /** The identity's subject (for a shared secret, the app's name and a suffix). */
-        readonly subject: string
-        /** Who issued it, when known. */
-        readonly issuer: string | undefined
-      }
-    | undefined
+  readonly peer: ContextLike['peer']
   #signal: AbortSignal | undefined
 
   /** @internal */

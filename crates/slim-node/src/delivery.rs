@@ -127,17 +127,6 @@ impl Awake {
         unsafe { self.apply(env, &mut state) }
     }
 
-    /// Nothing awaits any more (the publisher stopped without reporting every publish).
-    ///
-    /// # Safety
-    /// As [`KeepAlive::set`].
-    pub unsafe fn nothing_awaited(&self, env: sys::napi_env) -> napi::Result<()> {
-        let mut state = self.state.lock();
-        state.awaited = 0;
-        // SAFETY: the caller's contract.
-        unsafe { self.apply(env, &mut state) }
-    }
-
     unsafe fn apply(&self, env: sys::napi_env, state: &mut AwakeState) -> napi::Result<()> {
         let alive = state.receiving || state.awaited > 0;
         if alive != state.alive {

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use napi::Env;
+use napi::bindgen_prelude::{PromiseRaw, ToNapiValue};
 use napi_derive::napi;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::errors::{Code, Error, Result, js};
-use crate::runtime::{millis, spawn};
+use crate::runtime::{millis, promise, spawn};
 
 /// How long a native call may wait: a deadline and a cancellation.
 #[napi]
@@ -54,6 +56,23 @@ impl Wait {
             .as_ref()
             .is_some_and(CancellationToken::is_cancelled)
     }
+}
+
+/// A promise of work that is SLIM's once started (a close, a subscription): it settles
+/// when the work does, or when `wait` ends first while the work goes on
+/// ([`Limit::detached`]).
+pub fn detached_promise<'env, T, F>(
+    env: &'env Env,
+    wait: Option<&Wait>,
+    what: &'static str,
+    work: F,
+) -> js::Result<PromiseRaw<'env, T>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let limit = limit_of(wait);
+    promise(env, async move { limit.detached(work, what).await })
 }
 
 /// The limit of an optional [`Wait`], for moving into a future; none waits forever.

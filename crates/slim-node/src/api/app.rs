@@ -17,7 +17,7 @@ use crate::link::Direction;
 use crate::name;
 use crate::runtime::{promise, whole_number};
 use crate::session::options::SessionOptions;
-use crate::wait::{Wait, limit_of};
+use crate::wait::{Wait, detached_promise, limit_of};
 use slim_persistence::{MlsEncryptionKey, PersistenceConfig};
 
 /// Creates an app.
@@ -114,11 +114,7 @@ impl App {
         let target = name::parse(name)?;
         let connection = connection_id(connection)?;
         let changed = self.core.clone().change_routing(change, target, connection);
-        let limit = limit_of(wait);
-        promise(
-            env,
-            async move { limit.detached(changed, change.verb()).await },
-        )
+        detached_promise(env, wait, change.verb(), changed)
     }
 }
 
@@ -199,10 +195,8 @@ impl App {
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let connection = connection_id(connection)?;
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            let disconnected = async move { core.disconnect(connection).await };
-            limit.detached(disconnected, "disconnect").await
+        detached_promise(env, wait, "disconnect", async move {
+            core.disconnect(connection).await
         })
     }
 
@@ -299,10 +293,8 @@ impl App {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Vec<Session>>> {
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            let restored = async move { core.restore_sessions().await };
-            let sessions = limit.detached(restored, "restoreSessions").await?;
+        detached_promise(env, wait, "restoreSessions", async move {
+            let sessions = core.restore_sessions().await?;
             Ok(sessions.into_iter().map(Session::new).collect())
         })
     }
@@ -331,13 +323,9 @@ impl App {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            let closed = async move {
-                core.close().await;
-                Ok(())
-            };
-            limit.detached(closed, "close").await
+        detached_promise(env, wait, "close", async move {
+            core.close().await;
+            Ok(())
         })
     }
 }

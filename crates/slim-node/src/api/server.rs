@@ -24,7 +24,7 @@ use crate::errors::{Code, Error, Result, chain, js};
 use crate::runtime::{promise, whole_number};
 use crate::settings::ServerKeepaliveOptions;
 use crate::tls::{self, ServerTlsOptions};
-use crate::wait::{Wait, limit_of};
+use crate::wait::{Wait, detached_promise, limit_of};
 use slim_node_tcp::{self as transport, Sockets};
 
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:46357";
@@ -290,12 +290,7 @@ impl Server {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let node = self.node.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            limit
-                .detached(async move { node.stop().await }, "stop")
-                .await
-        })
+        detached_promise(env, wait, "stop", async move { node.stop().await })
     }
 }
 

@@ -18,7 +18,7 @@ use crate::session::membership;
 use crate::session::options::{PublishOptions, SessionSettings, SessionType};
 use crate::session::request::Target;
 use crate::session::roster::{self, Participant};
-use crate::wait::{Limit, Wait, limit_of};
+use crate::wait::{Limit, Wait, detached_promise, limit_of};
 
 /// Where a reply goes: the original sender, through the connection it came on.
 #[napi(object)]
@@ -59,10 +59,19 @@ impl Session {
 }
 
 impl Session {
-    /// A queued publish's ticket; JavaScript awaits its outcome from now on, which keeps
-    /// Node running until it comes.
-    fn awaited(&self, env: &Env, queued: Result<u32>) -> js::Result<u32> {
-        let ticket = queued?;
+    /// Queues a publish and returns its ticket; JavaScript awaits its outcome from now
+    /// on, which keeps Node running until it comes.
+    fn queue(
+        &self,
+        env: &Env,
+        payloads: Vec<Vec<u8>>,
+        options: PublishOptions,
+        target: Target,
+        wait: Option<&Wait>,
+    ) -> js::Result<u32> {
+        let ticket = self
+            .core
+            .enqueue(payloads, options, target, limit_of(wait))?;
         if let Some(events) = self.core.events() {
             // SAFETY: a synchronous export runs on the JavaScript thread, with its env.
             unsafe { events.awaiting_one(env.raw()) }.map_err(Error::from)?;
@@ -169,11 +178,7 @@ impl Session {
         let payload = payload_of(data);
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
-        let limit = limit_of(wait);
-        self.awaited(
-            env,
-            self.core.enqueue(vec![payload], options, target, limit),
-        )
+        self.queue(env, vec![payload], options, target, wait)
     }
 
     /// Queues several publishes, in order, with the same options, and returns the one
@@ -189,8 +194,7 @@ impl Session {
         let payloads = data.into_iter().map(payload_of).collect();
         let options = options.unwrap_or_default();
         let target = target_of(&options)?;
-        let limit = limit_of(wait);
-        self.awaited(env, self.core.enqueue(payloads, options, target, limit))
+        self.queue(env, payloads, options, target, wait)
     }
 
     /// Queues a reply to the sender of a received message; returns its ticket.
@@ -217,11 +221,7 @@ impl Session {
         let options = reply_options(options)?;
         let payload = payload_of(data);
         let target = Target::Reply { name, connection };
-        let limit = limit_of(wait);
-        self.awaited(
-            env,
-            self.core.enqueue(vec![payload], options, target, limit),
-        )
+        self.queue(env, vec![payload], options, target, wait)
     }
 
     /// Queues a reply to the sender of a message this session received, named by its
@@ -249,11 +249,7 @@ impl Session {
         let options = reply_options(options)?;
         let target = Target::Reply { name, connection };
         let payload = payload_of(data);
-        let limit = limit_of(wait);
-        self.awaited(
-            env,
-            self.core.enqueue(vec![payload], options, target, limit),
-        )
+        self.queue(env, vec![payload], options, target, wait)
     }
 
     /// Starts the session's events to JavaScript, on one callback: kind 0 answers a
@@ -358,13 +354,9 @@ impl Session {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, Vec<Participant>>> {
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            let listed = async move {
-                let controller = core.controller()?;
-                roster::participants(&controller).await
-            };
-            limit.detached(listed, "participants").await
+        detached_promise(env, wait, "participants", async move {
+            let controller = core.controller()?;
+            roster::participants(&controller).await
         })
     }
 
@@ -377,11 +369,6 @@ impl Session {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            limit
-                .detached(async move { core.close().await }, "close")
-                .await
-        })
+        detached_promise(env, wait, "close", async move { core.close().await })
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{JsValuesTupleIntoVec, ToNapiValue};
+use napi::bindgen_prelude::{JsValuesTupleIntoVec, Null, ToNapiValue};
 use napi::sys;
 
 use crate::delivery::{Awake, Callback, Delivery};
@@ -39,7 +39,7 @@ impl JsValuesTupleIntoVec for SessionEvent {
                 // SAFETY: as above.
                 (
                     2,
-                    vec![changes, unsafe { ToNapiValue::to_napi_value(env, ())? }],
+                    vec![changes, unsafe { ToNapiValue::to_napi_value(env, Null)? }],
                 )
             }
         };

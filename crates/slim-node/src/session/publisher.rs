@@ -208,6 +208,7 @@ pub async fn run(
         .is_err()
     {
         let ended = Error::new(Code::Internal, "the publish loop of the addon panicked");
+        // It fails every pending publish in JavaScript, so none is awaited any more.
         sink.report(PublishOutcomes::ended(&ended), usize::MAX);
     }
     watched.settle_all();

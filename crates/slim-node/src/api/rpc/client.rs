@@ -13,7 +13,7 @@ use crate::name;
 use crate::rpc::client::{CallCore, CallSettings, ChannelCore, Reply, Requests};
 use crate::runtime::{millis, promise};
 use crate::status::RpcCode;
-use crate::wait::{Wait, limit_of};
+use crate::wait::{Wait, detached_promise, limit_of};
 
 /// Deadline and metadata of one call.
 #[napi(object)]
@@ -190,12 +190,7 @@ impl RpcChannel {
         wait: Option<&Wait>,
     ) -> js::Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        let limit = limit_of(wait);
-        promise(env, async move {
-            limit
-                .detached(async move { core.close().await }, "close")
-                .await
-        })
+        detached_promise(env, wait, "close", async move { core.close().await })
     }
 }
 
